@@ -1,0 +1,35 @@
+# p2pd — build, test and run targets. Every tool runs through `go tool`.
+GO        ?= go
+TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
+BIN       := $(CURDIR)/bin
+SERVICES  := tracker origin cachenode edge
+export CGO_ENABLED ?= 0
+
+.PHONY: all build test test-unit test-e2e lint proto run clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./services/,$(SERVICES))
+
+proto:
+	cd proto && $(TOOLS) buf generate
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); exit 1; }
+	$(GO) vet ./...
+	$(TOOLS) staticcheck ./...
+	cd proto && $(TOOLS) buf lint
+	$(MAKE) proto
+	git diff --exit-code -- gen/
+
+# Unit tests and e2e tests, all with the race detector.
+test: lint
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+run: build
+	./scripts/run.sh
+
+clean:
+	rm -rf $(BIN) .run

@@ -1,0 +1,105 @@
+package manifest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+)
+
+// Build hashes the size bytes of r in chunks of chunkSize. Workers hash
+// chunks in parallel, each reading its own chunk, so memory stays at one
+// chunk per worker whatever the file size. workers <= 0 means one per CPU.
+func Build(ctx context.Context, r io.ReaderAt, size int64, chunkSize, workers int) (*Manifest, error) {
+	if chunkSize < MinChunkSize || chunkSize > MaxChunkSize {
+		return nil, fmt.Errorf("chunk size %d outside [%d,%d]", chunkSize, MinChunkSize, MaxChunkSize)
+	}
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	n := ChunkCountFor(size, chunkSize)
+	m := &Manifest{Size: size, ChunkSize: chunkSize, Digests: make([]Digest, n)}
+	if workers > n {
+		workers = n
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, chunkSize)
+			for i := range next {
+				b := buf[:chunkLen(size, chunkSize, i)]
+				if _, err := r.ReadAt(b, int64(i)*int64(chunkSize)); err != nil && !(err == io.EOF && len(b) > 0) {
+					fail(fmt.Errorf("read chunk %d: %w", i, err))
+					continue
+				}
+				m.Digests[i] = sha256.Sum256(b)
+			}
+		}()
+	}
+feed:
+	for i := 0; i < n; i++ {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.Root = RootOf(m.Digests)
+	return m, nil
+}
+
+// BuildFile builds the manifest of the file at path, recording its
+// modification time. The caller sets Name and ContentType.
+//
+// The file is stat'ed before and after hashing: if it changed meanwhile the
+// digests may mix two versions, so BuildFile fails rather than publish them.
+func BuildFile(ctx context.Context, path string, chunkSize int) (*Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	before, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !before.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	m, err := Build(ctx, f, before.Size(), chunkSize, 0)
+	if err != nil {
+		return nil, fmt.Errorf("hash %s: %w", path, err)
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		return nil, fmt.Errorf("hash %s: file changed while it was hashed", path)
+	}
+	m.ModTime = before.ModTime()
+	return m, nil
+}

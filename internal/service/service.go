@@ -1,0 +1,201 @@
+// Package service is the plumbing every p2pd process shares: logging,
+// the ops listener (/metrics, /healthz, /readyz, /debug/pprof/), gRPC
+// servers with the health service, and graceful shutdown on SIGTERM.
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Common holds the flags every service has.
+type Common struct {
+	Ops      string
+	LogLevel string
+	LogJSON  bool
+}
+
+// Register adds the common flags to fs with opsDefault as the ops address.
+func (c *Common) Register(fs *flag.FlagSet, opsDefault string) {
+	fs.StringVar(&c.Ops, "ops", opsDefault, "address of the ops listener (/metrics, /healthz, /readyz, /debug/pprof/); empty disables it")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&c.LogJSON, "log-json", false, "log JSON lines instead of text")
+}
+
+// Logger builds the process logger and makes it the slog default.
+func (c *Common) Logger(service string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", c.LogLevel, err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if c.LogJSON {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	l := slog.New(h).With("service", service)
+	slog.SetDefault(l)
+	return l, nil
+}
+
+// SignalContext returns a context cancelled on SIGINT or SIGTERM.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// Ops is the ops listener's mux with readiness state and a metrics registry.
+type Ops struct {
+	Mux      *http.ServeMux
+	Registry *prometheus.Registry
+	ready    atomic.Bool
+}
+
+// NewOps creates the ops mux with metrics, health, readiness and pprof.
+func NewOps() *Ops {
+	o := &Ops{Mux: http.NewServeMux(), Registry: prometheus.NewRegistry()}
+	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.Mux.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	o.Mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	o.Mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !o.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	o.Mux.HandleFunc("/debug/pprof/", pprof.Index)
+	o.Mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	o.Mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	o.Mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	o.Mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return o
+}
+
+// SetReady flips /readyz.
+func (o *Ops) SetReady(v bool) { o.ready.Store(v) }
+
+// NewHTTPServer returns an http.Server with the timeouts every p2pd
+// listener needs so slow or idle clients cannot pin resources.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// ServeHTTP serves h on l until ctx ends, then shuts down gracefully.
+func ServeHTTP(ctx context.Context, l net.Listener, srv *http.Server) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ServeOps runs the ops listener on addr until ctx ends. An empty addr
+// disables it.
+func ServeOps(ctx context.Context, addr string, o *Ops) error {
+	if addr == "" {
+		<-ctx.Done()
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("ops listener: %w", err)
+	}
+	return ServeHTTP(ctx, l, NewHTTPServer(o.Mux))
+}
+
+// GRPCServerOptions are the server options for bulk chunk transfer: large
+// flow-control windows so one stream can fill a fast link.
+func GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.InitialWindowSize(4 << 20),
+		grpc.InitialConnWindowSize(16 << 20),
+		grpc.MaxRecvMsgSize(8 << 20),
+		grpc.WriteBufferSize(256 << 10),
+		grpc.ReadBufferSize(256 << 10),
+	}
+}
+
+// GRPCDialOptions match GRPCServerOptions on the client side.
+func GRPCDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(4 << 20),
+		grpc.WithInitialConnWindowSize(16 << 20),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(8 << 20)),
+		grpc.WithWriteBufferSize(256 << 10),
+		grpc.WithReadBufferSize(256 << 10),
+	}
+}
+
+// AddHealth registers the gRPC health service on s and returns it so the
+// caller can flip serving status.
+func AddHealth(s *grpc.Server) *health.Server {
+	h := health.NewServer()
+	healthpb.RegisterHealthServer(s, h)
+	return h
+}
+
+// ServeGRPC serves s on l until ctx ends, then stops gracefully (forcibly
+// after a grace period, since chunk streams can be long).
+func ServeGRPC(ctx context.Context, l net.Listener, s *grpc.Server) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.Stop()
+	}
+	return nil
+}
+
+// HostPort normalises a listen address into one other nodes can dial: an
+// empty or unspecified host becomes 127.0.0.1.
+func HostPort(listen string, l net.Listener) string {
+	host, _, err := net.SplitHostPort(listen)
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	if err != nil || host == "" || host == "0.0.0.0" || host == "::" || strings.HasPrefix(host, "[") {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,153 @@
+// Package spp holds both ends of SPP, p2pd's chunk transfer protocol: the
+// sender cuts verified chunks into pieces, the receiver reassembles and
+// verifies each whole chunk before anyone may use it.
+package spp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	"github.com/p2pd/p2pd/internal/manifest"
+	"google.golang.org/grpc"
+)
+
+// PieceSize is the largest piece a sender puts in one message: well under
+// gRPC's 4 MiB default message limit, large enough that per-message
+// overhead is small.
+const PieceSize = 256 << 10
+
+// MaxChunksPerFetch bounds the chunk list of one Fetch request, so a
+// hostile request cannot make a node queue unbounded work.
+const MaxChunksPerFetch = 4096
+
+// ErrProtocol reports a peer that broke the piece ordering rules.
+var ErrProtocol = errors.New("spp protocol violation")
+
+// ErrStalled reports a stream that delivered no piece within the stall
+// timeout.
+var ErrStalled = errors.New("spp stream stalled")
+
+// SendChunk sends one chunk as pieces. data must already be verified.
+func SendChunk(stream grpc.ServerStreamingServer[sppv1.FetchResponse], idx int, data []byte) error {
+	msg := &sppv1.FetchResponse{Chunk: uint32(idx)}
+	for off := 0; off < len(data); off += PieceSize {
+		msg.Offset = uint32(off)
+		msg.Data = data[off:min(off+PieceSize, len(data))]
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ChunkReader receives the chunks of one Fetch stream, in request order,
+// and hands out only verified chunks.
+type ChunkReader struct {
+	stream  grpc.ServerStreamingClient[sppv1.FetchResponse]
+	m       *manifest.Manifest
+	want    []uint32
+	pos     int
+	cancel  context.CancelFunc
+	stall   *time.Timer
+	stalled chan struct{}
+	timeout time.Duration
+}
+
+// Open starts a Fetch and returns a reader for its chunks. The stream is
+// cancelled if no piece arrives for stall (0: never), and Next then fails
+// with ErrStalled. Close must be called to release the stream.
+func Open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall time.Duration) (*ChunkReader, error) {
+	if len(req.Chunks) > MaxChunksPerFetch {
+		return nil, fmt.Errorf("fetch %d chunks: more than %d", len(req.Chunks), MaxChunksPerFetch)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &ChunkReader{m: m, want: req.Chunks, timeout: stall, stalled: make(chan struct{})}
+	if stall > 0 {
+		r.stall = time.AfterFunc(stall, func() { close(r.stalled); cancel() })
+	}
+	stream, err := c.Fetch(ctx, req)
+	if err != nil {
+		r.stop()
+		cancel()
+		return nil, err
+	}
+	r.stream = stream
+	context.AfterFunc(ctx, r.stop)
+	r.cancel = cancel
+	return r, nil
+}
+
+// Close releases the stream.
+func (r *ChunkReader) Close() {
+	r.stop()
+	if r.cancel != nil {
+		r.cancel()
+	}
+}
+
+func (r *ChunkReader) stop() {
+	if r.stall != nil {
+		r.stall.Stop()
+	}
+}
+
+// Remaining returns the requested chunks not yet delivered.
+func (r *ChunkReader) Remaining() []uint32 { return r.want[r.pos:] }
+
+// Next receives the next requested chunk into buf (grown if too small),
+// verifies it and returns its index and bytes. It returns io.EOF after the
+// last requested chunk. An error wrapping manifest.ErrDigestMismatch means
+// the sender served wrong bytes.
+func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
+	if r.pos >= len(r.want) {
+		return 0, nil, io.EOF
+	}
+	idx := int(r.want[r.pos])
+	if idx >= r.m.ChunkCount() {
+		return 0, nil, fmt.Errorf("chunk %d of %s: out of range", idx, r.m.Root)
+	}
+	size := r.m.ChunkLen(idx)
+	if cap(buf) < size {
+		buf = make([]byte, size)
+	}
+	buf = buf[:size]
+	got := 0
+	for got < size {
+		msg, err := r.recv()
+		if err != nil {
+			return 0, nil, err
+		}
+		if int(msg.Chunk) != idx || int(msg.Offset) != got || got+len(msg.Data) > size {
+			return 0, nil, fmt.Errorf("%w: got chunk %d offset %d (%d bytes), want chunk %d offset %d", ErrProtocol, msg.Chunk, msg.Offset, len(msg.Data), idx, got)
+		}
+		got += copy(buf[got:], msg.Data)
+	}
+	if err := r.m.Verify(idx, buf); err != nil {
+		return 0, nil, fmt.Errorf("chunk %d of %s: %w", idx, r.m.Root, err)
+	}
+	r.pos++
+	return idx, buf, nil
+}
+
+func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
+	msg, err := r.stream.Recv()
+	if err != nil {
+		select {
+		case <-r.stalled:
+			return nil, fmt.Errorf("%w after %v", ErrStalled, r.timeout)
+		default:
+		}
+		if err == io.EOF {
+			return nil, fmt.Errorf("%w: stream ended before chunk %d", ErrProtocol, r.want[r.pos])
+		}
+		return nil, err
+	}
+	if r.stall != nil {
+		r.stall.Reset(r.timeout)
+	}
+	return msg, nil
+}
