@@ -1,0 +1,606 @@
+// Package chunkstore keeps verified chunks and manifests on disk with a size
+// limit and least-recently-used eviction.
+//
+// Layout under the store's directory:
+//
+//	chunks/<root hex>/<index>   one file per chunk, its exact bytes
+//	manifests/<root hex>        a proto-marshalled spp.v1.Manifest
+//	*.tmp                       files being written (removed at Open)
+//
+// A chunk file only ever appears under its final name by rename of a
+// complete, fsynced temp file, so a crash mid-write leaves a *.tmp that Open
+// removes. The store still trusts nothing it reads back: Get verifies every
+// chunk against its digest, so a file torn by a crash the filesystem did not
+// protect us from, or damaged later, is detected, deleted and never served.
+//
+// The index (which chunks exist, their sizes and LRU order) lives in memory
+// and is rebuilt at Open from the directory, ordered by modification time.
+package chunkstore
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	"github.com/p2pd/p2pd/internal/bitmap"
+	"github.com/p2pd/p2pd/internal/manifest"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrNotFound reports a chunk or manifest the store does not hold.
+var ErrNotFound = errors.New("not in chunk store")
+
+// ErrCorrupt reports a stored chunk or manifest whose bytes no longer match
+// their digest. The store has deleted it.
+var ErrCorrupt = errors.New("corrupt in chunk store")
+
+const (
+	chunksDir    = "chunks"
+	manifestsDir = "manifests"
+	tmpSuffix    = ".tmp"
+
+	// touchInterval bounds how often a read chunk's mtime is refreshed on
+	// disk: the mtime only orders eviction after a restart, so a coarse one
+	// is enough and hot chunks cost no metadata write per read.
+	touchInterval = time.Minute
+)
+
+type entry struct {
+	root    manifest.Digest
+	idx     int
+	size    int64
+	touched time.Time // mtime last written to disk
+}
+
+// Store is a size-bounded disk store of verified chunks. It is safe for
+// concurrent use.
+type Store struct {
+	dir      string
+	maxBytes int64
+
+	// mu guards the index. It is never held while chunk data is written,
+	// fsynced or read; it is held across the renames and unlinks of final
+	// chunk names, so the index and the directory never disagree about
+	// which chunk file is current.
+	mu        sync.Mutex
+	lru       *list.List // of *entry, most recently used at the front
+	roots     map[manifest.Digest]map[int]*list.Element
+	bytes     int64
+	evictions uint64
+	corrupt   uint64
+	onChange  func(root manifest.Digest)
+}
+
+// Open opens (creating if needed) the store in dir, holding at most
+// maxBytes of chunk data. It removes temp files left by an interrupted
+// write, rebuilds the index from the chunk files and evicts down to the
+// limit if it was lowered.
+func Open(dir string, maxBytes int64) (*Store, error) {
+	if maxBytes <= 0 {
+		return nil, fmt.Errorf("chunk store %s: max bytes %d must be positive", dir, maxBytes)
+	}
+	s := &Store{
+		dir:      dir,
+		maxBytes: maxBytes,
+		lru:      list.New(),
+		roots:    map[manifest.Digest]map[int]*list.Element{},
+	}
+	for _, d := range []string{chunksDir, manifestsDir} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("chunk store %s: %w", dir, err)
+		}
+	}
+	if err := removeTemps(filepath.Join(dir, manifestsDir)); err != nil {
+		return nil, fmt.Errorf("chunk store %s: %w", dir, err)
+	}
+	found, err := s.scan()
+	if err != nil {
+		return nil, fmt.Errorf("chunk store %s: %w", dir, err)
+	}
+	sort.SliceStable(found, func(i, j int) bool { return found[i].touched.Before(found[j].touched) })
+	for _, e := range found {
+		s.insertLocked(e)
+	}
+	s.evictLocked(nil)
+	return s, nil
+}
+
+// scan lists the chunk files on disk, removing temp files, empty files (a
+// chunk is never empty) and empty root directories.
+func (s *Store) scan() ([]*entry, error) {
+	base := filepath.Join(s.dir, chunksDir)
+	dirs, err := os.ReadDir(base)
+	if err != nil {
+		return nil, err
+	}
+	var found []*entry
+	for _, d := range dirs {
+		root, err := manifest.ParseDigest(d.Name())
+		if err != nil || !d.IsDir() {
+			continue // not ours; leave it alone
+		}
+		rdir := filepath.Join(base, d.Name())
+		files, err := os.ReadDir(rdir)
+		if err != nil {
+			return nil, err
+		}
+		kept := 0
+		for _, f := range files {
+			name := f.Name()
+			if strings.HasSuffix(name, tmpSuffix) {
+				if err := os.Remove(filepath.Join(rdir, name)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			idx, err := strconv.Atoi(name)
+			if err != nil || idx < 0 || strconv.Itoa(idx) != name || !f.Type().IsRegular() {
+				kept++
+				continue
+			}
+			info, err := f.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return nil, err
+			}
+			if info.Size() == 0 {
+				if err := os.Remove(filepath.Join(rdir, name)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			kept++
+			found = append(found, &entry{root: root, idx: idx, size: info.Size(), touched: info.ModTime()})
+		}
+		if kept == 0 {
+			os.Remove(rdir) // best effort: an empty directory costs nothing
+		}
+	}
+	return found, nil
+}
+
+func removeTemps(dir string) error {
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f.Name(), tmpSuffix) {
+			if err := os.Remove(filepath.Join(dir, f.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// OnChange registers f to be called with a file's root after chunks of it
+// were added or removed (put, eviction, corruption, DropFile). f runs
+// without the store's lock, possibly from several goroutines at once, on
+// the goroutine that changed the store: it must be quick.
+func (s *Store) OnChange(f func(root manifest.Digest)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onChange = f
+}
+
+func (s *Store) notify(roots ...manifest.Digest) {
+	s.mu.Lock()
+	f := s.onChange
+	s.mu.Unlock()
+	if f == nil {
+		return
+	}
+	seen := map[manifest.Digest]bool{}
+	for _, r := range roots {
+		if !seen[r] {
+			seen[r] = true
+			f(r)
+		}
+	}
+}
+
+func (s *Store) chunkDir(root manifest.Digest) string {
+	return filepath.Join(s.dir, chunksDir, root.String())
+}
+
+func (s *Store) chunkPath(root manifest.Digest, idx int) string {
+	return filepath.Join(s.chunkDir(root), strconv.Itoa(idx))
+}
+
+func (s *Store) manifestPath(root manifest.Digest) string {
+	return filepath.Join(s.dir, manifestsDir, root.String())
+}
+
+func (s *Store) lookupLocked(root manifest.Digest, idx int) *list.Element {
+	return s.roots[root][idx]
+}
+
+func (s *Store) insertLocked(e *entry) *list.Element {
+	el := s.lru.PushFront(e)
+	m := s.roots[e.root]
+	if m == nil {
+		m = map[int]*list.Element{}
+		s.roots[e.root] = m
+	}
+	m[e.idx] = el
+	s.bytes += e.size
+	return el
+}
+
+func (s *Store) removeLocked(el *list.Element) {
+	e := el.Value.(*entry)
+	s.lru.Remove(el)
+	m := s.roots[e.root]
+	delete(m, e.idx)
+	if len(m) == 0 {
+		delete(s.roots, e.root)
+	}
+	s.bytes -= e.size
+}
+
+// currentLocked reports whether el is still the index entry for its chunk:
+// a reader that dropped the lock must not act on an entry that was evicted
+// and replaced by a newer write meanwhile.
+func (s *Store) currentLocked(el *list.Element) bool {
+	e := el.Value.(*entry)
+	return s.lookupLocked(e.root, e.idx) == el
+}
+
+// evictLocked removes least-recently-used chunks until the store is within
+// its limit, never keep itself (the chunk just written: evicting it would
+// make the write pointless). It returns the roots that lost chunks.
+func (s *Store) evictLocked(keep *list.Element) []manifest.Digest {
+	var roots []manifest.Digest
+	for s.bytes > s.maxBytes {
+		el := s.lru.Back()
+		if el == nil || el == keep {
+			break
+		}
+		e := el.Value.(*entry)
+		// An unlink is a metadata operation, cheap enough under the lock;
+		// doing it outside would let a concurrent Put of the same chunk
+		// rename its new file into place just before we delete it.
+		//
+		// If the unlink fails the chunk is forgotten anyway: stopping here
+		// would let the store grow without bound, and Open retries it.
+		os.Remove(s.chunkPath(e.root, e.idx))
+		s.removeLocked(el)
+		s.evictions++
+		roots = append(roots, e.root)
+	}
+	return roots
+}
+
+// Put verifies data against want and stores it as chunk idx of root. A
+// chunk already held is only marked as recently used. Put then evicts
+// least-recently-used chunks until the store is within its limit (never
+// this chunk). It fails with manifest.ErrDigestMismatch for wrong bytes and
+// with a wrapped OS error (e.g. ENOSPC) when the disk refuses the write;
+// the store is unchanged in both cases.
+func (s *Store) Put(root manifest.Digest, idx int, data []byte, want manifest.Digest) error {
+	if idx < 0 {
+		return fmt.Errorf("put chunk %d of %s: negative index", idx, root)
+	}
+	if sha256.Sum256(data) != want {
+		return fmt.Errorf("put chunk %d of %s: %w", idx, root, manifest.ErrDigestMismatch)
+	}
+	s.mu.Lock()
+	if el := s.lookupLocked(root, idx); el != nil {
+		s.lru.MoveToFront(el)
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+
+	dir := s.chunkDir(root)
+	tmp, err := s.writeTemp(dir, strconv.Itoa(idx), data)
+	if err != nil {
+		return fmt.Errorf("put chunk %d of %s: %w", idx, root, err)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	if el := s.lookupLocked(root, idx); el != nil {
+		// A concurrent Put of the same chunk won; its bytes are the same.
+		s.lru.MoveToFront(el)
+		s.mu.Unlock()
+		os.Remove(tmp)
+		return nil
+	}
+	if err := os.Rename(tmp, s.chunkPath(root, idx)); err != nil {
+		s.mu.Unlock()
+		os.Remove(tmp)
+		return fmt.Errorf("put chunk %d of %s: %w", idx, root, err)
+	}
+	el := s.insertLocked(&entry{root: root, idx: idx, size: int64(len(data)), touched: now})
+	evicted := s.evictLocked(el)
+	s.mu.Unlock()
+
+	// Make the rename durable. Failing here is not an error for the caller:
+	// the chunk is in place, and if a crash loses or tears it, Open or Get
+	// notices.
+	syncDir(dir)
+	s.notify(append(evicted, root)...)
+	return nil
+}
+
+// writeTemp writes data to a new fsynced temp file in dir (created if
+// missing) and returns its path.
+func (s *Store) writeTemp(dir, prefix string, data []byte) (string, error) {
+	var f *os.File
+	var err error
+	// A concurrent DropFile may remove dir between our mkdir and create.
+	for range 3 {
+		f, err = os.CreateTemp(dir, prefix+".*"+tmpSuffix)
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err = os.Mkdir(dir, 0o755); err == nil {
+			syncDir(filepath.Dir(dir))
+		} else if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Get reads chunk idx of root into buf (grown if too small), verifies it
+// against want and returns it. It fails with ErrNotFound if the chunk is
+// not held, and with ErrCorrupt if the stored bytes do not match want: the
+// chunk is then deleted, so a later Put can replace it.
+func (s *Store) Get(root manifest.Digest, idx int, want manifest.Digest, buf []byte) ([]byte, error) {
+	s.mu.Lock()
+	el := s.lookupLocked(root, idx)
+	s.mu.Unlock()
+	if el == nil {
+		return nil, fmt.Errorf("chunk %d of %s: %w", idx, root, ErrNotFound)
+	}
+	path := s.chunkPath(root, idx)
+	data, err := readChunk(path, buf)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.drop(el, false)
+		return nil, fmt.Errorf("chunk %d of %s: %w", idx, root, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chunk %d of %s: %w", idx, root, err)
+	}
+	if sha256.Sum256(data) != want {
+		s.drop(el, true)
+		return nil, fmt.Errorf("chunk %d of %s: %w", idx, root, ErrCorrupt)
+	}
+	now := time.Now()
+	touch := false
+	s.mu.Lock()
+	if s.currentLocked(el) {
+		s.lru.MoveToFront(el)
+		e := el.Value.(*entry)
+		if now.Sub(e.touched) >= touchInterval {
+			e.touched, touch = now, true
+		}
+	}
+	s.mu.Unlock()
+	if touch {
+		os.Chtimes(path, now, now) // best effort: only orders eviction after a restart
+	}
+	return data, nil
+}
+
+func readChunk(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	n := info.Size()
+	if n > manifest.MaxChunkSize {
+		// Larger than any chunk can be: reading it would only waste memory,
+		// and it cannot match its digest.
+		n = 0
+	}
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(f, buf); err != nil {
+		// Shrunk under us: verification fails on what we have.
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return buf[:0], nil
+		}
+		return nil, err
+	}
+	return buf, nil
+}
+
+// drop removes a chunk that vanished from disk or failed verification, if
+// el is still its current entry.
+func (s *Store) drop(el *list.Element, corrupt bool) {
+	e := el.Value.(*entry)
+	s.mu.Lock()
+	if !s.currentLocked(el) {
+		s.mu.Unlock()
+		return
+	}
+	if corrupt {
+		s.corrupt++
+		// Forgotten even if the unlink fails: an entry that cannot be
+		// served is worse than a file unaccounted for until the next Open,
+		// whose Get would find it corrupt again.
+		os.Remove(s.chunkPath(e.root, e.idx))
+	}
+	s.removeLocked(el)
+	s.mu.Unlock()
+	s.notify(e.root)
+}
+
+// Has reports whether chunk idx of root is held (not whether it is intact:
+// only Get verifies).
+func (s *Store) Has(root manifest.Digest, idx int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookupLocked(root, idx) != nil
+}
+
+// Held returns the held chunks of root as a bitmap of n bits (the file's
+// chunk count); chunks at or beyond n are left out.
+func (s *Store) Held(root manifest.Digest, n int) *bitmap.Bitmap {
+	b := bitmap.New(n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for idx := range s.roots[root] {
+		b.Set(idx)
+	}
+	return b
+}
+
+// Count returns how many chunks of root are held.
+func (s *Store) Count(root manifest.Digest) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.roots[root])
+}
+
+// Roots returns the roots of which at least one chunk is held.
+func (s *Store) Roots() []manifest.Digest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	roots := make([]manifest.Digest, 0, len(s.roots))
+	for r := range s.roots {
+		roots = append(roots, r)
+	}
+	return roots
+}
+
+// Bytes returns the bytes of chunk data held.
+func (s *Store) Bytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes
+}
+
+// MaxBytes returns the store's limit.
+func (s *Store) MaxBytes() int64 { return s.maxBytes }
+
+// Evictions returns how many chunks were evicted to respect the limit.
+func (s *Store) Evictions() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.evictions
+}
+
+// Corruptions returns how many stored chunks failed verification on read
+// and were deleted.
+func (s *Store) Corruptions() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.corrupt
+}
+
+// DropFile removes every chunk and the manifest of root.
+func (s *Store) DropFile(root manifest.Digest) error {
+	s.mu.Lock()
+	var firstErr error
+	for idx, el := range s.roots[root] {
+		if err := os.Remove(s.chunkPath(root, idx)); err != nil && !errors.Is(err, fs.ErrNotExist) && firstErr == nil {
+			firstErr = err
+		}
+		s.removeLocked(el)
+	}
+	s.mu.Unlock()
+	os.Remove(s.chunkDir(root)) // fails harmlessly if a Put is writing into it
+	if err := os.Remove(s.manifestPath(root)); err != nil && !errors.Is(err, fs.ErrNotExist) && firstErr == nil {
+		firstErr = err
+	}
+	s.notify(root)
+	if firstErr != nil {
+		return fmt.Errorf("drop file %s: %w", root, firstErr)
+	}
+	return nil
+}
+
+// PutManifest stores m, which the caller has validated. Manifests do not
+// count against the size limit: they are small next to the chunks.
+func (s *Store) PutManifest(m *manifest.Manifest) error {
+	data, err := proto.Marshal(m.ToProto())
+	if err != nil {
+		return fmt.Errorf("put manifest %s: %w", m.Root, err)
+	}
+	dir := filepath.Join(s.dir, manifestsDir)
+	tmp, err := s.writeTemp(dir, m.Root.String(), data)
+	if err != nil {
+		return fmt.Errorf("put manifest %s: %w", m.Root, err)
+	}
+	if err := os.Rename(tmp, s.manifestPath(m.Root)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("put manifest %s: %w", m.Root, err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// GetManifest returns the stored manifest of root, validated like one
+// received from another node. A stored manifest that fails validation is
+// deleted and reported as ErrCorrupt.
+func (s *Store) GetManifest(root manifest.Digest) (*manifest.Manifest, error) {
+	path := s.manifestPath(root)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("manifest %s: %w", root, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", root, err)
+	}
+	var p sppv1.Manifest
+	var m *manifest.Manifest
+	if err = proto.Unmarshal(data, &p); err == nil {
+		m, err = manifest.FromProto(&p)
+	}
+	if err == nil && m.Root != root {
+		err = fmt.Errorf("root %s", m.Root)
+	}
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("manifest %s: %w: %v", root, ErrCorrupt, err)
+	}
+	return m, nil
+}
