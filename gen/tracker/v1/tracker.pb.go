@@ -385,6 +385,94 @@ func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
 	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{4}
 }
 
+type UnregisterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	LeaseId       int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnregisterRequest) Reset() {
+	*x = UnregisterRequest{}
+	mi := &file_tracker_v1_tracker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnregisterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnregisterRequest) ProtoMessage() {}
+
+func (x *UnregisterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tracker_v1_tracker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnregisterRequest.ProtoReflect.Descriptor instead.
+func (*UnregisterRequest) Descriptor() ([]byte, []int) {
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UnregisterRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *UnregisterRequest) GetLeaseId() int64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+type UnregisterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnregisterResponse) Reset() {
+	*x = UnregisterResponse{}
+	mi := &file_tracker_v1_tracker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnregisterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnregisterResponse) ProtoMessage() {}
+
+func (x *UnregisterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tracker_v1_tracker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnregisterResponse.ProtoReflect.Descriptor instead.
+func (*UnregisterResponse) Descriptor() ([]byte, []int) {
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{6}
+}
+
 // Have is a node's holdings of one file.
 type Have struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -400,7 +488,7 @@ type Have struct {
 
 func (x *Have) Reset() {
 	*x = Have{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[5]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +500,7 @@ func (x *Have) String() string {
 func (*Have) ProtoMessage() {}
 
 func (x *Have) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[5]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +513,7 @@ func (x *Have) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Have.ProtoReflect.Descriptor instead.
 func (*Have) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{5}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Have) GetRoot() []byte {
@@ -460,7 +548,7 @@ type AnnounceRequest struct {
 
 func (x *AnnounceRequest) Reset() {
 	*x = AnnounceRequest{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[6]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +560,7 @@ func (x *AnnounceRequest) String() string {
 func (*AnnounceRequest) ProtoMessage() {}
 
 func (x *AnnounceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[6]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +573,7 @@ func (x *AnnounceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceRequest) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{6}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AnnounceRequest) GetNodeId() string {
@@ -517,7 +605,7 @@ type AnnounceResponse struct {
 
 func (x *AnnounceResponse) Reset() {
 	*x = AnnounceResponse{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[7]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +617,7 @@ func (x *AnnounceResponse) String() string {
 func (*AnnounceResponse) ProtoMessage() {}
 
 func (x *AnnounceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[7]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +630,7 @@ func (x *AnnounceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceResponse) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{7}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{9}
 }
 
 type LocateRequest struct {
@@ -565,7 +653,7 @@ type LocateRequest struct {
 
 func (x *LocateRequest) Reset() {
 	*x = LocateRequest{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[8]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +665,7 @@ func (x *LocateRequest) String() string {
 func (*LocateRequest) ProtoMessage() {}
 
 func (x *LocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[8]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +678,7 @@ func (x *LocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocateRequest.ProtoReflect.Descriptor instead.
 func (*LocateRequest) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{8}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LocateRequest) GetRoot() []byte {
@@ -655,7 +743,7 @@ type ChunkSources struct {
 
 func (x *ChunkSources) Reset() {
 	*x = ChunkSources{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[9]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +755,7 @@ func (x *ChunkSources) String() string {
 func (*ChunkSources) ProtoMessage() {}
 
 func (x *ChunkSources) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[9]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +768,7 @@ func (x *ChunkSources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkSources.ProtoReflect.Descriptor instead.
 func (*ChunkSources) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{9}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ChunkSources) GetNodeIndex() []uint32 {
@@ -708,7 +796,7 @@ type LocateResponse struct {
 
 func (x *LocateResponse) Reset() {
 	*x = LocateResponse{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[10]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +808,7 @@ func (x *LocateResponse) String() string {
 func (*LocateResponse) ProtoMessage() {}
 
 func (x *LocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[10]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +821,7 @@ func (x *LocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocateResponse.ProtoReflect.Descriptor instead.
 func (*LocateResponse) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{10}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LocateResponse) GetNodes() []*Node {
@@ -760,7 +848,7 @@ type ReportRateRequest struct {
 
 func (x *ReportRateRequest) Reset() {
 	*x = ReportRateRequest{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[11]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +860,7 @@ func (x *ReportRateRequest) String() string {
 func (*ReportRateRequest) ProtoMessage() {}
 
 func (x *ReportRateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[11]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +873,7 @@ func (x *ReportRateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRateRequest.ProtoReflect.Descriptor instead.
 func (*ReportRateRequest) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{11}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportRateRequest) GetReporter() string {
@@ -816,7 +904,7 @@ type RateSample struct {
 
 func (x *RateSample) Reset() {
 	*x = RateSample{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[12]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +916,7 @@ func (x *RateSample) String() string {
 func (*RateSample) ProtoMessage() {}
 
 func (x *RateSample) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[12]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +929,7 @@ func (x *RateSample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateSample.ProtoReflect.Descriptor instead.
 func (*RateSample) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{12}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RateSample) GetSource() string {
@@ -880,7 +968,7 @@ type ReportRateResponse struct {
 
 func (x *ReportRateResponse) Reset() {
 	*x = ReportRateResponse{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[13]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +980,7 @@ func (x *ReportRateResponse) String() string {
 func (*ReportRateResponse) ProtoMessage() {}
 
 func (x *ReportRateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[13]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +993,7 @@ func (x *ReportRateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRateResponse.ProtoReflect.Descriptor instead.
 func (*ReportRateResponse) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{13}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{15}
 }
 
 // File is a published file's summary, as stored at /p2pd/v1/files/<name>.
@@ -926,7 +1014,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[14]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1026,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[14]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1039,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{14}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *File) GetName() string {
@@ -1019,7 +1107,7 @@ type PublishFileRequest struct {
 
 func (x *PublishFileRequest) Reset() {
 	*x = PublishFileRequest{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[15]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1119,7 @@ func (x *PublishFileRequest) String() string {
 func (*PublishFileRequest) ProtoMessage() {}
 
 func (x *PublishFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[15]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1132,7 @@ func (x *PublishFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishFileRequest.ProtoReflect.Descriptor instead.
 func (*PublishFileRequest) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{15}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PublishFileRequest) GetFile() *File {
@@ -1062,7 +1150,7 @@ type PublishFileResponse struct {
 
 func (x *PublishFileResponse) Reset() {
 	*x = PublishFileResponse{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[16]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1162,7 @@ func (x *PublishFileResponse) String() string {
 func (*PublishFileResponse) ProtoMessage() {}
 
 func (x *PublishFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[16]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1175,7 @@ func (x *PublishFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishFileResponse.ProtoReflect.Descriptor instead.
 func (*PublishFileResponse) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{16}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{18}
 }
 
 type UnpublishFileRequest struct {
@@ -1099,7 +1187,7 @@ type UnpublishFileRequest struct {
 
 func (x *UnpublishFileRequest) Reset() {
 	*x = UnpublishFileRequest{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[17]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1199,7 @@ func (x *UnpublishFileRequest) String() string {
 func (*UnpublishFileRequest) ProtoMessage() {}
 
 func (x *UnpublishFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[17]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1212,7 @@ func (x *UnpublishFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishFileRequest.ProtoReflect.Descriptor instead.
 func (*UnpublishFileRequest) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{17}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UnpublishFileRequest) GetName() string {
@@ -1142,7 +1230,7 @@ type UnpublishFileResponse struct {
 
 func (x *UnpublishFileResponse) Reset() {
 	*x = UnpublishFileResponse{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[18]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1242,7 @@ func (x *UnpublishFileResponse) String() string {
 func (*UnpublishFileResponse) ProtoMessage() {}
 
 func (x *UnpublishFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[18]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1255,7 @@ func (x *UnpublishFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishFileResponse.ProtoReflect.Descriptor instead.
 func (*UnpublishFileResponse) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{18}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{20}
 }
 
 type GetFileRequest struct {
@@ -1179,7 +1267,7 @@ type GetFileRequest struct {
 
 func (x *GetFileRequest) Reset() {
 	*x = GetFileRequest{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[19]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1279,7 @@ func (x *GetFileRequest) String() string {
 func (*GetFileRequest) ProtoMessage() {}
 
 func (x *GetFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[19]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1292,7 @@ func (x *GetFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileRequest.ProtoReflect.Descriptor instead.
 func (*GetFileRequest) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{19}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetFileRequest) GetName() string {
@@ -1223,7 +1311,7 @@ type GetFileResponse struct {
 
 func (x *GetFileResponse) Reset() {
 	*x = GetFileResponse{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[20]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1323,7 @@ func (x *GetFileResponse) String() string {
 func (*GetFileResponse) ProtoMessage() {}
 
 func (x *GetFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[20]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1336,7 @@ func (x *GetFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFileResponse.ProtoReflect.Descriptor instead.
 func (*GetFileResponse) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{20}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetFileResponse) GetFile() *File {
@@ -1266,7 +1354,7 @@ type ListFilesRequest struct {
 
 func (x *ListFilesRequest) Reset() {
 	*x = ListFilesRequest{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[21]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1366,7 @@ func (x *ListFilesRequest) String() string {
 func (*ListFilesRequest) ProtoMessage() {}
 
 func (x *ListFilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[21]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1379,7 @@ func (x *ListFilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFilesRequest.ProtoReflect.Descriptor instead.
 func (*ListFilesRequest) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{21}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{23}
 }
 
 type ListFilesResponse struct {
@@ -1303,7 +1391,7 @@ type ListFilesResponse struct {
 
 func (x *ListFilesResponse) Reset() {
 	*x = ListFilesResponse{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[22]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1403,7 @@ func (x *ListFilesResponse) String() string {
 func (*ListFilesResponse) ProtoMessage() {}
 
 func (x *ListFilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[22]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1416,7 @@ func (x *ListFilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFilesResponse.ProtoReflect.Descriptor instead.
 func (*ListFilesResponse) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{22}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListFilesResponse) GetFiles() []*File {
@@ -1346,7 +1434,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[23]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1446,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[23]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1459,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{23}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{25}
 }
 
 type ListNodesResponse struct {
@@ -1385,7 +1473,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[24]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1485,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[24]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1498,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{24}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1437,7 +1525,7 @@ type NodeHoldings struct {
 
 func (x *NodeHoldings) Reset() {
 	*x = NodeHoldings{}
-	mi := &file_tracker_v1_tracker_proto_msgTypes[25]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1537,7 @@ func (x *NodeHoldings) String() string {
 func (*NodeHoldings) ProtoMessage() {}
 
 func (x *NodeHoldings) ProtoReflect() protoreflect.Message {
-	mi := &file_tracker_v1_tracker_proto_msgTypes[25]
+	mi := &file_tracker_v1_tracker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1550,7 @@ func (x *NodeHoldings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHoldings.ProtoReflect.Descriptor instead.
 func (*NodeHoldings) Descriptor() ([]byte, []int) {
-	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{25}
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodeHoldings) GetChunksByRoot() map[string]uint32 {
@@ -1500,7 +1588,11 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\x04load\x18\x03 \x01(\rR\x04load\x12\x1d\n" +
 	"\n" +
 	"held_bytes\x18\x04 \x01(\x04R\theldBytes\"\x13\n" +
-	"\x11HeartbeatResponse\"S\n" +
+	"\x11HeartbeatResponse\"G\n" +
+	"\x11UnregisterRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\x03R\aleaseId\"\x14\n" +
+	"\x12UnregisterResponse\"S\n" +
 	"\x04Have\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\fR\x04root\x12\x1f\n" +
 	"\vchunk_count\x18\x02 \x01(\rR\n" +
@@ -1579,10 +1671,12 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_ORIGIN\x10\x01\x12\x12\n" +
 	"\x0eROLE_CACHENODE\x10\x02\x12\r\n" +
-	"\tROLE_EDGE\x10\x032\xf4\x05\n" +
+	"\tROLE_EDGE\x10\x032\xc1\x06\n" +
 	"\x0eTrackerService\x12E\n" +
 	"\bRegister\x12\x1b.tracker.v1.RegisterRequest\x1a\x1c.tracker.v1.RegisterResponse\x12H\n" +
-	"\tHeartbeat\x12\x1c.tracker.v1.HeartbeatRequest\x1a\x1d.tracker.v1.HeartbeatResponse\x12E\n" +
+	"\tHeartbeat\x12\x1c.tracker.v1.HeartbeatRequest\x1a\x1d.tracker.v1.HeartbeatResponse\x12K\n" +
+	"\n" +
+	"Unregister\x12\x1d.tracker.v1.UnregisterRequest\x1a\x1e.tracker.v1.UnregisterResponse\x12E\n" +
 	"\bAnnounce\x12\x1b.tracker.v1.AnnounceRequest\x1a\x1c.tracker.v1.AnnounceResponse\x12?\n" +
 	"\x06Locate\x12\x19.tracker.v1.LocateRequest\x1a\x1a.tracker.v1.LocateResponse\x12K\n" +
 	"\n" +
@@ -1606,7 +1700,7 @@ func file_tracker_v1_tracker_proto_rawDescGZIP() []byte {
 }
 
 var file_tracker_v1_tracker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tracker_v1_tracker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_tracker_v1_tracker_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_tracker_v1_tracker_proto_goTypes = []any{
 	(Role)(0),                     // 0: tracker.v1.Role
 	(*Node)(nil),                  // 1: tracker.v1.Node
@@ -1614,67 +1708,71 @@ var file_tracker_v1_tracker_proto_goTypes = []any{
 	(*RegisterResponse)(nil),      // 3: tracker.v1.RegisterResponse
 	(*HeartbeatRequest)(nil),      // 4: tracker.v1.HeartbeatRequest
 	(*HeartbeatResponse)(nil),     // 5: tracker.v1.HeartbeatResponse
-	(*Have)(nil),                  // 6: tracker.v1.Have
-	(*AnnounceRequest)(nil),       // 7: tracker.v1.AnnounceRequest
-	(*AnnounceResponse)(nil),      // 8: tracker.v1.AnnounceResponse
-	(*LocateRequest)(nil),         // 9: tracker.v1.LocateRequest
-	(*ChunkSources)(nil),          // 10: tracker.v1.ChunkSources
-	(*LocateResponse)(nil),        // 11: tracker.v1.LocateResponse
-	(*ReportRateRequest)(nil),     // 12: tracker.v1.ReportRateRequest
-	(*RateSample)(nil),            // 13: tracker.v1.RateSample
-	(*ReportRateResponse)(nil),    // 14: tracker.v1.ReportRateResponse
-	(*File)(nil),                  // 15: tracker.v1.File
-	(*PublishFileRequest)(nil),    // 16: tracker.v1.PublishFileRequest
-	(*PublishFileResponse)(nil),   // 17: tracker.v1.PublishFileResponse
-	(*UnpublishFileRequest)(nil),  // 18: tracker.v1.UnpublishFileRequest
-	(*UnpublishFileResponse)(nil), // 19: tracker.v1.UnpublishFileResponse
-	(*GetFileRequest)(nil),        // 20: tracker.v1.GetFileRequest
-	(*GetFileResponse)(nil),       // 21: tracker.v1.GetFileResponse
-	(*ListFilesRequest)(nil),      // 22: tracker.v1.ListFilesRequest
-	(*ListFilesResponse)(nil),     // 23: tracker.v1.ListFilesResponse
-	(*ListNodesRequest)(nil),      // 24: tracker.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 25: tracker.v1.ListNodesResponse
-	(*NodeHoldings)(nil),          // 26: tracker.v1.NodeHoldings
-	nil,                           // 27: tracker.v1.ListNodesResponse.HoldingsEntry
-	nil,                           // 28: tracker.v1.NodeHoldings.ChunksByRootEntry
+	(*UnregisterRequest)(nil),     // 6: tracker.v1.UnregisterRequest
+	(*UnregisterResponse)(nil),    // 7: tracker.v1.UnregisterResponse
+	(*Have)(nil),                  // 8: tracker.v1.Have
+	(*AnnounceRequest)(nil),       // 9: tracker.v1.AnnounceRequest
+	(*AnnounceResponse)(nil),      // 10: tracker.v1.AnnounceResponse
+	(*LocateRequest)(nil),         // 11: tracker.v1.LocateRequest
+	(*ChunkSources)(nil),          // 12: tracker.v1.ChunkSources
+	(*LocateResponse)(nil),        // 13: tracker.v1.LocateResponse
+	(*ReportRateRequest)(nil),     // 14: tracker.v1.ReportRateRequest
+	(*RateSample)(nil),            // 15: tracker.v1.RateSample
+	(*ReportRateResponse)(nil),    // 16: tracker.v1.ReportRateResponse
+	(*File)(nil),                  // 17: tracker.v1.File
+	(*PublishFileRequest)(nil),    // 18: tracker.v1.PublishFileRequest
+	(*PublishFileResponse)(nil),   // 19: tracker.v1.PublishFileResponse
+	(*UnpublishFileRequest)(nil),  // 20: tracker.v1.UnpublishFileRequest
+	(*UnpublishFileResponse)(nil), // 21: tracker.v1.UnpublishFileResponse
+	(*GetFileRequest)(nil),        // 22: tracker.v1.GetFileRequest
+	(*GetFileResponse)(nil),       // 23: tracker.v1.GetFileResponse
+	(*ListFilesRequest)(nil),      // 24: tracker.v1.ListFilesRequest
+	(*ListFilesResponse)(nil),     // 25: tracker.v1.ListFilesResponse
+	(*ListNodesRequest)(nil),      // 26: tracker.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),     // 27: tracker.v1.ListNodesResponse
+	(*NodeHoldings)(nil),          // 28: tracker.v1.NodeHoldings
+	nil,                           // 29: tracker.v1.ListNodesResponse.HoldingsEntry
+	nil,                           // 30: tracker.v1.NodeHoldings.ChunksByRootEntry
 }
 var file_tracker_v1_tracker_proto_depIdxs = []int32{
 	0,  // 0: tracker.v1.Node.role:type_name -> tracker.v1.Role
 	1,  // 1: tracker.v1.RegisterRequest.node:type_name -> tracker.v1.Node
-	6,  // 2: tracker.v1.AnnounceRequest.haves:type_name -> tracker.v1.Have
+	8,  // 2: tracker.v1.AnnounceRequest.haves:type_name -> tracker.v1.Have
 	0,  // 3: tracker.v1.LocateRequest.roles:type_name -> tracker.v1.Role
 	1,  // 4: tracker.v1.LocateResponse.nodes:type_name -> tracker.v1.Node
-	10, // 5: tracker.v1.LocateResponse.chunks:type_name -> tracker.v1.ChunkSources
-	13, // 6: tracker.v1.ReportRateRequest.samples:type_name -> tracker.v1.RateSample
-	15, // 7: tracker.v1.PublishFileRequest.file:type_name -> tracker.v1.File
-	15, // 8: tracker.v1.GetFileResponse.file:type_name -> tracker.v1.File
-	15, // 9: tracker.v1.ListFilesResponse.files:type_name -> tracker.v1.File
+	12, // 5: tracker.v1.LocateResponse.chunks:type_name -> tracker.v1.ChunkSources
+	15, // 6: tracker.v1.ReportRateRequest.samples:type_name -> tracker.v1.RateSample
+	17, // 7: tracker.v1.PublishFileRequest.file:type_name -> tracker.v1.File
+	17, // 8: tracker.v1.GetFileResponse.file:type_name -> tracker.v1.File
+	17, // 9: tracker.v1.ListFilesResponse.files:type_name -> tracker.v1.File
 	1,  // 10: tracker.v1.ListNodesResponse.nodes:type_name -> tracker.v1.Node
-	27, // 11: tracker.v1.ListNodesResponse.holdings:type_name -> tracker.v1.ListNodesResponse.HoldingsEntry
-	28, // 12: tracker.v1.NodeHoldings.chunks_by_root:type_name -> tracker.v1.NodeHoldings.ChunksByRootEntry
-	26, // 13: tracker.v1.ListNodesResponse.HoldingsEntry.value:type_name -> tracker.v1.NodeHoldings
+	29, // 11: tracker.v1.ListNodesResponse.holdings:type_name -> tracker.v1.ListNodesResponse.HoldingsEntry
+	30, // 12: tracker.v1.NodeHoldings.chunks_by_root:type_name -> tracker.v1.NodeHoldings.ChunksByRootEntry
+	28, // 13: tracker.v1.ListNodesResponse.HoldingsEntry.value:type_name -> tracker.v1.NodeHoldings
 	2,  // 14: tracker.v1.TrackerService.Register:input_type -> tracker.v1.RegisterRequest
 	4,  // 15: tracker.v1.TrackerService.Heartbeat:input_type -> tracker.v1.HeartbeatRequest
-	7,  // 16: tracker.v1.TrackerService.Announce:input_type -> tracker.v1.AnnounceRequest
-	9,  // 17: tracker.v1.TrackerService.Locate:input_type -> tracker.v1.LocateRequest
-	12, // 18: tracker.v1.TrackerService.ReportRate:input_type -> tracker.v1.ReportRateRequest
-	16, // 19: tracker.v1.TrackerService.PublishFile:input_type -> tracker.v1.PublishFileRequest
-	18, // 20: tracker.v1.TrackerService.UnpublishFile:input_type -> tracker.v1.UnpublishFileRequest
-	20, // 21: tracker.v1.TrackerService.GetFile:input_type -> tracker.v1.GetFileRequest
-	22, // 22: tracker.v1.TrackerService.ListFiles:input_type -> tracker.v1.ListFilesRequest
-	24, // 23: tracker.v1.TrackerService.ListNodes:input_type -> tracker.v1.ListNodesRequest
-	3,  // 24: tracker.v1.TrackerService.Register:output_type -> tracker.v1.RegisterResponse
-	5,  // 25: tracker.v1.TrackerService.Heartbeat:output_type -> tracker.v1.HeartbeatResponse
-	8,  // 26: tracker.v1.TrackerService.Announce:output_type -> tracker.v1.AnnounceResponse
-	11, // 27: tracker.v1.TrackerService.Locate:output_type -> tracker.v1.LocateResponse
-	14, // 28: tracker.v1.TrackerService.ReportRate:output_type -> tracker.v1.ReportRateResponse
-	17, // 29: tracker.v1.TrackerService.PublishFile:output_type -> tracker.v1.PublishFileResponse
-	19, // 30: tracker.v1.TrackerService.UnpublishFile:output_type -> tracker.v1.UnpublishFileResponse
-	21, // 31: tracker.v1.TrackerService.GetFile:output_type -> tracker.v1.GetFileResponse
-	23, // 32: tracker.v1.TrackerService.ListFiles:output_type -> tracker.v1.ListFilesResponse
-	25, // 33: tracker.v1.TrackerService.ListNodes:output_type -> tracker.v1.ListNodesResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
+	6,  // 16: tracker.v1.TrackerService.Unregister:input_type -> tracker.v1.UnregisterRequest
+	9,  // 17: tracker.v1.TrackerService.Announce:input_type -> tracker.v1.AnnounceRequest
+	11, // 18: tracker.v1.TrackerService.Locate:input_type -> tracker.v1.LocateRequest
+	14, // 19: tracker.v1.TrackerService.ReportRate:input_type -> tracker.v1.ReportRateRequest
+	18, // 20: tracker.v1.TrackerService.PublishFile:input_type -> tracker.v1.PublishFileRequest
+	20, // 21: tracker.v1.TrackerService.UnpublishFile:input_type -> tracker.v1.UnpublishFileRequest
+	22, // 22: tracker.v1.TrackerService.GetFile:input_type -> tracker.v1.GetFileRequest
+	24, // 23: tracker.v1.TrackerService.ListFiles:input_type -> tracker.v1.ListFilesRequest
+	26, // 24: tracker.v1.TrackerService.ListNodes:input_type -> tracker.v1.ListNodesRequest
+	3,  // 25: tracker.v1.TrackerService.Register:output_type -> tracker.v1.RegisterResponse
+	5,  // 26: tracker.v1.TrackerService.Heartbeat:output_type -> tracker.v1.HeartbeatResponse
+	7,  // 27: tracker.v1.TrackerService.Unregister:output_type -> tracker.v1.UnregisterResponse
+	10, // 28: tracker.v1.TrackerService.Announce:output_type -> tracker.v1.AnnounceResponse
+	13, // 29: tracker.v1.TrackerService.Locate:output_type -> tracker.v1.LocateResponse
+	16, // 30: tracker.v1.TrackerService.ReportRate:output_type -> tracker.v1.ReportRateResponse
+	19, // 31: tracker.v1.TrackerService.PublishFile:output_type -> tracker.v1.PublishFileResponse
+	21, // 32: tracker.v1.TrackerService.UnpublishFile:output_type -> tracker.v1.UnpublishFileResponse
+	23, // 33: tracker.v1.TrackerService.GetFile:output_type -> tracker.v1.GetFileResponse
+	25, // 34: tracker.v1.TrackerService.ListFiles:output_type -> tracker.v1.ListFilesResponse
+	27, // 35: tracker.v1.TrackerService.ListNodes:output_type -> tracker.v1.ListNodesResponse
+	25, // [25:36] is the sub-list for method output_type
+	14, // [14:25] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1691,7 +1789,7 @@ func file_tracker_v1_tracker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tracker_v1_tracker_proto_rawDesc), len(file_tracker_v1_tracker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

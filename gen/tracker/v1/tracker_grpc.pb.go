@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	TrackerService_Register_FullMethodName      = "/tracker.v1.TrackerService/Register"
 	TrackerService_Heartbeat_FullMethodName     = "/tracker.v1.TrackerService/Heartbeat"
+	TrackerService_Unregister_FullMethodName    = "/tracker.v1.TrackerService/Unregister"
 	TrackerService_Announce_FullMethodName      = "/tracker.v1.TrackerService/Announce"
 	TrackerService_Locate_FullMethodName        = "/tracker.v1.TrackerService/Locate"
 	TrackerService_ReportRate_FullMethodName    = "/tracker.v1.TrackerService/ReportRate"
@@ -46,6 +47,9 @@ type TrackerServiceClient interface {
 	// Heartbeat keeps the node's lease alive and reports its load. NOT_FOUND
 	// means the lease expired: the node must Register and Announce again.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
+	// Unregister revokes the node's lease, so the node and its holdings
+	// disappear at once instead of when the lease expires (a graceful leave).
+	Unregister(ctx context.Context, in *UnregisterRequest, opts ...grpc.CallOption) (*UnregisterResponse, error)
 	// Announce replaces the node's held-chunk bitmaps for the given files, in
 	// one etcd transaction. Nodes batch their changes; never one call per chunk.
 	Announce(ctx context.Context, in *AnnounceRequest, opts ...grpc.CallOption) (*AnnounceResponse, error)
@@ -87,6 +91,16 @@ func (c *trackerServiceClient) Heartbeat(ctx context.Context, in *HeartbeatReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HeartbeatResponse)
 	err := c.cc.Invoke(ctx, TrackerService_Heartbeat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trackerServiceClient) Unregister(ctx context.Context, in *UnregisterRequest, opts ...grpc.CallOption) (*UnregisterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnregisterResponse)
+	err := c.cc.Invoke(ctx, TrackerService_Unregister_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +200,9 @@ type TrackerServiceServer interface {
 	// Heartbeat keeps the node's lease alive and reports its load. NOT_FOUND
 	// means the lease expired: the node must Register and Announce again.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
+	// Unregister revokes the node's lease, so the node and its holdings
+	// disappear at once instead of when the lease expires (a graceful leave).
+	Unregister(context.Context, *UnregisterRequest) (*UnregisterResponse, error)
 	// Announce replaces the node's held-chunk bitmaps for the given files, in
 	// one etcd transaction. Nodes batch their changes; never one call per chunk.
 	Announce(context.Context, *AnnounceRequest) (*AnnounceResponse, error)
@@ -218,6 +235,9 @@ func (UnimplementedTrackerServiceServer) Register(context.Context, *RegisterRequ
 }
 func (UnimplementedTrackerServiceServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedTrackerServiceServer) Unregister(context.Context, *UnregisterRequest) (*UnregisterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unregister not implemented")
 }
 func (UnimplementedTrackerServiceServer) Announce(context.Context, *AnnounceRequest) (*AnnounceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Announce not implemented")
@@ -296,6 +316,24 @@ func _TrackerService_Heartbeat_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(TrackerServiceServer).Heartbeat(ctx, req.(*HeartbeatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrackerService_Unregister_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnregisterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrackerServiceServer).Unregister(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TrackerService_Unregister_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrackerServiceServer).Unregister(ctx, req.(*UnregisterRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -458,6 +496,10 @@ var TrackerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Heartbeat",
 			Handler:    _TrackerService_Heartbeat_Handler,
+		},
+		{
+			MethodName: "Unregister",
+			Handler:    _TrackerService_Unregister_Handler,
 		},
 		{
 			MethodName: "Announce",
