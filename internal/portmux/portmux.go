@@ -80,7 +80,7 @@ func (m *Mux) route(c net.Conn) {
 	}
 	pc := &prefixConn{Conn: c, prefix: buf[:n]}
 	dst := m.http
-	if bytes.HasPrefix(preface, buf[:min(n, 3)]) && n >= 3 {
+	if n >= 3 && bytes.Equal(buf[:3], preface[:3]) {
 		dst = m.grpc
 	}
 	select {
