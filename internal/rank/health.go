@@ -1,0 +1,55 @@
+package rank
+
+import "time"
+
+// Health tracks one node's recent failures. Each failure in a row puts the
+// node on probation for twice as long as the previous one (Base, 2×Base,
+// ... up to Max); a success ends the streak. A node on probation is still
+// ranked, only after the healthy ones, so a lone source keeps being used.
+// It is not safe for concurrent use.
+type Health struct {
+	cfg    HealthConfig
+	now    func() time.Time
+	streak int
+	until  time.Time
+}
+
+// NewHealth returns a healthy node's record. now is the clock (time.Now
+// when nil), injected so backoff is tested without sleeping.
+func NewHealth(cfg HealthConfig, now func() time.Time) *Health {
+	cfg.applyDefaults()
+	if now == nil {
+		now = time.Now
+	}
+	return &Health{cfg: cfg, now: now}
+}
+
+// Failure records a failed or stalled transfer and starts (or extends) the
+// probation.
+func (h *Health) Failure() {
+	now := h.now()
+	// A failure long after the last probation ended starts a new streak:
+	// the node has been fine in between, just not used.
+	if h.streak > 0 && now.Sub(h.until) > h.cfg.Max {
+		h.streak = 0
+	}
+	d := h.cfg.Base
+	for i := 0; i < h.streak && d < h.cfg.Max; i++ {
+		d *= 2
+	}
+	d = min(d, h.cfg.Max)
+	h.streak++
+	h.until = now.Add(d)
+}
+
+// Success records a good transfer: the streak and any probation end.
+func (h *Health) Success() {
+	h.streak = 0
+	h.until = time.Time{}
+}
+
+// Probation reports whether the node is backing off now.
+func (h *Health) Probation() bool { return h.now().Before(h.until) }
+
+// Until returns when the current probation ends (zero if none was set).
+func (h *Health) Until() time.Time { return h.until }

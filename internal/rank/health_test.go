@@ -1,0 +1,91 @@
+package rank
+
+import (
+	"testing"
+	"time"
+)
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func TestHealth(t *testing.T) {
+	const base, max = time.Second, 8 * time.Second
+	type step struct {
+		op        string // "fail", "ok" or "wait"
+		wait      time.Duration
+		probation bool          // expected after the step
+		left      time.Duration // expected probation left, when probation
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"healthy at start", []step{{op: "wait", probation: false}}},
+		{"one failure", []step{
+			{op: "fail", probation: true, left: base},
+			{op: "wait", wait: base - time.Millisecond, probation: true, left: time.Millisecond},
+			{op: "wait", wait: time.Millisecond, probation: false},
+		}},
+		{"backoff doubles and caps", []step{
+			{op: "fail", probation: true, left: base},
+			{op: "fail", probation: true, left: 2 * base},
+			{op: "fail", probation: true, left: 4 * base},
+			{op: "fail", probation: true, left: 8 * base},
+			{op: "fail", probation: true, left: max},
+		}},
+		{"streak survives a short pause", []step{
+			{op: "fail", probation: true, left: base},
+			{op: "wait", wait: 2 * base, probation: false},
+			{op: "fail", probation: true, left: 2 * base},
+		}},
+		{"success ends probation and streak", []step{
+			{op: "fail"}, {op: "fail", probation: true, left: 2 * base},
+			{op: "ok", probation: false},
+			{op: "fail", probation: true, left: base},
+		}},
+		{"long quiet resets streak", []step{
+			{op: "fail"}, {op: "fail"}, {op: "fail", probation: true, left: 4 * base},
+			{op: "wait", wait: 4*base + max + time.Second, probation: false},
+			{op: "fail", probation: true, left: base},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := &fakeClock{t: time.Unix(1000, 0)}
+			h := NewHealth(HealthConfig{Base: base, Max: max}, clk.now)
+			for i, s := range tt.steps {
+				switch s.op {
+				case "fail":
+					h.Failure()
+				case "ok":
+					h.Success()
+				case "wait":
+					clk.advance(s.wait)
+				}
+				if s.op == "fail" && !s.probation && s.left == 0 {
+					continue // setup step, not checked
+				}
+				if got := h.Probation(); got != s.probation {
+					t.Fatalf("step %d (%s): Probation = %v, want %v", i, s.op, got, s.probation)
+				}
+				if s.probation {
+					if left := h.Until().Sub(clk.t); left != s.left {
+						t.Fatalf("step %d (%s): probation left %v, want %v", i, s.op, left, s.left)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestHealthDefaults(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(0, 0)}
+	h := NewHealth(HealthConfig{}, clk.now)
+	h.Failure()
+	if got := h.Until().Sub(clk.t); got != 2*time.Second {
+		t.Errorf("default first probation = %v, want 2s", got)
+	}
+}

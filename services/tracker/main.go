@@ -1,0 +1,78 @@
+// Command tracker is p2pd's tracker: nodes register with it and announce
+// the chunks they hold; edges and cachenodes ask it where chunks are.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+)
+
+const usage = `tracker — where the chunks of the p2pd CDN are.
+
+Nodes register under an etcd lease (a dead node disappears when it
+expires) and announce the chunks they hold; Locate ranks the nodes to ask
+for each chunk from an in-memory index kept current by an etcd watch.
+Several trackers may share one etcd cluster.
+
+Usage: tracker (--etcd-endpoints HOST:PORT,... | --embedded-etcd DIR) [flags]
+`
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "tracker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("tracker", flag.ContinueOnError)
+	var (
+		common    service.Common
+		cfg       trackerserver.ServeConfig
+		endpoints string
+	)
+	fs.StringVar(&cfg.Listen, "listen", ":7000", "address to serve the tracker (gRPC) on")
+	fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated host:port of an external etcd cluster")
+	fs.StringVar(&cfg.Etcd.EmbeddedDir, "embedded-etcd", "", "run an embedded single-member etcd keeping its data in `DIR`")
+	fs.StringVar(&cfg.Etcd.EmbeddedClientAddr, "etcd-client-addr", "127.0.0.1:2379", "client address of the embedded etcd")
+	fs.StringVar(&cfg.Etcd.EmbeddedPeerAddr, "etcd-peer-addr", "127.0.0.1:2380", "peer address of the embedded etcd")
+	fs.DurationVar(&cfg.Tracker.LeaseTTL, "lease-ttl", 10*time.Second, "lease time to live of registered nodes: how long a dead node lingers")
+	fs.BoolVar(&cfg.Tracker.PeerSharing, "peer-sharing", true, "let cachenodes fetch from each other; when false they are sent to origins only")
+	common.Register(fs, "127.0.0.1:9091")
+	fs.Usage = flagenv.Usage(fs, usage)
+	if err := flagenv.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, e := range strings.Split(endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			cfg.Etcd.Endpoints = append(cfg.Etcd.Endpoints, e)
+		}
+	}
+	if (len(cfg.Etcd.Endpoints) > 0) == (cfg.Etcd.EmbeddedDir != "") {
+		fs.Usage()
+		return errors.New("exactly one of --etcd-endpoints and --embedded-etcd is required")
+	}
+	log, err := common.Logger("tracker")
+	if err != nil {
+		return err
+	}
+	cfg.Tracker.Logger = log
+	cfg.Ops = common.Ops
+	ctx, stop := service.SignalContext()
+	defer stop()
+	return trackerserver.Serve(ctx, cfg)
+}
