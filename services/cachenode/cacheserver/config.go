@@ -1,0 +1,80 @@
+package cacheserver
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config configures a cachenode.
+type Config struct {
+	// NodeID identifies the node to the tracker, and as requester to the
+	// nodes it fetches from.
+	NodeID string
+	// Advertise is the host:port other nodes dial for SPP.
+	Advertise string
+	// HTTPAddr is the viewers' HTTP address, if this process also serves
+	// it (the single p2pd binary); registered with the tracker.
+	HTTPAddr string
+	// FetchMisses makes the node fetch the chunks it does not hold from
+	// the tracker's ranked sources. The zero value serves only what the node
+	// already holds, as the classic p2pd cache without -n.
+	FetchMisses bool
+	// StallTimeout abandons an upstream stream that delivers no piece for
+	// this long; its remaining chunks are asked of the next source.
+	StallTimeout time.Duration
+	// ReadAhead bounds how many chunks of one request are being fetched
+	// ahead of the chunk being sent (memory per stream is about ReadAhead
+	// chunks).
+	ReadAhead int
+	// MaxSources is how many ranked sources per chunk are asked of the
+	// tracker: the fallbacks when a source fails.
+	MaxSources int
+	// RPCTimeout bounds tracker calls and upstream GetManifest calls.
+	RPCTimeout time.Duration
+	// AnnounceInterval is how often changed holdings are handed to the
+	// tracker member (which batches them again).
+	AnnounceInterval time.Duration
+	// RateReportInterval is how often measured transfer rates are sent to
+	// the tracker.
+	RateReportInterval time.Duration
+	// ManifestCache is how many parsed manifests are kept in memory.
+	ManifestCache int
+	// Logger receives the node's logs; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+func (c *Config) applyDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = "cachenode@" + c.Advertise
+	}
+	if c.StallTimeout <= 0 {
+		// Long enough for a loaded peer to start sending a chunk; a dead
+		// source costs the waiting requests at most this before the next
+		// ranked source is asked.
+		c.StallTimeout = 5 * time.Second
+	}
+	if c.ReadAhead <= 0 {
+		// 8 MiB per stream at the default chunk size: enough to keep a
+		// fast link busy while the chunk ahead is verified and sent.
+		c.ReadAhead = 8
+	}
+	if c.MaxSources <= 0 {
+		c.MaxSources = 4
+	}
+	if c.RPCTimeout <= 0 {
+		c.RPCTimeout = 5 * time.Second
+	}
+	if c.AnnounceInterval <= 0 {
+		c.AnnounceInterval = 100 * time.Millisecond
+	}
+	if c.RateReportInterval <= 0 {
+		c.RateReportInterval = 2 * time.Second
+	}
+	if c.ManifestCache <= 0 {
+		// A manifest is 32 bytes per chunk: 3.2 MB for a 100 GB file.
+		c.ManifestCache = 256
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}

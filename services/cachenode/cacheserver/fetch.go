@@ -1,0 +1,178 @@
+package cacheserver
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	"github.com/p2pd/p2pd/internal/chunkstore"
+	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/spp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Fetch implements SPP: streams the requested chunks in request order.
+// Held chunks are verified again as they are read; misses are fetched
+// (unless the request is local_only or the node does not fetch) and sent
+// as soon as they are verified.
+func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+	ctx := stream.Context()
+	root, err := manifest.DigestFromBytes(req.Root)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "root: %v", err)
+	}
+	if len(req.Chunks) > spp.MaxChunksPerFetch {
+		return status.Errorf(codes.InvalidArgument, "%d chunks requested, at most %d per fetch", len(req.Chunks), spp.MaxChunksPerFetch)
+	}
+	fetch := s.cfg.FetchMisses && !req.LocalOnly && s.tracker != nil
+	m, err := s.manifest(ctx, root, fetch)
+	if err != nil {
+		return manifestStatus(err)
+	}
+	for _, idx := range req.Chunks {
+		if int(idx) >= m.ChunkCount() {
+			return status.Errorf(codes.InvalidArgument, "chunk %d out of range: %s has %d chunks", idx, root, m.ChunkCount())
+		}
+	}
+	s.streamStarted()
+	defer s.streamEnded()
+	start := time.Now()
+	p := &pipeline{s: s, ctx: ctx, m: m, fetch: fetch, slots: make([]slot, len(req.Chunks))}
+	for i, idx := range req.Chunks {
+		p.slots[i].idx = int(idx)
+	}
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	sent, err := p.run(stream, bp)
+	s.log.Debug("fetch", "root", root, "chunks", len(req.Chunks), "sent", sent, "requester", req.Requester, "local_only", req.LocalOnly, "took", time.Since(start), "err", err)
+	return err
+}
+
+// slot is one requested chunk on its way to the requester.
+type slot struct {
+	idx  int
+	held bool    // read from the store when its turn comes
+	f    *flight // or brought by this fetch
+}
+
+// pipeline serves one Fetch: it launches the fetches of misses up to
+// ReadAhead chunks ahead of the chunk being sent.
+type pipeline struct {
+	s        *Server
+	ctx      context.Context
+	m        *manifest.Manifest
+	fetch    bool
+	slots    []slot
+	launched int // slots before this one are read from the store or have a flight
+}
+
+func (p *pipeline) run(stream grpc.ServerStreamingServer[sppv1.FetchResponse], bp *[]byte) (int, error) {
+	ra := p.s.cfg.ReadAhead
+	// Misses are launched in segments of half the read-ahead, so each
+	// upstream stream carries several chunks instead of one.
+	seg := max(1, ra/2)
+	for i := range p.slots {
+		for p.launched <= i || (p.launched < len(p.slots) && p.launched-i+min(seg, len(p.slots)-p.launched) <= ra) {
+			p.launch(min(seg, len(p.slots)-p.launched))
+		}
+		data, src, err := p.obtain(&p.slots[i], bp)
+		if err != nil {
+			return i, err
+		}
+		if err := spp.SendChunk(stream, p.slots[i].idx, data); err != nil {
+			return i, err
+		}
+		p.s.metrics.served.WithLabelValues(src).Add(float64(len(data)))
+		p.slots[i].f = nil // let the chunk's memory go
+	}
+	return len(p.slots), nil
+}
+
+// launch classifies the next n slots: held, joining a fetch in flight, or
+// fetched here; the chunks fetched here go out in one upstream run.
+func (p *pipeline) launch(n int) {
+	slots := p.slots[p.launched : p.launched+n]
+	p.launched += n
+	if !p.fetch {
+		for i := range slots {
+			slots[i].held = true
+		}
+		return
+	}
+	var owned []*want
+	now := time.Now()
+	for i := range slots {
+		f, owner := p.s.claim(chunkKey{p.m.Root, slots[i].idx})
+		if f == nil {
+			slots[i].held = true
+			continue
+		}
+		slots[i].f = f
+		if owner {
+			owned = append(owned, &want{idx: slots[i].idx, f: f, start: now})
+		}
+	}
+	if len(owned) > 0 {
+		p.s.goFetch(p.ctx, p.m, owned)
+	}
+}
+
+// obtain returns the verified bytes of the slot's chunk and where they
+// came from.
+func (p *pipeline) obtain(sl *slot, bp *[]byte) ([]byte, string, error) {
+	if sl.held {
+		data, err := p.s.store.Get(p.m.Root, sl.idx, p.m.Digests[sl.idx], *bp)
+		if err == nil {
+			*bp = data[:0]
+			return data, sourceLocal, nil
+		}
+		if errors.Is(err, chunkstore.ErrCorrupt) {
+			p.s.metrics.digestFailures.Inc()
+			p.s.log.Warn("stored chunk damaged; removed", "root", p.m.Root, "chunk", sl.idx)
+		} else if !errors.Is(err, chunkstore.ErrNotFound) {
+			p.s.log.Warn("read stored chunk", "root", p.m.Root, "chunk", sl.idx, "err", err)
+		}
+		if !p.fetch {
+			return nil, "", status.Errorf(codes.NotFound, "chunk %d of %s not held by this node", sl.idx, p.m.Root)
+		}
+		// Evicted or damaged since it was classified: fetch it now.
+		f, owner := p.s.claim(chunkKey{p.m.Root, sl.idx})
+		if f == nil {
+			// Stored again meanwhile: one more try from the store.
+			if data, err := p.s.store.Get(p.m.Root, sl.idx, p.m.Digests[sl.idx], *bp); err == nil {
+				*bp = data[:0]
+				return data, sourceLocal, nil
+			}
+			return nil, "", status.Errorf(codes.Unavailable, "chunk %d of %s: store keeps failing", sl.idx, p.m.Root)
+		}
+		if owner {
+			p.s.goFetch(p.ctx, p.m, []*want{{idx: sl.idx, f: f, start: time.Now()}})
+		}
+		sl.f = f
+	}
+	select {
+	case <-sl.f.done:
+	case <-p.ctx.Done():
+		return nil, "", status.FromContextError(p.ctx.Err()).Err()
+	}
+	if sl.f.err != nil {
+		return nil, "", status.Errorf(codes.Unavailable, "%v", sl.f.err)
+	}
+	return sl.f.data, sl.f.source, nil
+}
+
+// goFetch fetches ws in the background. The fetch keeps the request's
+// values (trace context) but not its cancellation, since other requests
+// may be waiting on the same chunks; it ends with the server.
+func (s *Server) goFetch(req context.Context, m *manifest.Manifest, ws []*want) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(req))
+	stop := context.AfterFunc(s.life, cancel)
+	go func() {
+		defer cancel()
+		defer stop()
+		s.fetchRun(ctx, m, ws)
+	}()
+}

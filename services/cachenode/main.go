@@ -1,0 +1,170 @@
+// Command cachenode is a p2pd cache: it keeps verified chunks on disk,
+// serves them over SPP and fetches what it misses from the sources the
+// tracker ranks (peer cachenodes, the origin).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	"github.com/p2pd/p2pd/internal/chunkstore"
+	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
+	"github.com/p2pd/p2pd/services/tracker/trackerclient"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+const usage = `cachenode — a p2pd cache node.
+
+Keeps verified chunks in --cache-dir (at most --max-bytes, least recently
+used evicted first; kept across restarts), serves them over SPP and, with
+--fetch, fetches the chunks it misses from peer cachenodes or the origin,
+as ranked by the tracker. Every chunk is verified against its digest
+before it is stored and again before it is served.
+
+Usage: cachenode --cache-dir DIR --tracker HOST:PORT [flags]
+`
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "cachenode:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("cachenode", flag.ContinueOnError)
+	var (
+		common   service.Common
+		cfg      cacheserver.Config
+		listen   string
+		trackers string
+		cacheDir string
+		maxBytes = byteSize(10 << 30)
+	)
+	fs.StringVar(&listen, "listen", ":7200", "address to serve SPP (gRPC) on")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
+	fs.StringVar(&cfg.NodeID, "node-id", "", "node id (default: cachenode@ADVERTISE)")
+	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
+	fs.StringVar(&cacheDir, "cache-dir", "", "directory of the chunk store (required)")
+	fs.Var(&maxBytes, "max-bytes", "most chunk bytes to keep: a number of bytes, or with a K, M, G or T suffix (powers of 1024)")
+	fs.BoolVar(&cfg.FetchMisses, "fetch", true, "fetch chunks not held from other nodes (false: serve only what is held)")
+	common.Register(fs, "127.0.0.1:9092")
+	fs.Usage = flagenv.Usage(fs, usage)
+	if err := flagenv.Parse(fs, args); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	if cacheDir == "" || trackers == "" {
+		fs.Usage()
+		return fmt.Errorf("--cache-dir and --tracker are required")
+	}
+	log, err := common.Logger("cachenode")
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	ctx, stop := service.SignalContext()
+	defer stop()
+
+	store, err := chunkstore.Open(cacheDir, int64(maxBytes))
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+	if cfg.Advertise == "" {
+		cfg.Advertise = service.HostPort(listen, l)
+	}
+	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
+	tc, err := trackerclient.Dial(trackers, creds)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	pool := spp.NewPool(append(service.GRPCDialOptions(), creds)...)
+	defer pool.Close()
+
+	ops := service.NewOps()
+	cache, err := cacheserver.New(cfg, store, tc, pool, ops.Registry)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(service.GRPCServerOptions()...)
+	sppv1.RegisterChunkServiceServer(srv, cache)
+	health := service.AddHealth(srv)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return service.ServeGRPC(ctx, l, srv) })
+	g.Go(func() error { return service.ServeOps(ctx, common.Ops, ops) })
+	g.Go(func() error { return cache.Run(ctx) })
+	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	ops.SetReady(true)
+	log.Info("cachenode ready", "listen", l.Addr().String(), "advertise", cfg.Advertise,
+		"cache_dir", cacheDir, "max_bytes", int64(maxBytes), "held_bytes", store.Bytes(), "fetch", cfg.FetchMisses)
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// byteSize is a flag value of bytes: plain, or with a K, M, G or T suffix
+// (powers of 1024, optionally followed by "i" and/or "B": 512M, 10GiB).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	v, err := parseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(v)
+	return nil
+}
+
+func parseBytes(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(t, "B")
+	t = strings.TrimSuffix(t, "I")
+	shift := 0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			shift = 10
+		case 'M':
+			shift = 20
+		case 'G':
+			shift = 30
+		case 'T':
+			shift = 40
+		}
+		if shift > 0 {
+			t = t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, optionally with a K, M, G or T suffix", s)
+	}
+	if v > (1<<62)>>shift {
+		return 0, fmt.Errorf("size %q: too large", s)
+	}
+	return v << shift, nil
+}

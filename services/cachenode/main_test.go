@@ -1,0 +1,31 @@
+package main
+
+import "testing"
+
+func TestParseBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"1000", 1000, true},
+		{"512M", 512 << 20, true},
+		{"10G", 10 << 30, true},
+		{"10GiB", 10 << 30, true},
+		{"10gb", 10 << 30, true},
+		{"64k", 64 << 10, true},
+		{"2T", 2 << 40, true},
+		{"", 0, false},
+		{"0", 0, false},
+		{"-5M", 0, false},
+		{"1.5G", 0, false},
+		{"10X", 0, false},
+		{"99999999999T", 0, false},
+	}
+	for _, tc := range tests {
+		got, err := parseBytes(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
