@@ -14,7 +14,8 @@ import (
 )
 
 // HaveFunc returns the node's full current holdings; called after
-// (re-)registration.
+// (re-)registration. Join accepts nil for a node that announces only
+// through Update (it then cannot restore its holdings after a lost lease).
 type HaveFunc func() []*trackerv1.Have
 
 // Member keeps one node registered with the trackers.
@@ -155,14 +156,19 @@ func (m *Member) serve(ctx context.Context, lease int64, ttl time.Duration) {
 
 	// A fresh lease has no holdings: announce everything. Queued updates
 	// are dropped first, since haves() already reflects them; updates
-	// queued from here on are flushed as usual.
-	m.mu.Lock()
-	clear(m.pending)
-	m.mu.Unlock()
+	// queued from here on are flushed as usual. Without a HaveFunc only
+	// the queue can be sent.
 	if m.haves != nil {
-		all := m.haves()
-		if lost, _ := m.announce(ctx, lease, all); lost {
+		m.mu.Lock()
+		clear(m.pending)
+		m.mu.Unlock()
+		if lost, _ := m.announce(ctx, lease, m.haves()); lost {
 			return
+		}
+	} else {
+		select {
+		case m.kick <- struct{}{}:
+		default:
 		}
 	}
 

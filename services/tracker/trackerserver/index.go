@@ -57,7 +57,7 @@ type change struct {
 
 // decode turns a key-value into a change; ok is false for keys the tracker
 // does not know, or values it cannot use (logged).
-func decode(k keys, kv *mvccpb.KeyValue, del bool, log *slog.Logger) (change, bool) {
+func decode(k keys, kv *mvccpb.KeyValue, del bool, maxChunks uint32, log *slog.Logger) (change, bool) {
 	c := change{key: k.parse(string(kv.Key)), del: del, lease: kv.Lease}
 	if c.key.kind == kindUnknown {
 		return c, false
@@ -79,7 +79,14 @@ func decode(k keys, kv *mvccpb.KeyValue, del bool, log *slog.Logger) (change, bo
 		}
 	case kindHave:
 		var h trackerv1.Have
-		if err = proto.Unmarshal(kv.Value, &h); err == nil {
+		err = proto.Unmarshal(kv.Value, &h)
+		switch {
+		case err != nil:
+		case h.ChunkCount > maxChunks:
+			// Announce refuses these; one written around it must not
+			// make the tracker allocate gigabytes.
+			err = fmt.Errorf("chunk_count %d over %d", h.ChunkCount, maxChunks)
+		default:
 			c.bits, err = bitmap.Decode(h.GetBitmap(), int(h.GetChunkCount()))
 		}
 	}
@@ -141,8 +148,9 @@ func (s *state) apply(c change) {
 
 // index is the in-memory view of etcd, fed by a watch.
 type index struct {
-	keys keys
-	log  *slog.Logger
+	keys      keys
+	log       *slog.Logger
+	maxChunks uint32 // largest Have.chunk_count accepted
 
 	mu       sync.RWMutex
 	st       *state
@@ -155,9 +163,9 @@ type index struct {
 	onNodesGone func(ids []string)
 }
 
-func newIndex(k keys, log *slog.Logger, onNodesGone func([]string)) *index {
+func newIndex(k keys, maxChunks uint32, log *slog.Logger, onNodesGone func([]string)) *index {
 	return &index{
-		keys: k, log: log, st: newState(),
+		keys: k, maxChunks: maxChunks, log: log, st: newState(),
 		advanced: make(chan struct{}), ready: make(chan struct{}),
 		onNodesGone: onNodesGone,
 	}
@@ -258,7 +266,7 @@ func (ix *index) relist(ctx context.Context, cli *clientv3.Client, timeout time.
 			rev = resp.Header.Revision
 		}
 		for _, kv := range resp.Kvs {
-			if c, ok := decode(ix.keys, kv, false, ix.log); ok {
+			if c, ok := decode(ix.keys, kv, false, ix.maxChunks, ix.log); ok {
 				st.apply(c)
 			}
 		}
@@ -312,7 +320,7 @@ func (ix *index) watch(ctx context.Context, cli *clientv3.Client, rev int64) err
 			last = resp.Events[len(resp.Events)-1].Kv.ModRevision
 		}
 		for _, ev := range resp.Events {
-			if c, ok := decode(ix.keys, ev.Kv, ev.Type == clientv3.EventTypeDelete, ix.log); ok {
+			if c, ok := decode(ix.keys, ev.Kv, ev.Type == clientv3.EventTypeDelete, ix.maxChunks, ix.log); ok {
 				changes = append(changes, c)
 			}
 		}

@@ -48,7 +48,7 @@ type Server struct {
 func New(cli *clientv3.Client, cfg Config) *Server {
 	cfg.applyDefaults()
 	s := &Server{cfg: cfg, cli: cli, keys: keys{prefix: cfg.Prefix}, stats: map[string]*nodeStats{}}
-	s.idx = newIndex(s.keys, cfg.Logger, s.forget)
+	s.idx = newIndex(s.keys, cfg.MaxChunkCount, cfg.Logger, s.forget)
 	return s
 }
 

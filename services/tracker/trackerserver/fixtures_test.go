@@ -1,0 +1,217 @@
+package trackerserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/bitmap"
+	"github.com/p2pd/p2pd/internal/etcdembed"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// testEndpoints are the client endpoints of the etcd shared by the tests;
+// each test works under its own key prefix.
+var testEndpoints []string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "trackerserver-etcd-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := etcdembed.Start(ctx, dir, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer e.Close()
+	testEndpoints = e.Endpoints()
+	return m.Run()
+}
+
+// newEtcdClient returns a client of the shared etcd.
+func newEtcdClient(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: testEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// testPrefix gives each test its own part of the shared etcd.
+func testPrefix(t *testing.T) string {
+	return "/test/" + strings.ReplaceAll(t.Name(), "/", "_") + "/"
+}
+
+// fixture is one test's etcd view and the trackers serving it.
+type fixture struct {
+	t      *testing.T
+	etcd   *clientv3.Client
+	prefix string
+}
+
+func newFixture(t *testing.T) *fixture {
+	return &fixture{t: t, etcd: newEtcdClient(t), prefix: testPrefix(t)}
+}
+
+// tracker starts a tracker on the fixture's prefix with a real gRPC server
+// on loopback, and returns a client of it.
+func (f *fixture) tracker(cfg Config) (trackerv1.TrackerServiceClient, *Server) {
+	t := f.t
+	t.Helper()
+	cfg.Prefix = f.prefix
+	if cfg.Logger == nil {
+		cfg.Logger = discard()
+	}
+	srv := New(f.etcd, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Run(ctx) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	trackerv1.RegisterTrackerServiceServer(gs, srv)
+	wg.Go(func() { gs.Serve(l) })
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		gs.Stop()
+		cancel()
+		wg.Wait()
+	})
+	return trackerv1.NewTrackerServiceClient(conn), srv
+}
+
+// ctx returns a context bounded for one test step.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond until it holds or a generous deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// root returns a deterministic file root for name.
+func root(name string) []byte {
+	r := sha256.Sum256([]byte(name))
+	return r[:]
+}
+
+// have builds a Have of n chunks holding the given chunks.
+func have(r []byte, n int, chunks ...int) *trackerv1.Have {
+	b := bitmap.New(n)
+	for _, c := range chunks {
+		b.Set(c)
+	}
+	return &trackerv1.Have{Root: r, ChunkCount: uint32(n), Bitmap: b.Encode()}
+}
+
+// span returns [from, to).
+func span(from, to int) []int {
+	var out []int
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// register registers a node and returns its lease.
+func register(t *testing.T, c trackerv1.TrackerServiceClient, id string, role trackerv1.Role) int64 {
+	t.Helper()
+	resp, err := c.Register(testCtx(t), &trackerv1.RegisterRequest{Node: &trackerv1.Node{
+		Id: id, Role: role, GrpcAddr: "127.0.0.1:1",
+	}})
+	if err != nil {
+		t.Fatalf("register %s: %v", id, err)
+	}
+	return resp.LeaseId
+}
+
+// announce announces haves for a node.
+func announce(t *testing.T, c trackerv1.TrackerServiceClient, id string, lease int64, haves ...*trackerv1.Have) {
+	t.Helper()
+	if _, err := c.Announce(testCtx(t), &trackerv1.AnnounceRequest{NodeId: id, LeaseId: lease, Haves: haves}); err != nil {
+		t.Fatalf("announce %s: %v", id, err)
+	}
+}
+
+// wantCode fails unless err has code want.
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("got %v (%v), want code %v", got, err, want)
+	}
+}
+
+// nodeIDs lists ListNodes' ids.
+func nodeIDs(t *testing.T, c trackerv1.TrackerServiceClient) []string {
+	t.Helper()
+	resp, err := c.ListNodes(testCtx(t), &trackerv1.ListNodesRequest{})
+	if err != nil {
+		t.Fatalf("list nodes: %v", err)
+	}
+	var ids []string
+	for _, n := range resp.Nodes {
+		ids = append(ids, n.Id)
+	}
+	return ids
+}
+
+// sources renders a Locate answer as, per chunk, "id" for holders and
+// "id?" for non-holders.
+func sources(resp *trackerv1.LocateResponse) [][]string {
+	out := make([][]string, len(resp.Chunks))
+	for i, cs := range resp.Chunks {
+		out[i] = []string{}
+		for j, k := range cs.NodeIndex {
+			id := resp.Nodes[k].Id
+			if !cs.Held[j] {
+				id += "?"
+			}
+			out[i] = append(out[i], id)
+		}
+	}
+	return out
+}
+
+// discard is a logger for tests, whose failures speak for themselves.
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
