@@ -1,0 +1,443 @@
+// Package rangeio turns a source of verified chunks into an io.ReadSeeker
+// over the whole file, so net/http.ServeContent can answer Range,
+// multipart and conditional requests without knowing about chunks.
+//
+// Sequential reads are served from a streaming read-ahead: a goroutine asks
+// the source for a run of chunks (a window) and hands them over through a
+// channel of bounded depth. Windows grow like TCP slow start (2 chunks, then
+// 4, 8, up to 16) and the next window is only requested once the reader
+// shows it goes on reading sequentially, so a short Range request never
+// makes the source fetch many chunks nobody will read. A Seek away from the
+// stream cancels it. Memory per Reader is bounded by Ahead+2 chunk buffers
+// whatever the file size.
+package rangeio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// ChunkSource supplies the verified chunks of one file.
+type ChunkSource interface {
+	// Stream starts delivering chunks first..last (inclusive), in order.
+	// The stream must stop promptly once ctx is done. Implementations may
+	// switch between upstream nodes inside one stream, resuming at the
+	// first chunk not yet delivered: the Reader only sees chunks in order.
+	Stream(ctx context.Context, first, last int) (ChunkStream, error)
+}
+
+// ChunkStream is a run of chunks being delivered.
+type ChunkStream interface {
+	// Next returns the next chunk's index and its verified bytes, stored in
+	// buf when buf is large enough. It returns io.EOF after the last chunk.
+	Next(buf []byte) (idx int, data []byte, err error)
+	// Close releases the stream; it may be called before the last chunk.
+	Close()
+}
+
+// Window sizes and read-ahead depth used when Options leaves them zero.
+const (
+	DefaultMinWindow = 2
+	DefaultMaxWindow = 16
+	DefaultAhead     = 1
+)
+
+// ErrClosed is returned by a Reader used after Close.
+var ErrClosed = errors.New("rangeio: reader closed")
+
+// Options tunes a Reader. The zero value is usable.
+type Options struct {
+	// MinWindow is the first window, in chunks, after a Seek (default 2):
+	// a Range request of about one chunk that straddles a chunk boundary
+	// is served by one request.
+	MinWindow int
+	// MaxWindow caps window growth (default 16).
+	MaxWindow int
+	// Ahead is how many verified chunks may wait in the read-ahead channel
+	// (default 1). The Reader holds at most Ahead+2 chunk buffers: the one
+	// being read, the queued ones and the one being filled.
+	Ahead int
+	// Buffers recycles chunk buffers across Readers; nil gives the Reader
+	// buffers of its own.
+	Buffers *Buffers
+}
+
+func (o *Options) applyDefaults() {
+	if o.MinWindow <= 0 {
+		o.MinWindow = DefaultMinWindow
+	}
+	if o.MaxWindow <= 0 {
+		o.MaxWindow = DefaultMaxWindow
+	}
+	if o.MaxWindow < o.MinWindow {
+		o.MaxWindow = o.MinWindow
+	}
+	if o.Ahead <= 0 {
+		o.Ahead = DefaultAhead
+	}
+	if o.Buffers == nil {
+		o.Buffers = &Buffers{}
+	}
+}
+
+// Reader is an io.ReadSeeker over a file of known size whose chunks come
+// from a ChunkSource. Read, Seek and Close may be called from different
+// goroutines (ServeContent reads multipart ranges from its own goroutine
+// while the handler may Close), but reads are serialised.
+type Reader struct {
+	src       ChunkSource
+	size      int64
+	chunkSize int
+	chunks    int
+	opts      Options
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	mu     sync.Mutex // serialises Read, Seek and Close
+	pos    int64
+	cur    *chunk   // chunk being read, nil when none
+	st     *session // read-ahead in progress, nil when none
+	closed bool
+
+	// Kept outside mu so the handler can inspect them while a read that
+	// still holds mu waits for the network.
+	err       atomic.Pointer[error]
+	delivered atomic.Int64
+}
+
+// NewReader returns a Reader over size bytes cut into chunks of chunkSize.
+// Every fetch runs under ctx; Close cancels it.
+func NewReader(ctx context.Context, src ChunkSource, size int64, chunkSize int, opts Options) *Reader {
+	opts.applyDefaults()
+	if chunkSize <= 0 {
+		chunkSize = 1
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	return &Reader{
+		src:       src,
+		size:      size,
+		chunkSize: chunkSize,
+		chunks:    int((size + int64(chunkSize) - 1) / int64(chunkSize)),
+		opts:      opts,
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+}
+
+// Size returns the file size.
+func (r *Reader) Size() int64 { return r.size }
+
+// Err returns the first error a fetch failed with (never io.EOF), or nil.
+func (r *Reader) Err() error {
+	if p := r.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Delivered returns how many bytes Read has returned so far. An HTTP
+// handler uses it to tell whether content has started to flow.
+func (r *Reader) Delivered() int64 { return r.delivered.Load() }
+
+func (r *Reader) fail(err error) error {
+	r.err.CompareAndSwap(nil, &err)
+	return *r.err.Load()
+}
+
+func (r *Reader) chunkLen(i int) int {
+	rest := r.size - int64(i)*int64(r.chunkSize)
+	return int(min(rest, int64(r.chunkSize)))
+}
+
+// Read reads from the chunk under the current position; it returns fewer
+// bytes than len(p) at a chunk boundary.
+func (r *Reader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, ErrClosed
+	}
+	if err := r.Err(); err != nil {
+		return 0, err
+	}
+	if r.pos >= r.size {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	idx := int(r.pos / int64(r.chunkSize))
+	if r.cur == nil || r.cur.idx != idx {
+		r.release()
+		c, err := r.take(idx)
+		if err != nil {
+			return 0, r.fail(err)
+		}
+		r.cur = c
+	}
+	off := int(r.pos - int64(idx)*int64(r.chunkSize))
+	n := copy(p, r.cur.data[off:])
+	r.pos += int64(n)
+	r.delivered.Add(int64(n))
+	if off+n == len(r.cur.data) {
+		// Fully read: give the buffer back now rather than at the next
+		// Read, so a Reader between chunks holds one buffer less.
+		r.release()
+	}
+	return n, nil
+}
+
+// Seek sets the position for the next Read. It fetches nothing; it cancels
+// the read-ahead if the new position is not where the stream goes next.
+func (r *Reader) Seek(offset int64, whence int) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, ErrClosed
+	}
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = r.pos + offset
+	case io.SeekEnd:
+		abs = r.size + offset
+	default:
+		return 0, fmt.Errorf("rangeio: seek: invalid whence %d", whence)
+	}
+	if abs < 0 {
+		return 0, fmt.Errorf("rangeio: seek to negative offset %d", abs)
+	}
+	r.pos = abs
+	if abs >= r.size {
+		// Seeking to the end is how ServeContent learns the size: no
+		// reason to drop a stream the next Seek may come back to.
+		return abs, nil
+	}
+	idx := int(abs / int64(r.chunkSize))
+	if r.cur != nil && r.cur.idx != idx {
+		r.release()
+	}
+	if r.st != nil && r.st.next != idx && (r.cur == nil || r.cur.idx != idx) {
+		r.stop()
+	}
+	return abs, nil
+}
+
+// Close cancels any fetch in progress and releases every buffer. A Read
+// blocked on the network returns promptly.
+func (r *Reader) Close() error {
+	r.cancel()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	r.release()
+	r.stop()
+	return nil
+}
+
+// take returns chunk idx from the read-ahead, starting or restarting it
+// when it is not heading for idx.
+func (r *Reader) take(idx int) (*chunk, error) {
+	if r.st != nil && r.st.next != idx {
+		r.stop()
+	}
+	if r.st == nil {
+		r.st = r.start(idx)
+	}
+	st := r.st
+	if int(st.wanted.Load()) < idx {
+		st.wanted.Store(int64(idx))
+		select {
+		case st.more <- struct{}{}:
+		default:
+		}
+	}
+	c, ok := <-st.ch
+	if !ok {
+		// The goroutine only stops early when the context ended.
+		r.stop()
+		if err := r.ctx.Err(); err != nil {
+			return nil, fmt.Errorf("chunk %d: %w", idx, err)
+		}
+		return nil, fmt.Errorf("chunk %d: read-ahead ended early", idx)
+	}
+	if c.err != nil {
+		r.stop()
+		return nil, c.err
+	}
+	st.next = c.idx + 1
+	return c, nil
+}
+
+func (r *Reader) release() {
+	if r.cur != nil {
+		r.opts.Buffers.put(r.cur.buf)
+		r.cur = nil
+	}
+}
+
+// stop cancels the read-ahead and waits for its goroutine, returning the
+// queued buffers: the bound on buffers holds across restarts.
+func (r *Reader) stop() {
+	st := r.st
+	if st == nil {
+		return
+	}
+	r.st = nil
+	st.cancel()
+	for c := range st.ch {
+		r.opts.Buffers.put(c.buf)
+	}
+}
+
+// chunk is one verified chunk handed from the read-ahead to the reader.
+type chunk struct {
+	idx  int
+	data []byte
+	buf  *[]byte // pool buffer holding data, returned on release
+	err  error
+}
+
+// session is one sequential read-ahead, from a start chunk to the end of
+// the file or until cancelled.
+type session struct {
+	ch     chan *chunk
+	next   int           // index the reader takes next
+	wanted atomic.Int64  // highest index the reader has asked for
+	more   chan struct{} // wakes run after wanted grew
+	cancel context.CancelFunc
+}
+
+func (r *Reader) start(first int) *session {
+	ctx, cancel := context.WithCancel(r.ctx)
+	st := &session{
+		ch:     make(chan *chunk, r.opts.Ahead),
+		more:   make(chan struct{}, 1),
+		next:   first,
+		cancel: cancel,
+	}
+	st.wanted.Store(int64(first))
+	go r.run(ctx, st, first)
+	return st
+}
+
+// run fetches windows of growing size. Each next window is requested only
+// once the reader shows it goes on sequentially: after the first window
+// when it asks for the chunk past it (a Range request of about one chunk
+// then costs one window), after later ones when it takes their last chunk
+// (so the next window arrives while that chunk is being written out).
+func (r *Reader) run(ctx context.Context, st *session, first int) {
+	defer close(st.ch)
+	send := func(c *chunk) bool {
+		select {
+		case st.ch <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	w := r.opts.MinWindow
+	for start := first; start < r.chunks; {
+		last := min(start+w-1, r.chunks-1)
+		if !r.window(ctx, start, last, send) {
+			return
+		}
+		need := last
+		if start == first {
+			need = last + 1
+		}
+		start = last + 1
+		w = min(2*w, r.opts.MaxWindow)
+		if start >= r.chunks {
+			return
+		}
+		for int(st.wanted.Load()) < need {
+			select {
+			case <-st.more:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// window streams chunks first..last into send; false means stop.
+func (r *Reader) window(ctx context.Context, first, last int, send func(*chunk) bool) bool {
+	cs, err := r.src.Stream(ctx, first, last)
+	if err != nil {
+		send(&chunk{err: fmt.Errorf("chunks %d-%d: %w", first, last, err)})
+		return false
+	}
+	defer cs.Close()
+	for i := first; i <= last; i++ {
+		bp := r.opts.Buffers.get(r.chunkSize)
+		idx, data, err := cs.Next(*bp)
+		switch {
+		case err == io.EOF:
+			err = fmt.Errorf("chunk %d: stream ended early: %w", i, io.ErrUnexpectedEOF)
+		case err != nil:
+			err = fmt.Errorf("chunk %d: %w", i, err)
+		case idx != i || len(data) != r.chunkLen(i):
+			err = fmt.Errorf("chunk %d: source returned chunk %d of %d bytes, want %d bytes", i, idx, len(data), r.chunkLen(i))
+		}
+		if err != nil {
+			r.opts.Buffers.put(bp)
+			send(&chunk{err: err})
+			return false
+		}
+		if len(data) > 0 && &data[0] != &(*bp)[0] {
+			// The source kept the bytes elsewhere: copy them into the
+			// pool buffer, whose size bounds the Reader's memory.
+			data = (*bp)[:copy(*bp, data)]
+		}
+		c := &chunk{idx: idx, data: data, buf: bp}
+		if !send(c) {
+			r.opts.Buffers.put(c.buf)
+			return false
+		}
+	}
+	return true
+}
+
+// Buffers recycles chunk-sized buffers, one sync.Pool per chunk size (a
+// handful of sizes exist: the size is recorded per file). It counts
+// buffers in use so their bound can be observed. Its zero value is ready.
+type Buffers struct {
+	pools sync.Map // int -> *sync.Pool
+	inUse atomic.Int64
+}
+
+// InUse returns how many buffers are checked out.
+func (b *Buffers) InUse() int64 { return b.inUse.Load() }
+
+func (b *Buffers) get(size int) *[]byte {
+	b.inUse.Add(1)
+	p, ok := b.pools.Load(size)
+	if !ok {
+		p, _ = b.pools.LoadOrStore(size, &sync.Pool{New: func() any {
+			buf := make([]byte, size)
+			return &buf
+		}})
+	}
+	return p.(*sync.Pool).Get().(*[]byte)
+}
+
+func (b *Buffers) put(bp *[]byte) {
+	if bp == nil {
+		return
+	}
+	b.inUse.Add(-1)
+	if p, ok := b.pools.Load(cap(*bp)); ok {
+		*bp = (*bp)[:cap(*bp)]
+		p.(*sync.Pool).Put(bp)
+	}
+}

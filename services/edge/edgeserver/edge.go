@@ -1,0 +1,317 @@
+// Package edgeserver is the edge: the stateless HTTP front viewers talk
+// to. It maps a URL path to a published file (tracker GetFile), fetches the
+// file's manifest by root from a cachenode, and answers GET and HEAD with
+// net/http.ServeContent over a rangeio.Reader whose chunks stream from the
+// cachenodes the tracker ranks best, failing over mid-stream. Range,
+// multipart ranges, If-Range, ETag and Last-Modified semantics are
+// ServeContent's; a viewer never receives a byte that did not verify.
+//
+// The Server is a plain http.Handler meant to be the server's root
+// handler: it does its own path checks, and a ServeMux in front would clean
+// and redirect paths before they are checked. Wrappers (host restriction,
+// loopback-only, tracing) compose around it.
+package edgeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/rangeio"
+	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/internal/spp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Server answers viewers' HTTP requests for published files.
+type Server struct {
+	cfg       Config
+	nodes     Nodes
+	pool      *spp.Pool // owned when Config.Nodes was nil
+	metrics   *metrics
+	bufs      *rangeio.Buffers
+	files     *cache[string, *trackerv1.File]
+	manifests *cache[manifest.Digest, *manifest.Manifest]
+	locates   *cache[locateKey, *located]
+	probation *probation
+	reporter  *reporter
+	index     *template.Template
+	stop      context.CancelFunc
+	done      chan struct{}
+}
+
+// New returns an edge. Close releases what it started.
+func New(cfg Config) (*Server, error) {
+	if cfg.Tracker == nil {
+		return nil, errors.New("edgeserver: Config.Tracker is required")
+	}
+	cfg.applyDefaults()
+	s := &Server{
+		cfg:       cfg,
+		nodes:     cfg.Nodes,
+		bufs:      &rangeio.Buffers{},
+		probation: newProbation(cfg.Probation, cfg.Now),
+		reporter:  newReporter(),
+		index:     template.Must(template.New("index").Funcs(template.FuncMap{"href": href}).Parse(indexHTML)),
+		done:      make(chan struct{}),
+	}
+	if s.nodes == nil {
+		s.pool = spp.NewPool(append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, service.GRPCDialOptions()...)...)
+		s.nodes = s.pool
+	}
+	s.metrics = newMetrics(cfg.Registry, s.bufs)
+	s.files = newCache[string, *trackerv1.File](cfg.FileCacheEntries, 0, nil, cfg.FileTTL, cfg.RPCTimeout, cfg.Now)
+	s.manifests = newCache[manifest.Digest](1<<20, cfg.ManifestCacheBytes, func(m *manifest.Manifest) int64 {
+		return int64(len(m.Digests))*manifest.DigestSize + 512
+	}, 0, cfg.RPCTimeout, cfg.Now)
+	s.locates = newCache[locateKey, *located](cfg.LocateCacheEntries, 0, nil, cfg.LocateTTL, cfg.RPCTimeout, cfg.Now)
+
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	go func() {
+		defer close(s.done)
+		if cfg.ReportInterval > 0 {
+			s.reporter.run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger)
+		}
+	}()
+	return s, nil
+}
+
+// Close stops rate reporting and closes the connections the edge dialed.
+// Requests in flight should be drained first (http.Server.Shutdown).
+func (s *Server) Close() error {
+	s.stop()
+	<-s.done
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	return nil
+}
+
+// outcome is how a request ended, for the log line and the abort.
+type outcome struct {
+	err   error
+	abort bool // the connection must be cut: headers are out, content is not
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	s.metrics.active.Inc()
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	if s.cfg.TraceID != nil {
+		if id := s.cfg.TraceID(r); id != "" {
+			h.Set("X-Trace-Id", id)
+		}
+	}
+	rw := newResponseWriter(w)
+	out := s.serve(rw, r)
+	if !out.abort {
+		rw.finish()
+	}
+	code := rw.status
+	switch {
+	case r.Context().Err() != nil && (out.abort || rw.err != nil):
+		code = 499 // the viewer left: whatever we meant to send, it got nothing more
+	case out.abort && code == 0:
+		code = http.StatusBadGateway
+	}
+	elapsed := time.Since(start)
+	s.metrics.active.Dec()
+	s.metrics.requests.WithLabelValues(fmt.Sprint(code)).Inc()
+	s.metrics.bytes.Add(float64(rw.written))
+	s.metrics.duration.Observe(elapsed.Seconds())
+	attrs := []slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", code),
+		slog.Int64("bytes", rw.written),
+		slog.Duration("duration", elapsed),
+	}
+	if rg := r.Header.Get("Range"); rg != "" {
+		attrs = append(attrs, slog.String("range", rg))
+	}
+	if out.err != nil {
+		attrs = append(attrs, slog.String("err", out.err.Error()))
+	}
+	if out.abort {
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	s.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	if out.abort {
+		// Headers promised content we cannot deliver: cutting the
+		// connection is the only way to tell the viewer the body is short.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) serve(rw *responseWriter, r *http.Request) outcome {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		rw.Header().Set("Allow", "GET, HEAD")
+		http.Error(rw, "405 method not allowed", http.StatusMethodNotAllowed)
+		return outcome{}
+	}
+	if r.URL.Path == "/" {
+		return s.serveIndex(rw, r)
+	}
+	name, err := nameOf(r.URL.Path)
+	if err != nil {
+		http.Error(rw, "400 bad request: invalid file name", http.StatusBadRequest)
+		return outcome{err: err}
+	}
+	ctx := r.Context()
+	f, err := s.file(ctx, name)
+	if err != nil {
+		return s.fail(rw, r, err)
+	}
+	if f == nil {
+		http.Error(rw, "404 file not found", http.StatusNotFound)
+		return outcome{}
+	}
+	m, err := s.manifestOf(ctx, f)
+	if err != nil {
+		return s.fail(rw, r, err)
+	}
+	rd := rangeio.NewReader(ctx, fileSource{s: s, m: m}, m.Size, m.ChunkSize, rangeio.Options{
+		MaxWindow: s.cfg.MaxWindow,
+		Ahead:     s.cfg.ReadAhead,
+		Buffers:   s.bufs,
+	})
+	defer rd.Close()
+	h := rw.Header()
+	h.Set("Content-Type", contentType(f, m))
+	h.Set("Etag", m.ETag())
+	h.Set("Cache-Control", s.cfg.CacheControl)
+	h.Set("Accept-Ranges", "bytes")
+	rw.started = func() bool { return rd.Delivered() > 0 }
+	rw.size = m.Size
+	http.ServeContent(rw, s.rangeRequest(r), name, m.ModTime, rd)
+	if err := rd.Err(); err != nil {
+		if rw.reset() {
+			return s.fail(rw, r, err)
+		}
+		return outcome{err: err, abort: true}
+	}
+	return outcome{}
+}
+
+// fail answers an error that happened before any content was sent.
+func (s *Server) fail(rw *responseWriter, r *http.Request, err error) outcome {
+	if r.Context().Err() != nil {
+		return outcome{err: err, abort: true} // nobody left to answer
+	}
+	code, msg := http.StatusBadGateway, "502 bad gateway: the file's data could not be fetched from any cache node"
+	switch {
+	case errors.Is(err, errTracker):
+		code, msg = http.StatusServiceUnavailable, "503 service unavailable: the tracker cannot be reached, retry shortly"
+	case errors.Is(err, errNoSource):
+		code, msg = http.StatusServiceUnavailable, "503 service unavailable: no cache node is available, retry shortly"
+	}
+	if code == http.StatusServiceUnavailable {
+		rw.Header().Set("Retry-After", "1")
+	}
+	http.Error(rw, msg, code)
+	return outcome{err: err}
+}
+
+// rangeRequest returns r with a Range header ServeContent should see.
+// ServeContent answers 416 to any Range it cannot parse; RFC 9110 §14.2
+// wants a range unit the server does not know ignored, and the unit is
+// case-insensitive. Too many ranges are ignored as well.
+func (s *Server) rangeRequest(r *http.Request) *http.Request {
+	v := r.Header.Get("Range")
+	if v == "" {
+		return r
+	}
+	unit, spec, ok := strings.Cut(v, "=")
+	var keep string
+	switch {
+	case !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes"):
+	case strings.Count(spec, ",") >= s.cfg.MaxRanges:
+	default:
+		keep = "bytes=" + spec
+		if keep == v {
+			return r
+		}
+	}
+	r = r.Clone(r.Context()) // a handler must not modify the request it was given
+	if keep == "" {
+		r.Header.Del("Range")
+	} else {
+		r.Header.Set("Range", keep)
+	}
+	return r
+}
+
+// nameOf maps a URL path to a published name. The path is already
+// percent-decoded, so "/%2e%2e%2fx" arrives as "/../x" and is refused here
+// like any name that could never be published.
+func nameOf(p string) (string, error) {
+	name, ok := strings.CutPrefix(p, "/")
+	if !ok {
+		return "", fmt.Errorf("%w %q: not an absolute path", manifest.ErrBadName, p)
+	}
+	if err := manifest.CheckName(name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// contentType is the type recorded at publication, else the one p2pd
+// registers for the name's extension (never the host's mime.types).
+func contentType(f *trackerv1.File, m *manifest.Manifest) string {
+	switch {
+	case f.ContentType != "":
+		return f.ContentType
+	case m.ContentType != "":
+		return m.ContentType
+	}
+	return manifest.ContentType(f.Name)
+}
+
+const indexHTML = `<!doctype html>
+<html><head><meta charset="utf-8"><title>p2pd</title></head>
+<body><h1>Published files</h1>
+<ul>
+{{- range .}}
+<li><a href="{{href .Name}}">{{.Name}}</a> ({{.Size}} bytes)</li>
+{{- else}}
+<li>none</li>
+{{- end}}
+</ul></body></html>
+`
+
+// href is the URL path of a published name, each segment escaped.
+func href(name string) string {
+	return (&url.URL{Path: "/" + name}).EscapedPath()
+}
+
+// serveIndex lists the published files. A player page replaces it later.
+func (s *Server) serveIndex(rw *responseWriter, r *http.Request) outcome {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RPCTimeout)
+	defer cancel()
+	resp, err := s.cfg.Tracker.ListFiles(ctx, &trackerv1.ListFilesRequest{})
+	if err != nil {
+		return s.fail(rw, r, fmt.Errorf("%w: list files: %w", errTracker, err))
+	}
+	files := slices.Clone(resp.Files)
+	slices.SortFunc(files, func(a, b *trackerv1.File) int { return strings.Compare(a.Name, b.Name) })
+	h := rw.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	if err := s.index.Execute(rw, files); err != nil {
+		return outcome{err: err}
+	}
+	return outcome{}
+}

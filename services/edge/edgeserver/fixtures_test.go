@@ -1,0 +1,431 @@
+package edgeserver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/etcdembed"
+	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// testChunk is the smallest chunk size a manifest allows: files of a few
+// chunks stay small.
+const testChunk = manifest.MinChunkSize
+
+// modTime is every fixture's modification time, whole seconds as HTTP
+// dates carry.
+var modTime = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// fixtureFile is a published file held in memory.
+type fixtureFile struct {
+	data []byte
+	m    *manifest.Manifest
+}
+
+func newFixtureFile(t *testing.T, name string, size int, seed uint64) *fixtureFile {
+	t.Helper()
+	data := make([]byte, size)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	m, err := manifest.Build(context.Background(), bytes.NewReader(data), int64(size), testChunk, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Name, m.ModTime, m.ContentType = name, modTime, manifest.ContentType(name)
+	return &fixtureFile{data: data, m: m}
+}
+
+func (f *fixtureFile) chunk(i int) []byte {
+	off := f.m.ChunkOffset(i)
+	return f.data[off : off+int64(f.m.ChunkLen(i))]
+}
+
+func (f *fixtureFile) summary() *trackerv1.File {
+	return &trackerv1.File{
+		Name:            f.m.Name,
+		Size:            uint64(f.m.Size),
+		ChunkSize:       uint32(f.m.ChunkSize),
+		ChunkCount:      uint32(f.m.ChunkCount()),
+		Root:            f.m.Root[:],
+		ModTimeUnixNano: f.m.ModTime.UnixNano(),
+		ContentType:     f.m.ContentType,
+	}
+}
+
+// faults make a fixture node misbehave.
+type faults struct {
+	dieAfter      int          // stop the whole gRPC server once this many chunks were sent (0: never)
+	corrupt       map[int]bool // chunks sent with one byte flipped
+	missing       map[int]bool // chunks answered NOT_FOUND
+	stall         map[int]bool // chunks never sent: the stream hangs
+	wrongManifest bool         // GetManifest answers another file's manifest
+}
+
+// sppNode is a real SPP gRPC server on 127.0.0.1 serving fixture files:
+// the cachenode the edge talks to, with faults on demand.
+type sppNode struct {
+	sppv1.UnimplementedChunkServiceServer
+	id    string
+	addr  string
+	srv   *grpc.Server
+	files map[manifest.Digest]*fixtureFile
+
+	mu      sync.Mutex
+	f       faults
+	sent    int
+	fetches int
+}
+
+func startNode(t *testing.T, id string, files []*fixtureFile) *sppNode {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &sppNode{id: id, addr: l.Addr().String(), srv: grpc.NewServer(service.GRPCServerOptions()...), files: map[manifest.Digest]*fixtureFile{}}
+	for _, f := range files {
+		n.files[f.m.Root] = f
+	}
+	sppv1.RegisterChunkServiceServer(n.srv, n)
+	go n.srv.Serve(l)
+	t.Cleanup(n.srv.Stop)
+	return n
+}
+
+func (n *sppNode) setFaults(f faults) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.f = f
+}
+
+func (n *sppNode) stats() (fetches, sent int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.fetches, n.sent
+}
+
+func (n *sppNode) GetManifest(_ context.Context, req *sppv1.GetManifestRequest) (*sppv1.GetManifestResponse, error) {
+	root, err := manifest.DigestFromBytes(req.GetRoot())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	f := n.files[root]
+	if f == nil {
+		return nil, status.Error(codes.NotFound, "no such file")
+	}
+	n.mu.Lock()
+	wrong := n.f.wrongManifest
+	n.mu.Unlock()
+	if wrong {
+		for r, o := range n.files {
+			if r != root {
+				return &sppv1.GetManifestResponse{Manifest: o.m.ToProto()}, nil
+			}
+		}
+		p := f.m.ToProto()
+		p.ChunkDigests[0] ^= 1 // no other file: break this one instead
+		return &sppv1.GetManifestResponse{Manifest: p}, nil
+	}
+	return &sppv1.GetManifestResponse{Manifest: f.m.ToProto()}, nil
+}
+
+func (n *sppNode) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+	root, err := manifest.DigestFromBytes(req.Root)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	f := n.files[root]
+	if f == nil {
+		return status.Error(codes.NotFound, "no such file")
+	}
+	n.mu.Lock()
+	n.fetches++
+	n.mu.Unlock()
+	for _, c := range req.Chunks {
+		i := int(c)
+		n.mu.Lock()
+		fl := n.f
+		die := fl.dieAfter > 0 && n.sent >= fl.dieAfter
+		n.mu.Unlock()
+		switch {
+		case die:
+			go n.srv.Stop()
+			<-stream.Context().Done()
+			return stream.Context().Err()
+		case fl.stall[i]:
+			<-stream.Context().Done()
+			return stream.Context().Err()
+		case fl.missing[i]:
+			return status.Errorf(codes.NotFound, "chunk %d not held", i)
+		}
+		data := f.chunk(i)
+		if fl.corrupt[i] {
+			data = bytes.Clone(data)
+			data[len(data)/2] ^= 0x55
+		}
+		if err := spp.SendChunk(stream, i, data); err != nil {
+			return err
+		}
+		n.mu.Lock()
+		n.sent++
+		n.mu.Unlock()
+	}
+	return nil
+}
+
+// countingTracker is the real tracker client, counting Locate calls.
+type countingTracker struct {
+	Tracker
+	locates atomic.Int64
+}
+
+func (c *countingTracker) Locate(ctx context.Context, in *trackerv1.LocateRequest, opts ...grpc.CallOption) (*trackerv1.LocateResponse, error) {
+	c.locates.Add(1)
+	return c.Tracker.Locate(ctx, in, opts...)
+}
+
+// testEtcd holds the endpoints of the etcd shared by this package's tests;
+// each env keeps its tracker state under a prefix of its own.
+var testEtcd []string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "edgeserver-etcd-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := etcdembed.Start(ctx, dir, "127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer e.Close()
+	testEtcd = e.Endpoints()
+	return m.Run()
+}
+
+// startTracker runs a real tracker over the shared etcd, on a gRPC server
+// on loopback, and returns a client and the gRPC server (stop it to take
+// the tracker down).
+func startTracker(t *testing.T) (trackerv1.TrackerServiceClient, *grpc.Server) {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: testEtcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := trackerserver.New(cli, trackerserver.Config{
+		Prefix:      "/test/" + strings.ReplaceAll(t.Name(), "/", "_") + "/",
+		LeaseTTL:    time.Minute, // no heartbeats in these tests
+		PeerSharing: true,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { ts.Run(ctx) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	trackerv1.RegisterTrackerServiceServer(gs, ts)
+	wg.Go(func() { gs.Serve(l) })
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		gs.Stop()
+		cancel()
+		wg.Wait()
+		cli.Close()
+	})
+	return trackerv1.NewTrackerServiceClient(conn), gs
+}
+
+// fakeClock is the injected clock: expiry is tested by advancing it.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// env is an edge wired to a real tracker and SPP nodes over real gRPC,
+// behind a real HTTP server.
+type env struct {
+	tc      trackerv1.TrackerServiceClient // the test's own client
+	tracker *grpc.Server
+	counted *countingTracker // the edge's client
+	nodes   []*sppNode
+	edge    *Server
+	http    *httptest.Server
+	clock   *fakeClock
+	reg     *prometheus.Registry
+	files   map[string]*fixtureFile
+}
+
+// newEnv starts nodes SPP nodes holding every file, registers them with a
+// fresh tracker, publishes the files and starts the edge. tune adjusts the
+// edge's config.
+func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *env {
+	t.Helper()
+	e := &env{
+		clock: &fakeClock{t: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)},
+		reg:   prometheus.NewRegistry(),
+		files: map[string]*fixtureFile{},
+	}
+	e.tc, e.tracker = startTracker(t)
+	ctx := t.Context()
+	for i := range nodes {
+		n := startNode(t, fmt.Sprintf("cache-%d", i), files)
+		e.nodes = append(e.nodes, n)
+		_, err := e.tc.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: n.id, Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: n.addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		e.publish(t, f)
+	}
+
+	e.counted = &countingTracker{Tracker: e.tc}
+	cfg := Config{
+		Tracker:        e.counted,
+		NodeID:         "edge-test",
+		Registry:       e.reg,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:            e.clock.now,
+		ReportInterval: -1, // the tracker's own ranking must not move under the tests
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	var err error
+	e.edge, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.http = httptest.NewServer(e.edge)
+	t.Cleanup(func() {
+		e.http.Close()
+		e.edge.Close()
+		if n := e.edge.bufs.InUse(); n != 0 {
+			t.Errorf("%d chunk buffers still in use after the server closed", n)
+		}
+	})
+	return e
+}
+
+func (e *env) publish(t *testing.T, f *fixtureFile) {
+	t.Helper()
+	if _, err := e.tc.PublishFile(t.Context(), &trackerv1.PublishFileRequest{File: f.summary()}); err != nil {
+		t.Fatal(err)
+	}
+	e.files[f.m.Name] = f
+}
+
+func (e *env) unpublish(t *testing.T, name string) {
+	t.Helper()
+	if _, err := e.tc.UnpublishFile(t.Context(), &trackerv1.UnpublishFileRequest{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ranking returns, per chunk of f, the nodes in the tracker's order for
+// an edge.
+func (e *env) ranking(t *testing.T, f *fixtureFile) [][]*sppNode {
+	t.Helper()
+	resp, err := e.tc.Locate(t.Context(), &trackerv1.LocateRequest{
+		Root:              f.m.Root[:],
+		ChunkCount:        uint32(f.m.ChunkCount()),
+		Roles:             []trackerv1.Role{trackerv1.Role_ROLE_CACHENODE},
+		IncludeNonHolders: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*sppNode{}
+	for _, n := range e.nodes {
+		byID[n.id] = n
+	}
+	out := make([][]*sppNode, len(resp.Chunks))
+	for i, c := range resp.Chunks {
+		for _, ni := range c.NodeIndex {
+			out[i] = append(out[i], byID[resp.Nodes[ni].Id])
+		}
+	}
+	return out
+}
+
+// do sends one request to the edge; hdr is alternating names and values.
+func (e *env) do(t *testing.T, method, path string, hdr ...string) (*http.Response, []byte, error) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.http.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := e.http.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}

@@ -1,0 +1,49 @@
+package edgeserver
+
+import (
+	"github.com/p2pd/p2pd/internal/rangeio"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests  *prometheus.CounterVec
+	bytes     prometheus.Counter
+	failovers prometheus.Counter
+	active    prometheus.Gauge
+	duration  prometheus.Histogram
+	buffers   prometheus.GaugeFunc
+}
+
+func newMetrics(reg prometheus.Registerer, bufs *rangeio.Buffers) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2pd_edge_requests_total",
+			Help: "Viewer HTTP requests answered, by status code (499: the viewer left first).",
+		}, []string{"code"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_edge_bytes_sent_total",
+			Help: "Response body bytes sent to viewers.",
+		}),
+		failovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_edge_failovers_total",
+			Help: "Times a chunk stream moved to the next-ranked node after a failure, stall or bad chunk.",
+		}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "p2pd_edge_active_requests",
+			Help: "Viewer requests being served.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "p2pd_edge_request_duration_seconds",
+			Help:    "Time from request to the last byte of the response.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10), // 1ms .. ~4.4min
+		}),
+		buffers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "p2pd_edge_chunk_buffers_in_use",
+			Help: "Chunk buffers held by requests: memory per request is bounded by a few chunks.",
+		}, func() float64 { return float64(bufs.InUse()) }),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.bytes, m.failovers, m.active, m.duration, m.buffers)
+	}
+	return m
+}

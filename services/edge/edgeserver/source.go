@@ -1,0 +1,208 @@
+package edgeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/rangeio"
+	"github.com/p2pd/p2pd/internal/spp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// fileSource is the rangeio.ChunkSource of one file version: it streams
+// chunks from the nodes the tracker ranks best.
+type fileSource struct {
+	s *Server
+	m *manifest.Manifest
+}
+
+// Stream implements rangeio.ChunkSource. Nothing is asked of the network
+// until the first Next.
+func (f fileSource) Stream(ctx context.Context, first, last int) (rangeio.ChunkStream, error) {
+	return &failoverStream{s: f.s, m: f.m, ctx: ctx, next: first, last: last}, nil
+}
+
+// failoverStream delivers chunks next..last in order. It cuts them into
+// runs of consecutive chunks whose best source is the same node (the
+// tracker ranks each chunk's "home" first, so edges converge on one copy)
+// and streams each run with one SPP Fetch. When a node fails, stalls or
+// sends bytes that do not verify, it is excluded for the rest of the
+// stream, put on probation, and the stream resumes at the first chunk not
+// yet delivered from the next-ranked node. Only verified chunks come out.
+type failoverStream struct {
+	s    *Server
+	m    *manifest.Manifest
+	ctx  context.Context
+	next int
+	last int
+
+	rd       *spp.ChunkReader // current run, nil between runs
+	node     node
+	runStart time.Time
+	runBytes int64
+	excluded map[string]bool
+	errs     []error
+}
+
+// Next implements rangeio.ChunkStream.
+func (f *failoverStream) Next(buf []byte) (int, []byte, error) {
+	for f.next <= f.last {
+		if err := f.ctx.Err(); err != nil {
+			f.Close()
+			return 0, nil, err
+		}
+		if f.rd == nil {
+			if err := f.open(); err != nil {
+				return 0, nil, err
+			}
+		}
+		idx, data, err := f.rd.Next(buf)
+		switch {
+		case err == nil:
+			f.next = idx + 1
+			f.runBytes += int64(len(data))
+			return idx, data, nil
+		case err == io.EOF:
+			f.endRun(nil)
+		case f.ctx.Err() != nil:
+			f.Close()
+			return 0, nil, f.ctx.Err()
+		default:
+			f.endRun(err)
+		}
+	}
+	return 0, nil, io.EOF
+}
+
+// Close implements rangeio.ChunkStream.
+func (f *failoverStream) Close() {
+	if f.rd != nil {
+		f.rd.Close()
+		f.rd = nil
+		// A run cut short by the reader (a Seek, the viewer leaving) is
+		// neither a failure nor a fair rate sample.
+	}
+}
+
+// open starts a run at f.next from the best source not yet excluded.
+func (f *failoverStream) open() error {
+	for {
+		cands, err := f.s.sources(f.ctx, f.m, f.next)
+		if err != nil {
+			return fmt.Errorf("chunk %d: %w", f.next, err)
+		}
+		cands = f.s.order(cands, f.excluded)
+		if len(cands) == 0 {
+			if len(f.errs) > 0 {
+				return fmt.Errorf("chunk %d: %w: %w", f.next, errUpstream, errors.Join(f.errs...))
+			}
+			return fmt.Errorf("chunk %d: %w", f.next, errNoSource)
+		}
+		n := cands[0]
+		chunks := []uint32{uint32(f.next)}
+		for j := f.next + 1; j <= f.last && len(chunks) < spp.MaxChunksPerFetch; j++ {
+			c, err := f.s.sources(f.ctx, f.m, j)
+			if err != nil {
+				break // the run stops here; the next one will say why
+			}
+			if c = f.s.order(c, f.excluded); len(c) == 0 || c[0] != n {
+				break
+			}
+			chunks = append(chunks, uint32(j))
+		}
+		f.node, f.runStart, f.runBytes = n, f.s.cfg.Now(), 0
+		client, err := f.s.nodes.Client(n.addr)
+		if err == nil {
+			f.rd, err = spp.Open(f.ctx, client, f.m, &sppv1.FetchRequest{
+				Root:      f.m.Root[:],
+				Chunks:    chunks,
+				Requester: f.s.cfg.NodeID,
+			}, f.s.cfg.StallTimeout)
+		}
+		if err == nil {
+			return nil
+		}
+		if f.ctx.Err() != nil {
+			return f.ctx.Err()
+		}
+		f.endRun(err)
+	}
+}
+
+// endRun closes the current run; a non-nil err fails over from its node.
+func (f *failoverStream) endRun(err error) {
+	if f.rd != nil {
+		f.rd.Close()
+		f.rd = nil
+	}
+	n, elapsed := f.node, f.s.cfg.Now().Sub(f.runStart)
+	if err == nil {
+		f.s.probation.ok(n.id)
+		f.s.reporter.add(n.id, f.runBytes, elapsed, false)
+		return
+	}
+	if f.excluded == nil {
+		f.excluded = map[string]bool{}
+	}
+	f.excluded[n.id] = true
+	f.errs = append(f.errs, fmt.Errorf("%s: %w", n.id, err))
+	f.s.metrics.failovers.Inc()
+	// NOT_FOUND is a node declining a chunk it may not fetch, not a sick
+	// node: try the next one without holding it against this one.
+	if status.Code(err) != codes.NotFound {
+		f.s.probation.fail(n.id)
+		f.s.reporter.add(n.id, f.runBytes, elapsed, true)
+	}
+	f.s.cfg.Logger.Warn("chunk source failed, failing over",
+		"node", n.id, "addr", n.addr, "root", f.m.Root.String(), "chunk", f.next, "err", err)
+}
+
+// probation remembers nodes that failed recently so that they are tried
+// after the others for a while.
+type probation struct {
+	d   time.Duration
+	now func() time.Time
+
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func newProbation(d time.Duration, now func() time.Time) *probation {
+	return &probation{d: d, now: now, until: map[string]time.Time{}}
+}
+
+func (p *probation) fail(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	if len(p.until) >= 1024 {
+		// Node ids come from the tracker, so this map stays small; prune
+		// anyway rather than trust that.
+		for k, t := range p.until {
+			if !now.Before(t) {
+				delete(p.until, k)
+			}
+		}
+	}
+	p.until[id] = now.Add(p.d)
+}
+
+func (p *probation) ok(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.until, id)
+}
+
+func (p *probation) on(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.until[id]
+	return ok && p.now().Before(t)
+}

@@ -1,0 +1,102 @@
+// Command edge is the viewers' HTTP front of the p2pd CDN: it answers GET
+// and HEAD (with Range) for published files, streaming verified chunks
+// from the cachenodes the tracker ranks best.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/services/edge/edgeserver"
+	"github.com/p2pd/p2pd/services/tracker/trackerclient"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+const usage = `edge — the viewers' HTTP front of the p2pd CDN.
+
+Serves every published file at /NAME (GET and HEAD, Range, If-Range,
+ETag, Last-Modified) and a list of them at /. Chunks come from the
+cachenodes the tracker ranks best; a node that fails or stalls mid-stream
+is replaced by the next one. The edge keeps no state of its own.
+
+Usage: edge --tracker HOST:PORT[,HOST:PORT...] [flags]
+`
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "edge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	var (
+		common   service.Common
+		listen   string
+		trackers string
+		nodeID   string
+	)
+	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
+	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
+	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports (default: edge@HOSTNAME)")
+	common.Register(fs, "127.0.0.1:9093")
+	fs.Usage = flagenv.Usage(fs, usage)
+	if err := flagenv.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if trackers == "" {
+		fs.Usage()
+		return errors.New("--tracker is required")
+	}
+	log, err := common.Logger("edge")
+	if err != nil {
+		return err
+	}
+	ctx, stop := service.SignalContext()
+	defer stop()
+
+	tc, err := trackerclient.Dial(trackers, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	ops := service.NewOps()
+	edge, err := edgeserver.New(edgeserver.Config{
+		Tracker:  tc,
+		NodeID:   nodeID,
+		Registry: ops.Registry,
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	defer edge.Close() // after the HTTP server has drained its requests
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()
+	go func() { errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(edge)) }()
+	ops.SetReady(true)
+	log.Info("edge ready", "listen", l.Addr().String(), "tracker", trackers, "ops", common.Ops)
+	var first error
+	for range 2 {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			stop() // one listener failed: take the other down too
+		}
+	}
+	return first
+}
