@@ -9,11 +9,17 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
+
+// defaultStartTimeout bounds the wait for readiness when ctx has no
+// deadline: a member that cannot start (a locked data dir, a port in use)
+// must fail rather than hang its process.
+const defaultStartTimeout = time.Minute
 
 // Etcd is a running embedded etcd member.
 type Etcd struct {
@@ -25,9 +31,14 @@ type Etcd struct {
 // Start starts a single-member etcd keeping its data in dir, serving
 // clients on clientAddr and peers on peerAddr (host:port each; port 0 picks
 // a free port, see Endpoints for the one chosen). It returns once the
-// member is ready to serve, or fails when ctx ends first. Restarting on the
-// same dir keeps the data.
+// member is ready to serve, or fails when ctx ends first (or after a minute
+// when ctx has no deadline). Restarting on the same dir keeps the data.
 func Start(ctx context.Context, dir, clientAddr, peerAddr string) (*Etcd, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultStartTimeout)
+		defer cancel()
+	}
 	curl, err := addrURL(clientAddr)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client address: %w", err)

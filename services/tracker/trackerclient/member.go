@@ -2,6 +2,7 @@ package trackerclient
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -179,6 +180,7 @@ func (m *Member) serve(ctx context.Context, lease int64, ttl time.Duration) {
 	defer flush.Stop()
 	flushArmed := false
 	bo := m.backoff()
+	hbFailures := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -189,10 +191,20 @@ func (m *Member) serve(ctx context.Context, lease int64, ttl time.Duration) {
 			case status.Code(err) == codes.NotFound:
 				return
 			case err != nil && ctx.Err() == nil:
-				// Retry well before the lease can run out.
-				m.cfg.Logger.Warn("tracker: heartbeat failed", "node", m.node.Id, "err", err)
+				// Retry well before the lease can run out; say so once per
+				// outage, not every second.
+				lvl := slog.LevelDebug
+				if hbFailures == 0 {
+					lvl = slog.LevelWarn
+				}
+				hbFailures++
+				m.cfg.Logger.Log(ctx, lvl, "tracker: heartbeat failed", "node", m.node.Id, "err", err)
 				hb.Reset(min(interval, time.Second))
 			default:
+				if hbFailures > 0 {
+					m.cfg.Logger.Info("tracker: heartbeats back", "node", m.node.Id, "failed", hbFailures)
+				}
+				hbFailures = 0
 				hb.Reset(interval)
 			}
 		case <-m.kick:
