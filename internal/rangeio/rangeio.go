@@ -99,6 +99,7 @@ type Reader struct {
 
 	mu     sync.Mutex // serialises Read, Seek and Close
 	pos    int64
+	hint   int64    // expected end of reads (exclusive), 0: unknown
 	cur    *chunk   // chunk being read, nil when none
 	st     *session // read-ahead in progress, nil when none
 	closed bool
@@ -151,6 +152,16 @@ func (r *Reader) fail(err error) error {
 func (r *Reader) chunkLen(i int) int {
 	rest := r.size - int64(i)*int64(r.chunkSize)
 	return int(min(rest, int64(r.chunkSize)))
+}
+
+// HintEnd tells the Reader that reads are expected to stop at offset end
+// (exclusive), as for a single Range request. The first window of a
+// stream then stops at the chunk holding end-1 instead of running a chunk
+// past it. It is only a hint: reading further works as without it.
+func (r *Reader) HintEnd(end int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hint = end
 }
 
 // Read reads from the chunk under the current position; it returns fewer
@@ -326,7 +337,11 @@ func (r *Reader) start(first int) *session {
 		cancel: cancel,
 	}
 	st.wanted.Store(int64(first))
-	go r.run(ctx, st, first)
+	hintLast := -1
+	if r.hint > 0 {
+		hintLast = int((r.hint - 1) / int64(r.chunkSize))
+	}
+	go r.run(ctx, st, first, hintLast)
 	return st
 }
 
@@ -335,7 +350,7 @@ func (r *Reader) start(first int) *session {
 // when it asks for the chunk past it (a Range request of about one chunk
 // then costs one window), after later ones when it takes their last chunk
 // (so the next window arrives while that chunk is being written out).
-func (r *Reader) run(ctx context.Context, st *session, first int) {
+func (r *Reader) run(ctx context.Context, st *session, first, hintLast int) {
 	defer close(st.ch)
 	send := func(c *chunk) bool {
 		select {
@@ -348,6 +363,9 @@ func (r *Reader) run(ctx context.Context, st *session, first int) {
 	w := r.opts.MinWindow
 	for start := first; start < r.chunks; {
 		last := min(start+w-1, r.chunks-1)
+		if start == first && hintLast >= first && hintLast < last {
+			last = hintLast
+		}
 		if !r.window(ctx, start, last, send) {
 			return
 		}

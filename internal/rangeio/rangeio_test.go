@@ -258,22 +258,54 @@ func TestBoundedBuffersOnLongRead(t *testing.T) {
 
 func TestShortRangeFetchesOneWindow(t *testing.T) {
 	const cs = 1024
-	src := newMemSource(100*cs, cs, 5)
+	tests := []struct {
+		name      string
+		start     int64
+		hint      bool
+		requested int
+	}{
+		// A one-chunk Range request straddling a boundary: the first
+		// window covers it, nothing more is asked for.
+		{"straddling", 40*cs + 512, false, 2},
+		{"straddling with hint", 40*cs + 512, true, 2},
+		// An aligned one: without a hint the window runs one chunk past.
+		{"aligned", 40 * cs, false, 2},
+		{"aligned with hint", 40 * cs, true, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newMemSource(100*cs, cs, 5)
+			r := NewReader(context.Background(), src, int64(len(src.data)), cs, Options{})
+			if tc.hint {
+				r.HintEnd(tc.start + cs)
+			}
+			if _, err := r.Seek(tc.start, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(io.LimitReader(r, cs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, src.data[tc.start:tc.start+cs]) {
+				t.Fatal("content differs")
+			}
+			r.Close()
+			if n := src.requested(); n != tc.requested {
+				t.Errorf("requested %d chunks (%v), want %d", n, src.windows, tc.requested)
+			}
+		})
+	}
+}
+
+func TestHintIsOnlyAHint(t *testing.T) {
+	const cs = 64
+	src := newMemSource(20*cs+3, cs, 6)
 	r := NewReader(context.Background(), src, int64(len(src.data)), cs, Options{})
-	// A one-chunk range straddling a boundary, as a player's Range request.
-	if _, err := r.Seek(40*cs+512, io.SeekStart); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(io.LimitReader(r, cs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, src.data[40*cs+512:41*cs+512]) {
-		t.Fatal("content differs")
-	}
-	r.Close()
-	if n := src.requested(); n != 2 {
-		t.Errorf("requested %d chunks (%v), want 2", n, src.windows)
+	defer r.Close()
+	r.HintEnd(cs / 2) // wrong: the whole file is read
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, src.data) {
+		t.Fatalf("ReadAll: %d bytes, %v", len(got), err)
 	}
 }
 

@@ -18,9 +18,11 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -196,7 +198,11 @@ func (s *Server) serve(rw *responseWriter, r *http.Request) outcome {
 	h.Set("Accept-Ranges", "bytes")
 	rw.started = func() bool { return rd.Delivered() > 0 }
 	rw.size = m.Size
-	http.ServeContent(rw, s.rangeRequest(r), name, m.ModTime, rd)
+	r = s.rangeRequest(r)
+	if end, ok := rangeEnd(r.Header.Get("Range")); ok {
+		rd.HintEnd(end)
+	}
+	http.ServeContent(rw, r, name, m.ModTime, rd)
 	if err := rd.Err(); err != nil {
 		if rw.reset() {
 			return s.fail(rw, r, err)
@@ -252,6 +258,26 @@ func (s *Server) rangeRequest(r *http.Request) *http.Request {
 		r.Header.Set("Range", keep)
 	}
 	return r
+}
+
+// rangeEnd returns the end (exclusive) of a single "bytes=a-b" range. It
+// is a read-ahead hint only, so a player's aligned one-chunk request costs
+// one chunk; what is sent, and whether the range is honoured at all, is
+// ServeContent's decision.
+func rangeEnd(v string) (int64, bool) {
+	spec, ok := strings.CutPrefix(v, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, false
+	}
+	_, b, ok := strings.Cut(spec, "-")
+	if !ok {
+		return 0, false
+	}
+	last, err := strconv.ParseInt(strings.TrimSpace(b), 10, 64)
+	if err != nil || last < 0 || last == math.MaxInt64 {
+		return 0, false
+	}
+	return last + 1, true
 }
 
 // nameOf maps a URL path to a published name. The path is already

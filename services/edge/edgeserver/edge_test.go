@@ -272,8 +272,8 @@ func TestRunsFollowPerChunkRanking(t *testing.T) {
 		t.Fatalf("status %d, err %v: not the file", resp.StatusCode, err)
 	}
 	for _, n := range e.nodes {
-		if _, sent := n.stats(); sent != want[n] {
-			t.Errorf("%s sent %d chunks, want the %d it is home for", n.id, sent, want[n])
+		if _, asked := n.stats(); asked != want[n] {
+			t.Errorf("%s was asked for %d chunks, want the %d it is home for", n.id, asked, want[n])
 		}
 	}
 }
@@ -597,5 +597,37 @@ func TestHandlerIsPlain(t *testing.T) {
 	}
 	if got := rec.Header().Get("Content-Length"); got != strconv.Itoa(len(f.data)) {
 		t.Errorf("Content-Length %q", got)
+	}
+}
+
+func TestRangeFetchesOnlyWhatItNeeds(t *testing.T) {
+	tests := []struct {
+		name  string
+		rng   string
+		start int64
+		end   int64 // inclusive
+		want  int   // chunks fetched
+	}{
+		{"aligned chunk", fmt.Sprintf("bytes=%d-%d", 2*testChunk, 3*testChunk-1), 2 * testChunk, 3*testChunk - 1, 1},
+		{"straddling chunk", fmt.Sprintf("bytes=%d-%d", 2*testChunk+7, 3*testChunk+6), 2*testChunk + 7, 3*testChunk + 6, 2},
+		{"small", "bytes=5-10", 5, 10, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
+			e := newEnv(t, 1, []*fixtureFile{big}, nil)
+			// Straight to the handler: it has returned, and so has every
+			// fetch it started, when the counts are read.
+			req := httptest.NewRequest("GET", "/films/big.mp4", nil)
+			req.Header.Set("Range", tc.rng)
+			rec := httptest.NewRecorder()
+			e.edge.ServeHTTP(rec, req)
+			if rec.Code != 206 || !bytes.Equal(rec.Body.Bytes(), big.data[tc.start:tc.end+1]) {
+				t.Fatalf("status %d: wrong content", rec.Code)
+			}
+			if _, asked := e.nodes[0].stats(); asked != tc.want {
+				t.Errorf("node was asked for %d chunks, want %d", asked, tc.want)
+			}
+		})
 	}
 }

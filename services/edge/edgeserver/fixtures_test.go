@@ -98,10 +98,11 @@ type sppNode struct {
 	srv   *grpc.Server
 	files map[manifest.Digest]*fixtureFile
 
-	mu      sync.Mutex
-	f       faults
-	sent    int
-	fetches int
+	mu        sync.Mutex
+	f         faults
+	sent      int // chunks sent whole
+	requested int // chunks asked for, counted before any is sent
+	fetches   int
 }
 
 func startNode(t *testing.T, id string, files []*fixtureFile) *sppNode {
@@ -126,10 +127,10 @@ func (n *sppNode) setFaults(f faults) {
 	n.f = f
 }
 
-func (n *sppNode) stats() (fetches, sent int) {
+func (n *sppNode) stats() (fetches, requested int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.fetches, n.sent
+	return n.fetches, n.requested
 }
 
 func (n *sppNode) GetManifest(_ context.Context, req *sppv1.GetManifestRequest) (*sppv1.GetManifestResponse, error) {
@@ -168,6 +169,7 @@ func (n *sppNode) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServ
 	}
 	n.mu.Lock()
 	n.fetches++
+	n.requested += len(req.Chunks)
 	n.mu.Unlock()
 	for _, c := range req.Chunks {
 		i := int(c)
