@@ -601,29 +601,34 @@ func TestHandlerIsPlain(t *testing.T) {
 }
 
 func TestRangeFetchesOnlyWhatItNeeds(t *testing.T) {
+	big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
 	tests := []struct {
-		name  string
-		rng   string
-		start int64
-		end   int64 // inclusive
-		want  int   // chunks fetched
+		name   string
+		method string
+		hdr    []string
+		code   int
+		body   []byte
+		want   int // chunks fetched
 	}{
-		{"aligned chunk", fmt.Sprintf("bytes=%d-%d", 2*testChunk, 3*testChunk-1), 2 * testChunk, 3*testChunk - 1, 1},
-		{"straddling chunk", fmt.Sprintf("bytes=%d-%d", 2*testChunk+7, 3*testChunk+6), 2*testChunk + 7, 3*testChunk + 6, 2},
-		{"small", "bytes=5-10", 5, 10, 1},
+		{"aligned chunk", "GET", []string{"Range", fmt.Sprintf("bytes=%d-%d", 2*testChunk, 3*testChunk-1)}, 206, big.data[2*testChunk : 3*testChunk], 1},
+		{"straddling chunk", "GET", []string{"Range", fmt.Sprintf("bytes=%d-%d", 2*testChunk+7, 3*testChunk+6)}, 206, big.data[2*testChunk+7 : 3*testChunk+7], 2},
+		{"small", "GET", []string{"Range", "bytes=5-10"}, 206, big.data[5:11], 1},
+		{"HEAD", "HEAD", nil, 200, nil, 0},
+		{"not modified", "GET", []string{"If-None-Match", big.m.ETag()}, 304, nil, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
 			e := newEnv(t, 1, []*fixtureFile{big}, nil)
 			// Straight to the handler: it has returned, and so has every
 			// fetch it started, when the counts are read.
-			req := httptest.NewRequest("GET", "/films/big.mp4", nil)
-			req.Header.Set("Range", tc.rng)
+			req := httptest.NewRequest(tc.method, "/films/big.mp4", nil)
+			for i := 0; i+1 < len(tc.hdr); i += 2 {
+				req.Header.Set(tc.hdr[i], tc.hdr[i+1])
+			}
 			rec := httptest.NewRecorder()
 			e.edge.ServeHTTP(rec, req)
-			if rec.Code != 206 || !bytes.Equal(rec.Body.Bytes(), big.data[tc.start:tc.end+1]) {
-				t.Fatalf("status %d: wrong content", rec.Code)
+			if rec.Code != tc.code || !bytes.Equal(rec.Body.Bytes(), tc.body) {
+				t.Fatalf("status %d, %d bytes: wrong answer", rec.Code, rec.Body.Len())
 			}
 			if _, asked := e.nodes[0].stats(); asked != tc.want {
 				t.Errorf("node was asked for %d chunks, want %d", asked, tc.want)
