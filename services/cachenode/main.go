@@ -59,7 +59,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.NodeID, "node-id", "", "node id (default: cachenode@ADVERTISE)")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&cacheDir, "cache-dir", "", "directory of the chunk store (required)")
-	fs.Var(&maxBytes, "max-bytes", "most chunk bytes to keep: a number of bytes, or with a K, M, G or T suffix (powers of 1024)")
+	fs.Var(&maxBytes, "max-bytes", "most chunk bytes to keep: a `size` in bytes, or with a K, M, G or T suffix (powers of 1024)")
 	fs.BoolVar(&cfg.FetchMisses, "fetch", true, "fetch chunks not held from other nodes (false: serve only what is held)")
 	common.Register(fs, "127.0.0.1:9092")
 	fs.Usage = flagenv.Usage(fs, usage)
@@ -118,7 +118,9 @@ func run(args []string) error {
 	ops.SetReady(true)
 	log.Info("cachenode ready", "listen", l.Addr().String(), "advertise", cfg.Advertise,
 		"cache_dir", cacheDir, "max_bytes", int64(maxBytes), "held_bytes", store.Bytes(), "fetch", cfg.FetchMisses)
-	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+	err = g.Wait()
+	log.Info("cachenode stopped", "held_bytes", store.Bytes())
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
@@ -128,7 +130,19 @@ func run(args []string) error {
 // (powers of 1024, optionally followed by "i" and/or "B": 512M, 10GiB).
 type byteSize int64
 
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+// String prints the size with the largest suffix that divides it.
+func (b *byteSize) String() string {
+	v := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}} {
+		if v != 0 && v%(1<<u.shift) == 0 {
+			return strconv.FormatInt(v>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(v, 10)
+}
 
 func (b *byteSize) Set(s string) error {
 	v, err := parseBytes(s)

@@ -29,3 +29,25 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestByteSizeString(t *testing.T) {
+	tests := []struct {
+		in   int64
+		want string
+	}{
+		{10 << 30, "10G"},
+		{512 << 20, "512M"},
+		{1536, "1536"},
+		{3 << 40, "3T"},
+		{1000, "1000"},
+	}
+	for _, tc := range tests {
+		b := byteSize(tc.in)
+		if got := b.String(); got != tc.want {
+			t.Errorf("byteSize(%d) = %q, want %q", tc.in, got, tc.want)
+		}
+		if v, err := parseBytes(b.String()); err != nil || v != tc.in {
+			t.Errorf("round trip of %d: %d, %v", tc.in, v, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -134,7 +135,15 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 	if f, c := src.fetches.Load(), src.chunks.Load(); f != 1 || c != 1 {
 		t.Fatalf("source saw %d fetches sending %d chunks, want 1 and 1", f, c)
 	}
-	waitMetric(t, cn.reg, n*float64(m.ChunkLen(5)), "p2pd_cachenode_bytes_served_total", "source", "origin")
+	// A request that came late (after the chunk was stored) counts as
+	// local; either way none fetched it again.
+	waitFor(t, "served bytes counted", func() bool {
+		return metric(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", "origin")+
+			metric(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", "local") == n*float64(m.ChunkLen(5))
+	})
+	if f := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); f != float64(m.ChunkLen(5)) {
+		t.Fatalf("fetched %v bytes, want the chunk once", f)
+	}
 }
 
 func TestCorruptSourceIsRejected(t *testing.T) {
@@ -289,8 +298,10 @@ func TestDiskFullServesThrough(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("round %d: %v", round, err)
 		}
+		// Every store attempt failed; until they all have, a chunk's
+		// flight is still open and a new request would share it.
+		waitMetric(t, cn.reg, float64(round*m.ChunkCount()), "p2pd_cachenode_store_errors_total")
 	}
-	waitMetric(t, cn.reg, float64(2*m.ChunkCount()), "p2pd_cachenode_store_errors_total")
 	if n := cn.store.Count(m.Root); n != 0 {
 		t.Fatalf("store holds %d chunks", n)
 	}
@@ -323,5 +334,40 @@ func TestLocalOnlyMiss(t *testing.T) {
 	nf := cl.startCache("cache-2", t.TempDir(), Config{FetchMisses: false})
 	if _, err := nf.fetch(t.Context(), m, []uint32{0}, false); status.Code(err) != codes.NotFound {
 		t.Fatalf("non-fetching node: %v, want NotFound", err)
+	}
+}
+
+func TestEvictionsAreAnnounced(t *testing.T) {
+	cl := newCluster(t)
+	media := t.TempDir()
+	data, m := testFile(t, media, "i.bin", 10*testChunkSize)
+	cl.startOrigin(media)
+	cl.waitHolders(m.Root, 0, "cache-1", "origin")
+	cn := cl.startCacheLimit("cache-1", t.TempDir(), 4*testChunkSize, Config{FetchMisses: true})
+	got, err := cn.fetch(t.Context(), m, allChunks(m), false)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch: %v", err)
+	}
+	// Each chunk was stored once, then kept or evicted.
+	waitFor(t, "every chunk stored", func() bool {
+		return cn.store.Count(m.Root)+int(cn.store.Evictions()) == m.ChunkCount()
+	})
+	if b := cn.store.Bytes(); b > 4*testChunkSize {
+		t.Fatalf("store holds %d bytes, over its limit", b)
+	}
+	evicted, kept := -1, -1
+	for i := range m.ChunkCount() {
+		if cn.store.Has(m.Root, i) {
+			kept = i
+		} else if evicted < 0 {
+			evicted = i
+		}
+	}
+	cl.waitHolders(m.Root, kept, "someone-else", "cache-1")
+	waitFor(t, "the eviction announced", func() bool {
+		return !slices.Contains(cl.holders(m.Root, evicted, "someone-else"), "cache-1")
+	})
+	if ev := metric(t, cn.reg, "p2pd_cachenode_evictions_total"); ev != float64(m.ChunkCount()-4) {
+		t.Fatalf("evictions = %v, want %d", ev, m.ChunkCount()-4)
 	}
 }

@@ -39,6 +39,9 @@ type Config struct {
 	RateReportInterval time.Duration
 	// ManifestCache is how many parsed manifests are kept in memory.
 	ManifestCache int
+	// StoreConcurrency bounds the fetched chunks being written to the
+	// store at once.
+	StoreConcurrency int
 	// Logger receives the node's logs; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -73,6 +76,10 @@ func (c *Config) applyDefaults() {
 	if c.ManifestCache <= 0 {
 		// A manifest is 32 bytes per chunk: 3.2 MB for a 100 GB file.
 		c.ManifestCache = 256
+	}
+	if c.StoreConcurrency <= 0 {
+		// A few writes in flight hide fsync latency; more only add memory.
+		c.StoreConcurrency = 4
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -170,9 +170,16 @@ func (p *pipeline) obtain(sl *slot, bp *[]byte) ([]byte, string, error) {
 func (s *Server) goFetch(req context.Context, m *manifest.Manifest, ws []*want) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(req))
 	stop := context.AfterFunc(s.life, cancel)
-	go func() {
+	ok := s.background(func() {
 		defer cancel()
 		defer stop()
 		s.fetchRun(ctx, m, ws)
-	}()
+	})
+	if !ok {
+		cancel()
+		stop()
+		for _, w := range ws {
+			s.fail(m, w, errors.New("cachenode shutting down"))
+		}
+	}
 }

@@ -275,7 +275,13 @@ type cache struct {
 // Advertise are filled in.
 func (c *cluster) startCache(id, dir string, cfg Config) *cache {
 	c.t.Helper()
-	store, err := chunkstore.Open(dir, 1<<30)
+	return c.startCacheLimit(id, dir, 1<<30, cfg)
+}
+
+// startCacheLimit is startCache with a store of maxBytes.
+func (c *cluster) startCacheLimit(id, dir string, maxBytes int64, cfg Config) *cache {
+	c.t.Helper()
+	store, err := chunkstore.Open(dir, maxBytes)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -43,6 +43,12 @@ type Server struct {
 	// them (other requests may be waiting on them) but not the server.
 	life context.Context
 	stop context.CancelFunc
+	// bg counts background work (fetches, stores), so shutdown can wait
+	// for it; closed refuses new work once shutdown began.
+	bgMu   sync.Mutex
+	bg     sync.WaitGroup
+	closed bool
+	puts   chan struct{} // semaphore of stores in progress
 
 	flights   flights
 	manifests manifestCache
@@ -80,6 +86,7 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		dirty:     dirtySet{m: map[manifest.Digest]bool{}},
 	}
 	s.life, s.stop = context.WithCancel(context.Background())
+	s.puts = make(chan struct{}, cfg.StoreConcurrency)
 	s.bufs.New = func() any { b := make([]byte, 0, manifest.DefaultChunkSize); return &b }
 	store.OnChange(s.dirty.mark)
 	return s, nil
@@ -101,9 +108,10 @@ func (s *Server) Node() *trackerv1.Node {
 
 // Run joins the tracker as a cachenode, announcing everything the store
 // holds, then keeps the tracker informed of holdings and measured rates
-// until ctx ends. It then leaves the tracker and cancels upstream fetches.
+// until ctx ends. It then leaves the tracker, cancels upstream fetches and
+// waits for background work to end.
 func (s *Server) Run(ctx context.Context) error {
-	defer s.stop()
+	defer s.Close()
 	s.dropOrphans()
 	if s.tracker == nil {
 		<-ctx.Done()
@@ -115,7 +123,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.member.Store(nil)
 		m.Close()
 	}()
-	s.log.Info("joined tracker", "chunks_bytes", s.store.Bytes(), "files", len(s.store.Roots()))
+	s.log.Info("joining tracker", "held_bytes", s.store.Bytes(), "files", len(s.store.Roots()))
 
 	announce := time.NewTicker(s.cfg.AnnounceInterval)
 	defer announce.Stop()
@@ -136,9 +144,28 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// Close cancels upstream fetches. Run does it when it returns; Close is for
-// a server that never ran.
-func (s *Server) Close() { s.stop() }
+// Close cancels upstream fetches and waits for background work to end;
+// requests still being served then fail their misses. Run closes the
+// server when it returns; Close is for a server that never ran.
+func (s *Server) Close() {
+	s.bgMu.Lock()
+	s.closed = true
+	s.bgMu.Unlock()
+	s.stop()
+	s.bg.Wait()
+}
+
+// background runs f in a goroutine Close waits for. It reports false, and
+// does not run f, once Close has begun.
+func (s *Server) background(f func()) bool {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.bg.Go(f)
+	return true
+}
 
 // dropOrphans deletes chunks whose manifest is gone: they can be neither
 // announced (the chunk count is unknown) nor verified.

@@ -192,8 +192,12 @@ func (s *Server) fetchGroups(ctx context.Context, wg *sync.WaitGroup, m *manifes
 		}
 	}
 	for _, w := range ws {
+		if len(w.cands) == 0 {
+			s.fail(m, w, errors.New("no node holds it"))
+			continue
+		}
 		if w.next >= len(w.cands) {
-			s.fail(m, w, errors.New("no source left"))
+			s.fail(m, w, fmt.Errorf("all %d sources failed", len(w.cands)))
 			continue
 		}
 		if len(group) > 0 && group[0].cands[group[0].next].id != w.cands[w.next].id {
@@ -268,14 +272,29 @@ func (s *Server) stream(ctx context.Context, m *manifest.Manifest, src source, w
 
 // deliver hands a verified chunk to its waiters, then stores it. A chunk
 // that cannot be stored (disk full) has been served all the same.
+//
+// Stores run beside the stream, so an fsync does not hold up the next
+// chunk, but at most StoreConcurrency at once: a slow disk slows fetching
+// down instead of piling chunks up in memory.
 func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src source) {
 	s.metrics.fetched.WithLabelValues(src.label).Add(float64(len(data)))
 	s.metrics.fetchSeconds.WithLabelValues(src.label).Observe(time.Since(w.start).Seconds())
 	w.f.land(data, src.label, nil)
-	if err := s.store.Put(m.Root, w.idx, data, m.Digests[w.idx]); err != nil {
-		s.storeFailed(m.Root, w.idx, err)
+	k := chunkKey{m.Root, w.idx}
+	s.puts <- struct{}{}
+	ok := s.background(func() {
+		defer func() { <-s.puts }()
+		if err := s.store.Put(m.Root, w.idx, data, m.Digests[w.idx]); err != nil {
+			s.storeFailed(m.Root, w.idx, err)
+		}
+		// Only now: until the chunk is in the store, later requests must
+		// find the flight, or they would fetch the chunk again.
+		s.release(k, w.f)
+	})
+	if !ok {
+		<-s.puts
+		s.release(k, w.f)
 	}
-	s.release(chunkKey{m.Root, w.idx}, w.f)
 }
 
 func (s *Server) fail(m *manifest.Manifest, w *want, err error) {
