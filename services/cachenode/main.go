@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/chunkstore"
@@ -52,7 +50,7 @@ func run(args []string) error {
 		listen   string
 		trackers string
 		cacheDir string
-		maxBytes = byteSize(10 << 30)
+		maxBytes = flagenv.Bytes(10 << 30)
 	)
 	fs.StringVar(&listen, "listen", ":7200", "address to serve SPP (gRPC) on")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
@@ -124,61 +122,4 @@ func run(args []string) error {
 		return err
 	}
 	return nil
-}
-
-// byteSize is a flag value of bytes: plain, or with a K, M, G or T suffix
-// (powers of 1024, optionally followed by "i" and/or "B": 512M, 10GiB).
-type byteSize int64
-
-// String prints the size with the largest suffix that divides it.
-func (b *byteSize) String() string {
-	v := int64(*b)
-	for _, u := range []struct {
-		suffix string
-		shift  uint
-	}{{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}} {
-		if v != 0 && v%(1<<u.shift) == 0 {
-			return strconv.FormatInt(v>>u.shift, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(v, 10)
-}
-
-func (b *byteSize) Set(s string) error {
-	v, err := parseBytes(s)
-	if err != nil {
-		return err
-	}
-	*b = byteSize(v)
-	return nil
-}
-
-func parseBytes(s string) (int64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(t, "B")
-	t = strings.TrimSuffix(t, "I")
-	shift := 0
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'K':
-			shift = 10
-		case 'M':
-			shift = 20
-		case 'G':
-			shift = 30
-		case 'T':
-			shift = 40
-		}
-		if shift > 0 {
-			t = t[:n-1]
-		}
-	}
-	v, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || v <= 0 {
-		return 0, fmt.Errorf("size %q: want a positive number of bytes, optionally with a K, M, G or T suffix", s)
-	}
-	if v > (1<<62)>>shift {
-		return 0, fmt.Errorf("size %q: too large", s)
-	}
-	return v << shift, nil
 }

@@ -39,6 +39,11 @@ type Config struct {
 	NodeID string
 	// Roles are the node roles chunks are fetched from.
 	Roles []trackerv1.Role
+	// Upstream, when set, is the one SPP node (host:port) every chunk is
+	// fetched from, instead of the nodes the tracker ranks: the single
+	// p2pd binary pins its edge to the cachenode or origin in the same
+	// process, as the original p2pd served each viewer from its own node.
+	Upstream string
 	// Registry receives the edge's metrics; nil leaves them unregistered.
 	Registry prometheus.Registerer
 	// Logger gets one line per request; nil uses slog.Default().

@@ -221,6 +221,8 @@ func (s *Server) fail(rw *responseWriter, r *http.Request, err error) outcome {
 	switch {
 	case errors.Is(err, errTracker):
 		code, msg = http.StatusServiceUnavailable, "503 service unavailable: the tracker cannot be reached, retry shortly"
+	case errors.Is(err, errNotHeld):
+		code, msg = http.StatusNotFound, "404 not found: no node holds this part of the file and none may fetch it"
 	case errors.Is(err, errNoSource):
 		code, msg = http.StatusServiceUnavailable, "503 service unavailable: no cache node is available, retry shortly"
 	}

@@ -21,6 +21,9 @@ var (
 	errNoSource = errors.New("no source node available")
 	// errUpstream: every source failed or sent wrong data (502).
 	errUpstream = errors.New("all source nodes failed")
+	// errNotHeld: every source declined (NOT_FOUND): no node holds the
+	// data and none may fetch it, as a p2pd cache without -n (404).
+	errNotHeld = errors.New("no source node holds the data")
 )
 
 // node is a chunk source as the tracker ranked it.
@@ -89,11 +92,15 @@ func (s *Server) fetchManifest(ctx context.Context, root manifest.Digest, f *tra
 	if f.ChunkSize > 0 {
 		chunks = manifest.ChunkCountFor(int64(f.Size), int(f.ChunkSize))
 	}
-	loc, err := s.locate(ctx, root, 0, chunks)
-	if err != nil {
-		return nil, err
+	first := s.pinned()
+	if first == nil {
+		loc, err := s.locate(ctx, root, 0, chunks)
+		if err != nil {
+			return nil, err
+		}
+		first = loc.chunks[0]
 	}
-	cands := s.order(loc.chunks[0], nil)
+	cands := s.order(first, nil)
 	if len(cands) == 0 {
 		return nil, fmt.Errorf("manifest of %q: %w", f.Name, errNoSource)
 	}
@@ -134,8 +141,20 @@ func (s *Server) manifestFrom(ctx context.Context, n node, root manifest.Digest)
 	return m, nil
 }
 
+// pinned returns the Upstream node as the only source, nil when the edge
+// follows the tracker's ranking.
+func (s *Server) pinned() []node {
+	if s.cfg.Upstream == "" {
+		return nil
+	}
+	return []node{{id: s.cfg.Upstream, addr: s.cfg.Upstream}}
+}
+
 // sources returns the ranked sources for chunk idx of m.
 func (s *Server) sources(ctx context.Context, m *manifest.Manifest, idx int) ([]node, error) {
+	if up := s.pinned(); up != nil {
+		return up, nil
+	}
 	loc, err := s.locate(ctx, m.Root, idx, m.ChunkCount())
 	if err != nil {
 		return nil, err

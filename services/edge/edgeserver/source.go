@@ -49,6 +49,9 @@ type failoverStream struct {
 	runBytes int64
 	excluded map[string]bool
 	errs     []error
+	// sick is set when a source failed for another reason than declining
+	// the chunk (NOT_FOUND).
+	sick bool
 }
 
 // Next implements rangeio.ChunkStream.
@@ -100,6 +103,9 @@ func (f *failoverStream) open() error {
 		}
 		cands = f.s.order(cands, f.excluded)
 		if len(cands) == 0 {
+			if len(f.errs) > 0 && !f.sick {
+				return fmt.Errorf("chunk %d: %w: %w", f.next, errNotHeld, errors.Join(f.errs...))
+			}
 			if len(f.errs) > 0 {
 				return fmt.Errorf("chunk %d: %w: %w", f.next, errUpstream, errors.Join(f.errs...))
 			}
@@ -157,6 +163,7 @@ func (f *failoverStream) endRun(err error) {
 	// NOT_FOUND is a node declining a chunk it may not fetch, not a sick
 	// node: try the next one without holding it against this one.
 	if status.Code(err) != codes.NotFound {
+		f.sick = true
 		f.s.probation.fail(n.id)
 		f.s.reporter.add(n.id, f.runBytes, elapsed, true)
 	}

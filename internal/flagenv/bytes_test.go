@@ -1,4 +1,4 @@
-package main
+package flagenv
 
 import "testing"
 
@@ -23,9 +23,9 @@ func TestParseBytes(t *testing.T) {
 		{"99999999999T", 0, false},
 	}
 	for _, tc := range tests {
-		got, err := parseBytes(tc.in)
+		got, err := ParseBytes(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("parseBytes(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
 }
@@ -42,11 +42,11 @@ func TestByteSizeString(t *testing.T) {
 		{1000, "1000"},
 	}
 	for _, tc := range tests {
-		b := byteSize(tc.in)
+		b := Bytes(tc.in)
 		if got := b.String(); got != tc.want {
-			t.Errorf("byteSize(%d) = %q, want %q", tc.in, got, tc.want)
+			t.Errorf("Bytes(%d) = %q, want %q", tc.in, got, tc.want)
 		}
-		if v, err := parseBytes(b.String()); err != nil || v != tc.in {
+		if v, err := ParseBytes(b.String()); err != nil || v != tc.in {
 			t.Errorf("round trip of %d: %d, %v", tc.in, v, err)
 		}
 	}

@@ -1,0 +1,67 @@
+package flagenv
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Bytes is a flag value of bytes: plain, or with a K, M, G or T suffix
+// (powers of 1024, optionally followed by "i" and/or "B": 512M, 10GiB).
+type Bytes int64
+
+// String prints the size with the largest suffix that divides it.
+func (b *Bytes) String() string {
+	v := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}} {
+		if v != 0 && v%(1<<u.shift) == 0 {
+			return strconv.FormatInt(v>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+// Set parses a size as ParseBytes does.
+func (b *Bytes) Set(s string) error {
+	v, err := ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = Bytes(v)
+	return nil
+}
+
+// ParseBytes parses a positive size in bytes, optionally with a K, M, G or
+// T suffix (powers of 1024).
+func ParseBytes(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(t, "B")
+	t = strings.TrimSuffix(t, "I")
+	shift := 0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			shift = 10
+		case 'M':
+			shift = 20
+		case 'G':
+			shift = 30
+		case 'T':
+			shift = 40
+		}
+		if shift > 0 {
+			t = t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, optionally with a K, M, G or T suffix", s)
+	}
+	if v > (1<<62)>>shift {
+		return 0, fmt.Errorf("size %q: too large", s)
+	}
+	return v << shift, nil
+}
