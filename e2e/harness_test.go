@@ -43,7 +43,7 @@ func buildAndRun(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
-		"../services/tracker", "../services/origin", "../services/cachenode", "../services/edge")
+		"../services/tracker", "../services/origin", "../services/cachenode", "../services/edge", "../cmd/p2pd")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("build binaries: %v\n%s", err, out)

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/service"
+)
+
+// defaultOps is the ops listener without -B; with -B it moves to that
+// address, port 9090.
+const defaultOps = "127.0.0.1:9090"
+
+// config is the p2pd command line.
+type config struct {
+	publish     string // -p: server mode, publish this directory
+	loadSharing bool   // -i
+	port        int    // -P
+	cache       string // -c: cache mode, store chunks here
+	host        string // -A
+	fetch       bool   // -n
+	public      bool   // -N
+	server      string // -S
+	bind        string // -B
+	advertise   string
+	nodeID      string
+	maxBytes    string
+	chunkSize   int
+	etcdDir     string
+	rescan      string
+	common      service.Common
+}
+
+const manPage = `p2pd — a peer-assisted CDN for video on demand, in one binary.
+
+SYNOPSIS
+  p2pd -p DIR [-i] [-P PORT] [-B ADDR] [-N] [-A HOST]       server
+  p2pd -c DIR -S HOST[:PORT] [-n] [-N] [-A HOST] [-P PORT]  cache
+
+DESCRIPTION
+  A server (-p) publishes the files of DIR: it runs an embedded etcd, the
+  tracker and the origin, and answers viewers' HTTP on -P. A cache (-c)
+  stores chunks in DIR and joins the server named by -S; it learns
+  everything else (the tracker, the other caches) from the server, so
+  caches are added and removed without touching any configuration.
+
+  One port per node: viewers' HTTP and the nodes' gRPC (chunk transfer and
+  tracker) share -P, told apart by protocol. -N and -A restrict viewers'
+  HTTP only, never the traffic between nodes.
+
+OPTIONS
+  -p, --publish DIR     publish the media files in DIR (server mode)
+  -i, --load-sharing    load sharing between server and caches: caches also
+                        fetch from each other (server only)
+  -P, --port PORT       HTTP (and gRPC) port (default 8080)
+  -c, --cache DIR       run as a cache, storing chunks in DIR
+  -A, --host HOST       serve only requests whose Host is HOST (port
+                        ignored); others get 404, never content
+  -n, --fetch           fetch data that is not cached when it is requested;
+                        without it a cache serves only what it holds
+  -N, --public          accept HTTP requests from any client; without it
+                        only loopback clients are served
+  -S, --server HOST[:PORT]
+                        the server this cache joins (port default 8080)
+  -B, --bind ADDR       address to listen on (default: all); lets several
+                        nodes share one machine on loopback addresses
+      --advertise HOST:PORT
+                        address other nodes dial for this node (default:
+                        -B:-P, or the address this cache uses to reach -S)
+      --max-bytes SIZE  cache size limit, e.g. 512M, 20G (default 10G)
+      --chunk-size N    chunk size for published files (default 1048576)
+      --etcd-dir DIR    data directory of the server's embedded etcd
+                        (default: a temporary directory)
+      --rescan DURATION rescan the published directory this often (10s)
+      --node-id ID      node id (default: derived from the address)
+      --ops ADDR        ops listener: /metrics /healthz /readyz /debug/pprof/
+                        (default 127.0.0.1:9090, or the -B address port
+                        9090; empty disables)
+      --log-level LEVEL debug, info, warn, error (default info)
+      --log-json        log JSON lines
+
+  Every long option can also be set in the environment as P2PD_ + its name
+  in upper case with dashes as underscores (P2PD_MAX_BYTES=20G).
+
+EXAMPLES
+  Scenario 1, a single server on port 8080 for /mediafiles:
+    p2pd -p /mediafiles -P 8080 -N
+
+  Scenario 2, independent servers with identical content behind one DNS
+  name (round robin); run the same command on each, no coordination:
+    p2pd -p /mediafiles -P 8080 -N
+
+  Scenario 3, a non-public server and caches that viewers reach as
+  cdn.example.com; caches fetch misses from the server or each other:
+    server$ p2pd -i -p /mediafiles -P 8080
+    cache$  p2pd -c /cachefiles -A cdn.example.com -n -N -P 8080 -S server.example.com
+`
+
+func parseFlags(args []string) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("p2pd", flag.ContinueOnError)
+	str := func(p *string, short, long, def string) {
+		fs.StringVar(p, short, def, "")
+		fs.StringVar(p, long, def, "")
+	}
+	boolean := func(p *bool, short, long string) {
+		fs.BoolVar(p, short, false, "")
+		fs.BoolVar(p, long, false, "")
+	}
+	str(&c.publish, "p", "publish", "")
+	boolean(&c.loadSharing, "i", "load-sharing")
+	fs.IntVar(&c.port, "P", 8080, "")
+	fs.IntVar(&c.port, "port", 8080, "")
+	str(&c.cache, "c", "cache", "")
+	str(&c.host, "A", "host", "")
+	boolean(&c.fetch, "n", "fetch")
+	boolean(&c.public, "N", "public")
+	str(&c.server, "S", "server", "")
+	str(&c.bind, "B", "bind", "")
+	fs.StringVar(&c.advertise, "advertise", "", "")
+	fs.StringVar(&c.nodeID, "node-id", "", "")
+	fs.StringVar(&c.maxBytes, "max-bytes", "10G", "")
+	fs.IntVar(&c.chunkSize, "chunk-size", manifest.DefaultChunkSize, "")
+	fs.StringVar(&c.etcdDir, "etcd-dir", "", "")
+	fs.StringVar(&c.rescan, "rescan", "10s", "")
+	c.common.Register(fs, defaultOps)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), manPage) }
+	if err := flagenv.Parse(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see p2pd --help)", fs.Arg(0))
+	}
+	switch {
+	case c.publish == "" && c.cache == "":
+		return nil, fmt.Errorf("give -p DIR (server) or -c DIR -S SERVER (cache); see p2pd --help")
+	case c.publish != "" && c.cache != "":
+		return nil, fmt.Errorf("-p and -c exclude each other: a node is a server or a cache")
+	case c.cache != "" && c.server == "":
+		return nil, fmt.Errorf("a cache needs -S HOST[:PORT], the server to join")
+	case c.publish != "" && c.server != "":
+		return nil, fmt.Errorf("-S is for caches; a server is the top of the hierarchy")
+	case c.port <= 0 || c.port > 65535:
+		return nil, fmt.Errorf("-P %d: not a port", c.port)
+	}
+	if c.common.Ops == defaultOps && c.bind != "" && !net.ParseIP(c.bind).IsUnspecified() {
+		// Several nodes on one machine each get their own ops listener.
+		c.common.Ops = net.JoinHostPort(c.bind, "9090")
+	}
+	if c.server != "" {
+		if _, _, err := net.SplitHostPort(c.server); err != nil {
+			c.server = net.JoinHostPort(strings.Trim(c.server, "[]"), "8080")
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/chunkstore"
+	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/portmux"
+	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
+	"github.com/p2pd/p2pd/services/edge/edgeserver"
+	"github.com/p2pd/p2pd/services/origin/originserver"
+	"github.com/p2pd/p2pd/services/tracker/trackerclient"
+	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// node is one p2pd process: its port, split between viewers' HTTP and the
+// nodes' gRPC, and the services composed on it.
+type node struct {
+	cfg    *config
+	log    *slog.Logger
+	mux    *portmux.Mux
+	grpc   *grpc.Server
+	health *health.Server
+	ops    *service.Ops
+	pool   *spp.Pool
+	// self is where this process dials its own gRPC services.
+	self string
+	// advertise is where other nodes dial this one.
+	advertise string
+}
+
+func newNode(cfg *config) (*node, error) {
+	role := "server"
+	if cfg.cache != "" {
+		role = "cache"
+	}
+	log, err := cfg.common.Logger("p2pd-" + role)
+	if err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort(cfg.bind, strconv.Itoa(cfg.port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	n := &node{cfg: cfg, log: log, mux: portmux.New(l), ops: service.NewOps()}
+	n.self = net.JoinHostPort(selfHost(cfg.bind), strconv.Itoa(cfg.port))
+	n.advertise, err = advertiseAddr(cfg)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
+	n.pool = spp.NewPool(append(service.GRPCDialOptions(), creds)...)
+	n.grpc = grpc.NewServer(service.GRPCServerOptions()...)
+	n.health = service.AddHealth(n.grpc)
+	return n, nil
+}
+
+// selfHost is the host this process reaches its own listener on.
+func selfHost(bind string) string {
+	if ip := net.ParseIP(bind); bind == "" || (ip != nil && ip.IsUnspecified()) {
+		return "127.0.0.1"
+	}
+	return bind
+}
+
+// advertiseAddr decides where other nodes reach this one: --advertise; else
+// the -B address; else, for a cache, the local address it uses to reach
+// its server (the one interface that surely routes there); else the first
+// non-loopback interface address.
+func advertiseAddr(cfg *config) (string, error) {
+	port := strconv.Itoa(cfg.port)
+	switch {
+	case cfg.advertise != "":
+		return cfg.advertise, nil
+	case cfg.bind != "" && !net.ParseIP(cfg.bind).IsUnspecified():
+		return net.JoinHostPort(cfg.bind, port), nil
+	case cfg.server != "":
+		c, err := net.DialTimeout("tcp", cfg.server, 10*time.Second)
+		if err != nil {
+			return "", fmt.Errorf("reach server %s to learn this node's address (or give --advertise): %w", cfg.server, err)
+		}
+		defer c.Close()
+		host, _, _ := net.SplitHostPort(c.LocalAddr().String())
+		return net.JoinHostPort(host, port), nil
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsGlobalUnicast() && ipn.IP.To4() != nil {
+			return net.JoinHostPort(ipn.IP.String(), port), nil
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", port), nil
+}
+
+func (n *node) run() error {
+	ctx, stop := service.SignalContext()
+	defer stop()
+	defer n.pool.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	var (
+		edge *edgeserver.Server
+		err  error
+	)
+	if n.cfg.cache != "" {
+		edge, err = n.startCache(ctx, g)
+	} else {
+		edge, err = n.startServer(ctx, g)
+	}
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	defer edge.Close()
+	httpSrv := service.NewHTTPServer(n.restrict(edge))
+	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
+	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
+	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.ops.SetReady(true)
+	n.log.Info("p2pd ready", "listen", n.mux.HTTP().Addr().String(), "advertise", n.advertise,
+		"public", n.cfg.public, "host", n.cfg.host, "ops", n.cfg.common.Ops)
+	err = g.Wait()
+	n.mux.Close()
+	return err
+}
+
+// startServer composes scenario 1 and the top of scenario 3: embedded
+// etcd, tracker, origin, and an edge reading from the origin.
+func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.Server, error) {
+	dir := n.cfg.etcdDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "p2pd-etcd-")
+		if err != nil {
+			return nil, err
+		}
+		dir = tmp
+		g.Go(func() error { <-ctx.Done(); return os.RemoveAll(tmp) })
+	}
+	et, err := trackerserver.OpenEtcd(ctx, trackerserver.EtcdConfig{
+		EmbeddedDir:        dir,
+		EmbeddedClientAddr: "127.0.0.1:0",
+		EmbeddedPeerAddr:   "127.0.0.1:0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.Go(func() error { <-ctx.Done(); et.Close(); return nil })
+	tr := trackerserver.New(et.Client, trackerserver.Config{PeerSharing: n.cfg.loadSharing, Logger: n.log})
+	trackerv1.RegisterTrackerServiceServer(n.grpc, tr)
+	n.ops.Registry.MustRegister(tr.Collectors()...)
+	g.Go(func() error { return tr.Run(ctx) })
+
+	rescan, err := time.ParseDuration(n.cfg.rescan)
+	if err != nil {
+		return nil, fmt.Errorf("--rescan %q: %w", n.cfg.rescan, err)
+	}
+	origin, err := originserver.New(originserver.Config{
+		MediaDir:  n.cfg.publish,
+		ChunkSize: n.cfg.chunkSize,
+		NodeID:    n.cfg.nodeID,
+		Advertise: n.advertise,
+		HTTPAddr:  n.advertise,
+		Rescan:    rescan,
+	}, n.ops.Registry)
+	if err != nil {
+		return nil, err
+	}
+	sppv1.RegisterChunkServiceServer(n.grpc, origin)
+	if err := origin.Scan(ctx); err != nil {
+		return nil, err
+	}
+	tc, err := trackerclient.Dial(n.self)
+	if err != nil {
+		return nil, err
+	}
+	g.Go(func() error {
+		defer tc.Close()
+		if err := tr.WaitReady(ctx); err != nil {
+			return nil
+		}
+		member := tc.Join(ctx, origin.Node(), origin.Haves)
+		defer member.Close()
+		origin.Attach(ctx, tc, member)
+		origin.Run(ctx)
+		return nil
+	})
+	return edgeserver.New(edgeserver.Config{
+		Tracker:  tc,
+		Nodes:    n.pool,
+		NodeID:   "edge@" + n.advertise,
+		Upstream: n.self,
+		Registry: n.ops.Registry,
+		Logger:   n.log,
+	})
+}
+
+// startCache composes a scenario-3 cache: a cachenode joined to the server
+// given by -S, and an edge reading from it.
+func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.Server, error) {
+	maxBytes, err := flagenv.ParseBytes(n.cfg.maxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("--max-bytes: %w", err)
+	}
+	store, err := chunkstore.Open(n.cfg.cache, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := trackerclient.Dial(n.cfg.server)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := cacheserver.New(cacheserver.Config{
+		NodeID:      n.cfg.nodeID,
+		Advertise:   n.advertise,
+		HTTPAddr:    n.advertise,
+		FetchMisses: n.cfg.fetch,
+		Logger:      n.log,
+	}, store, tc, n.pool, n.ops.Registry)
+	if err != nil {
+		tc.Close()
+		return nil, err
+	}
+	sppv1.RegisterChunkServiceServer(n.grpc, cache)
+	g.Go(func() error {
+		defer tc.Close()
+		defer cache.Close()
+		return cache.Run(ctx)
+	})
+	return edgeserver.New(edgeserver.Config{
+		Tracker:  tc,
+		Nodes:    n.pool,
+		NodeID:   "edge@" + n.advertise,
+		Upstream: n.self,
+		Registry: n.ops.Registry,
+		Logger:   n.log,
+	})
+}
+
+// restrict applies -N and -A to viewers' HTTP (never to gRPC between
+// nodes, which the port mux routes elsewhere).
+func (n *node) restrict(h http.Handler) http.Handler {
+	if n.cfg.host != "" {
+		h = hostOnly(n.cfg.host, h)
+	}
+	if !n.cfg.public {
+		h = loopbackOnly(h)
+	}
+	return h
+}
