@@ -114,12 +114,6 @@ func (p *proc) stop(sig syscall.Signal) {
 // kill SIGKILLs the process.
 func (p *proc) kill() { p.stop(syscall.SIGKILL) }
 
-// logContains reports whether the process log has s.
-func (p *proc) logContains(s string) bool {
-	b, _ := os.ReadFile(p.log)
-	return bytes.Contains(b, []byte(s))
-}
-
 // freeAddr returns host:port with a port free on host right now.
 func freeAddr(t *testing.T, host string) string {
 	t.Helper()
