@@ -11,7 +11,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./services/,$(SERVICES))
+	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./services/,$(SERVICES)) ./cmd/p2pd
 
 proto:
 	cd proto && $(TOOLS) buf generate
