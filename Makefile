@@ -33,3 +33,6 @@ run: build
 
 clean:
 	rm -rf $(BIN) .run
+
+# Full CDN with Docker Compose: images, up, down, e2e-compose.
+-include deployments/compose/compose.mk
