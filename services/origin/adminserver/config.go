@@ -1,0 +1,84 @@
+package adminserver
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures the admin API. MediaDir is required; every other
+// field has a default (see applyDefaults).
+type Config struct {
+	// Token is the bearer token every /v1/ call must carry. Empty disables
+	// the API: every call is refused with code "admin_disabled".
+	Token string
+	// MediaDir is the origin's media directory: where uploads are stored
+	// and publish paths are resolved. It must be the origin's.
+	MediaDir string
+	// ChunkSize is the origin's chunk size. Uploads are cut and hashed
+	// with it while they arrive, and the origin's manifest must then have
+	// the same root.
+	ChunkSize int
+	// MaxUploadBytes refuses larger uploads (0: no limit but the disk).
+	MaxUploadBytes int64
+	// ReserveBytes is the free space an upload must leave on the media
+	// directory's file system, so the origin's disk never fills up.
+	ReserveBytes int64
+	// Metrics is where traffic statistics are read from: the process's
+	// registry, holding the origin's counters (and, in a single p2pd
+	// process, the cachenode's and the edge's). Nil: none are reported.
+	Metrics prometheus.Gatherer
+	// TrackerTimeout bounds each call to the tracker.
+	TrackerTimeout time.Duration
+	// Logger receives the API's logs.
+	Logger *slog.Logger
+}
+
+// applyDefaults fills unset fields:
+//   - ChunkSize manifest.DefaultChunkSize, the origin's default;
+//   - ReserveBytes 64 MiB: room for manifests, logs and a margin for the
+//     file system's own overhead;
+//   - TrackerTimeout 10s: ListNodes of a large CDN is a big answer;
+//   - Logger slog.Default().
+func (c *Config) applyDefaults() {
+	if c.ChunkSize == 0 {
+		c.ChunkSize = manifest.DefaultChunkSize
+	}
+	if c.ReserveBytes == 0 {
+		c.ReserveBytes = 64 << 20
+	}
+	if c.TrackerTimeout <= 0 {
+		c.TrackerTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// TokenEnv is the environment variable holding the admin token when no
+// token file is given.
+const TokenEnv = "P2PD_ADMIN_TOKEN"
+
+// LoadToken returns the admin token: the first line of file when file is
+// set (so it need not appear in the process list or the environment),
+// else $P2PD_ADMIN_TOKEN. An empty result means the admin API is disabled.
+func LoadToken(file string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(os.Getenv(TokenEnv)), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("admin token file: %w", err)
+	}
+	tok, _, _ := strings.Cut(string(b), "\n")
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", fmt.Errorf("admin token file %s is empty", file)
+	}
+	return tok, nil
+}

@@ -1,0 +1,198 @@
+package adminserver
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	adminv1 "github.com/p2pd/p2pd/gen/admin/v1"
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/manifest"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// nodeView is one ListNodes answer from the tracker.
+type nodeView struct {
+	nodes    []*trackerv1.Node
+	holdings map[string]*trackerv1.NodeHoldings // by node id
+}
+
+// listNodes asks the tracker for the live nodes and their holdings. A
+// lone origin (no tracker) has none.
+func (s *Server) listNodes(ctx context.Context) (nodeView, error) {
+	if s.tracker == nil {
+		return nodeView{}, nil
+	}
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.TrackerTimeout)
+	defer cancel()
+	resp, err := s.tracker.ListNodes(tctx, &trackerv1.ListNodesRequest{})
+	if err != nil {
+		return nodeView{}, errTracker(err, "list nodes")
+	}
+	return nodeView{nodes: resp.Nodes, holdings: resp.Holdings}, nil
+}
+
+// holders lists the nodes holding chunks of root, in node id order.
+func (v nodeView) holders(root manifest.Digest) []*adminv1.Holder {
+	key := root.String()
+	var out []*adminv1.Holder
+	for _, n := range v.nodes {
+		if c := v.holdings[n.Id].GetChunksByRoot()[key]; c > 0 {
+			out = append(out, &adminv1.Holder{NodeId: n.Id, Role: roleName(n.Role), Chunks: c})
+		}
+	}
+	slices.SortFunc(out, func(a, b *adminv1.Holder) int { return strings.Compare(a.NodeId, b.NodeId) })
+	return out
+}
+
+// roleName is the lower-case role name the API uses.
+func roleName(r trackerv1.Role) string {
+	switch r {
+	case trackerv1.Role_ROLE_ORIGIN:
+		return "origin"
+	case trackerv1.Role_ROLE_CACHENODE:
+		return "cachenode"
+	case trackerv1.Role_ROLE_EDGE:
+		return "edge"
+	}
+	return "unknown"
+}
+
+// ListNodes lists the live nodes with what they hold.
+func (s *Server) ListNodes(ctx context.Context, _ *adminv1.ListNodesRequest) (*adminv1.ListNodesResponse, error) {
+	v, err := s.listNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &adminv1.ListNodesResponse{Nodes: make([]*adminv1.Node, 0, len(v.nodes))}
+	for _, n := range v.nodes {
+		an := &adminv1.Node{
+			Id:            n.Id,
+			Role:          roleName(n.Role),
+			GrpcAddr:      n.GrpcAddr,
+			HttpAddr:      n.HttpAddr,
+			Load:          n.Load,
+			HeldBytes:     n.HeldBytes,
+			CapacityBytes: n.CapacityBytes,
+		}
+		if n.UpSinceUnixNano != 0 {
+			an.UpSince = timestamppb.New(time.Unix(0, n.UpSinceUnixNano))
+		}
+		for _, c := range v.holdings[n.Id].GetChunksByRoot() {
+			if c > 0 {
+				an.Files++
+				an.Chunks += uint64(c)
+			}
+		}
+		resp.Nodes = append(resp.Nodes, an)
+	}
+	slices.SortFunc(resp.Nodes, func(a, b *adminv1.Node) int { return strings.Compare(a.Id, b.Id) })
+	return resp, nil
+}
+
+// Metric names read for GetStats. They are the services' own counters
+// (originserver, cacheserver, edgeserver); only those registered in this
+// process are found.
+const (
+	metricOriginEgress = "p2pd_origin_egress_bytes_total"
+	metricCacheServed  = "p2pd_cachenode_bytes_served_total"
+	metricEdgeSent     = "p2pd_edge_bytes_sent_total"
+)
+
+// GetStats summarises the CDN: storage and load from the tracker, traffic
+// from this process's counters.
+func (s *Server) GetStats(ctx context.Context, _ *adminv1.GetStatsRequest) (*adminv1.GetStatsResponse, error) {
+	v, err := s.listNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &adminv1.GetStatsResponse{NodesByRole: map[string]uint32{}, BytesServedBySource: map[string]uint64{}}
+	published := map[string]bool{}
+	for _, m := range s.origin.Files() {
+		resp.Files++
+		resp.PublishedBytes += uint64(m.Size)
+		resp.PublishedChunks += uint64(m.ChunkCount())
+		published[m.Root.String()] = true
+	}
+	var cachedChunks uint64
+	for _, n := range v.nodes {
+		resp.NodesByRole[roleName(n.Role)]++
+		resp.ActiveStreams += uint64(n.Load)
+		if n.Role != trackerv1.Role_ROLE_CACHENODE {
+			continue
+		}
+		resp.CachedBytes += n.HeldBytes
+		resp.CacheCapacityBytes += n.CapacityBytes
+		for root, c := range v.holdings[n.Id].GetChunksByRoot() {
+			if published[root] {
+				cachedChunks += uint64(c)
+			}
+		}
+	}
+	if resp.PublishedChunks > 0 {
+		resp.CacheReplication = float64(cachedChunks) / float64(resp.PublishedChunks)
+	}
+	s.addCounters(resp)
+	return resp, nil
+}
+
+// addCounters fills the traffic figures from the process's metrics.
+func (s *Server) addCounters(resp *adminv1.GetStatsResponse) {
+	if s.cfg.Metrics == nil {
+		return
+	}
+	// Gather returns what it could collect along with any error; partial
+	// figures are still worth reporting.
+	fams, err := s.cfg.Metrics.Gather()
+	if err != nil {
+		s.log.Warn("gather metrics for stats", "err", err)
+	}
+	var served, local float64
+	for _, f := range fams {
+		switch f.GetName() {
+		case metricOriginEgress:
+			resp.OriginEgressBytes += uint64(sumMetric(f, nil))
+		case metricEdgeSent:
+			resp.EdgeBytesSent += uint64(sumMetric(f, nil))
+		case metricCacheServed:
+			for _, m := range f.Metric {
+				src := "unknown"
+				for _, l := range m.Label {
+					if l.GetName() == "source" {
+						src = l.GetValue()
+					}
+				}
+				v := sumMetric(f, m)
+				resp.BytesServedBySource[src] += uint64(v)
+				served += v
+				if src == "local" {
+					local += v
+				}
+			}
+		}
+	}
+	if served > 0 {
+		resp.HitRatio = local / served
+	}
+}
+
+// sumMetric sums the counter or gauge values of f, or of only m if set.
+func sumMetric(f *dto.MetricFamily, only *dto.Metric) float64 {
+	var sum float64
+	for _, m := range f.Metric {
+		if only != nil && m != only {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			sum += m.Untyped.GetValue()
+		}
+	}
+	return sum
+}
