@@ -646,7 +646,12 @@ type LocateRequest struct {
 	// holders); edges set this since a cachenode fetches what it misses.
 	IncludeNonHolders bool `protobuf:"varint,6,opt,name=include_non_holders,json=includeNonHolders,proto3" json:"include_non_holders,omitempty"`
 	// At most this many sources per chunk (server default when 0).
-	MaxSources    uint32 `protobuf:"varint,7,opt,name=max_sources,json=maxSources,proto3" json:"max_sources,omitempty"`
+	MaxSources uint32 `protobuf:"varint,7,opt,name=max_sources,json=maxSources,proto3" json:"max_sources,omitempty"`
+	// The requester (a cachenode) can fetch through a relay: for a chunk no
+	// other cachenode holds, the chunk's home cachenode is listed before the
+	// origins with relay set, so the cluster fetches the chunk from an origin
+	// once, through its home, however many cachenodes miss it at once.
+	AllowRelay    bool `protobuf:"varint,8,opt,name=allow_relay,json=allowRelay,proto3" json:"allow_relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -730,13 +735,25 @@ func (x *LocateRequest) GetMaxSources() uint32 {
 	return 0
 }
 
+func (x *LocateRequest) GetAllowRelay() bool {
+	if x != nil {
+		return x.AllowRelay
+	}
+	return false
+}
+
 // ChunkSources ranks the sources for one chunk, best first.
 type ChunkSources struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Indices into LocateResponse.nodes.
 	NodeIndex []uint32 `protobuf:"varint,1,rep,packed,name=node_index,json=nodeIndex,proto3" json:"node_index,omitempty"`
 	// held[i] tells whether nodes[node_index[i]] holds the chunk.
-	Held          []bool `protobuf:"varint,2,rep,packed,name=held,proto3" json:"held,omitempty"`
+	Held []bool `protobuf:"varint,2,rep,packed,name=held,proto3" json:"held,omitempty"`
+	// relay[i] marks nodes[node_index[i]] as the chunk's home cachenode,
+	// which does not hold it yet: asked without local_only, it fetches the
+	// chunk once for everyone and sends it as soon as it is verified. Set
+	// only when the request allows relays; empty means no relay.
+	Relay         []bool `protobuf:"varint,3,rep,packed,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -785,11 +802,22 @@ func (x *ChunkSources) GetHeld() []bool {
 	return nil
 }
 
+func (x *ChunkSources) GetRelay() []bool {
+	if x != nil {
+		return x.Relay
+	}
+	return nil
+}
+
 type LocateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Nodes []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// One entry per chunk of the requested run, in order.
-	Chunks        []*ChunkSources `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	Chunks []*ChunkSources `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	// rates[i] is the measured transfer rate from nodes[i] in bytes/s, as
+	// reported by the requester when it has reported on that node, else by
+	// anyone; 0 when unknown. Requesters spread fetches by it.
+	Rates         []float64 `protobuf:"fixed64,3,rep,packed,name=rates,proto3" json:"rates,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -834,6 +862,13 @@ func (x *LocateResponse) GetNodes() []*Node {
 func (x *LocateResponse) GetChunks() []*ChunkSources {
 	if x != nil {
 		return x.Chunks
+	}
+	return nil
+}
+
+func (x *LocateResponse) GetRates() []float64 {
+	if x != nil {
+		return x.Rates
 	}
 	return nil
 }
@@ -1602,7 +1637,7 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12&\n" +
 	"\x05haves\x18\x03 \x03(\v2\x10.tracker.v1.HaveR\x05haves\"\x12\n" +
-	"\x10AnnounceResponse\"\xfc\x01\n" +
+	"\x10AnnounceResponse\"\x9d\x02\n" +
 	"\rLocateRequest\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\fR\x04root\x12\x1f\n" +
 	"\vfirst_chunk\x18\x02 \x01(\rR\n" +
@@ -1613,14 +1648,18 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\x05roles\x18\x05 \x03(\x0e2\x10.tracker.v1.RoleR\x05roles\x12.\n" +
 	"\x13include_non_holders\x18\x06 \x01(\bR\x11includeNonHolders\x12\x1f\n" +
 	"\vmax_sources\x18\a \x01(\rR\n" +
-	"maxSources\"A\n" +
+	"maxSources\x12\x1f\n" +
+	"\vallow_relay\x18\b \x01(\bR\n" +
+	"allowRelay\"W\n" +
 	"\fChunkSources\x12\x1d\n" +
 	"\n" +
 	"node_index\x18\x01 \x03(\rR\tnodeIndex\x12\x12\n" +
-	"\x04held\x18\x02 \x03(\bR\x04held\"j\n" +
+	"\x04held\x18\x02 \x03(\bR\x04held\x12\x14\n" +
+	"\x05relay\x18\x03 \x03(\bR\x05relay\"\x80\x01\n" +
 	"\x0eLocateResponse\x12&\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x10.tracker.v1.NodeR\x05nodes\x120\n" +
-	"\x06chunks\x18\x02 \x03(\v2\x18.tracker.v1.ChunkSourcesR\x06chunks\"a\n" +
+	"\x06chunks\x18\x02 \x03(\v2\x18.tracker.v1.ChunkSourcesR\x06chunks\x12\x14\n" +
+	"\x05rates\x18\x03 \x03(\x01R\x05rates\"a\n" +
 	"\x11ReportRateRequest\x12\x1a\n" +
 	"\breporter\x18\x01 \x01(\tR\breporter\x120\n" +
 	"\asamples\x18\x02 \x03(\v2\x16.tracker.v1.RateSampleR\asamples\"y\n" +
