@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -139,9 +140,11 @@ func ServeOps(ctx context.Context, addr string, o *Ops) error {
 }
 
 // GRPCServerOptions are the server options for bulk chunk transfer: large
-// flow-control windows so one stream can fill a fast link.
+// flow-control windows so one stream can fill a fast link. Every RPC is
+// traced (OpenTelemetry, continuing the caller's trace).
 func GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		telemetry.GRPCServerOption(),
 		grpc.InitialWindowSize(4 << 20),
 		grpc.InitialConnWindowSize(16 << 20),
 		grpc.MaxRecvMsgSize(8 << 20),
@@ -150,9 +153,11 @@ func GRPCServerOptions() []grpc.ServerOption {
 	}
 }
 
-// GRPCDialOptions match GRPCServerOptions on the client side.
+// GRPCDialOptions match GRPCServerOptions on the client side, tracing
+// included.
 func GRPCDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
+		telemetry.GRPCDialOption(),
 		grpc.WithInitialWindowSize(4 << 20),
 		grpc.WithInitialConnWindowSize(16 << 20),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(8 << 20)),

@@ -12,6 +12,7 @@ import (
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/telemetry"
 	"google.golang.org/grpc"
 )
 
@@ -47,6 +48,7 @@ func SendChunk(stream grpc.ServerStreamingServer[sppv1.FetchResponse], idx int, 
 // ChunkReader receives the chunks of one Fetch stream, in request order,
 // and hands out only verified chunks.
 type ChunkReader struct {
+	ctx     context.Context // carries the caller's span, for digest failures
 	stream  grpc.ServerStreamingClient[sppv1.FetchResponse]
 	m       *manifest.Manifest
 	want    []uint32
@@ -65,7 +67,7 @@ func Open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest,
 		return nil, fmt.Errorf("fetch %d chunks: more than %d", len(req.Chunks), MaxChunksPerFetch)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &ChunkReader{m: m, want: req.Chunks, timeout: stall, stalled: make(chan struct{})}
+	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: stall, stalled: make(chan struct{})}
 	if stall > 0 {
 		r.stall = time.AfterFunc(stall, func() { close(r.stalled); cancel() })
 	}
@@ -101,7 +103,8 @@ func (r *ChunkReader) Remaining() []uint32 { return r.want[r.pos:] }
 // Next receives the next requested chunk into buf (grown if too small),
 // verifies it and returns its index and bytes. It returns io.EOF after the
 // last requested chunk. An error wrapping manifest.ErrDigestMismatch means
-// the sender served wrong bytes.
+// the sender served wrong bytes; it is also recorded as an event on the
+// span in the context given to Open.
 func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 	if r.pos >= len(r.want) {
 		return 0, nil, io.EOF
@@ -127,6 +130,7 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 		got += copy(buf[got:], msg.Data)
 	}
 	if err := r.m.Verify(idx, buf); err != nil {
+		telemetry.DigestFailure(r.ctx, r.m.Root.String(), idx)
 		return 0, nil, fmt.Errorf("chunk %d of %s: %w", idx, r.m.Root, err)
 	}
 	r.pos++

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
@@ -49,7 +50,8 @@ type Client struct {
 // host:port (load-balanced round robin, failing over), or a single DNS name
 // that may resolve to several trackers ("dns:///tracker:7000"; a plain
 // host:port is resolved the same way). Connections are made lazily;
-// transport security defaults to none and opts may override it.
+// transport security defaults to none and opts may override it. Calls are
+// traced (OpenTelemetry) and carry the caller's trace context.
 func Dial(addrs string, opts ...grpc.DialOption) (*Client, error) {
 	target, extra, err := parseTarget(addrs)
 	if err != nil {
@@ -60,6 +62,7 @@ func Dial(addrs string, opts ...grpc.DialOption) (*Client, error) {
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		// ListNodes of a large CDN can outgrow gRPC's 4 MiB default.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
+		telemetry.GRPCDialOption(),
 	}
 	all = append(all, extra...)
 	all = append(all, opts...)
