@@ -5,9 +5,11 @@
 // The order, most significant first:
 //  1. nodes that hold the chunk before nodes that would have to fetch it;
 //  2. healthy nodes before nodes on probation after recent failures;
-//  3. faster nodes, by measured rate in coarse (power of two) buckets;
-//  4. less loaded nodes, by active streams in coarse buckets;
-//  5. the chunk's rendezvous-hash "home": highest hash of (node, chunk).
+//  3. cachenodes before origins: a peer that holds the chunk spares the
+//     origin, whose egress is what the swarm exists to save;
+//  4. faster nodes, by measured rate in coarse (power of two) buckets;
+//  5. less loaded nodes, by active streams in coarse buckets;
+//  6. the chunk's rendezvous-hash "home": highest hash of (node, chunk).
 //
 // Rates and loads are bucketed so that small, noisy differences do not
 // override the home node: independent edges asking for the same chunk then
@@ -35,6 +37,9 @@ type Candidate struct {
 	Load uint32
 	// Probation is set while the node is backing off after failures.
 	Probation bool
+	// Origin marks a node of last resort: it holds everything, and every
+	// byte it sends is what the CDN is meant to save.
+	Origin bool
 }
 
 // ChunkKey returns the rendezvous key of chunk index of the file with the
@@ -80,6 +85,9 @@ func compare(a, b entry) int {
 	}
 	if a.c.Probation != b.c.Probation {
 		return boolFirst(!a.c.Probation)
+	}
+	if a.c.Origin != b.c.Origin {
+		return boolFirst(!a.c.Origin)
 	}
 	if r := cmp.Compare(b.rate, a.rate); r != 0 {
 		return r

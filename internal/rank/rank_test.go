@@ -44,6 +44,16 @@ func TestRankOrder(t *testing.T) {
 			want: []string{"b", "a"},
 		},
 		{
+			name: "cachenode holder before a faster origin",
+			in:   []Candidate{{ID: "o", Holds: true, Origin: true, Rate: 1e9}, {ID: "a", Holds: true, Rate: 1e6, Load: 40}},
+			want: []string{"a", "o"},
+		},
+		{
+			name: "healthy origin before a cachenode on probation",
+			in:   []Candidate{{ID: "a", Holds: true, Probation: true}, {ID: "o", Holds: true, Origin: true}},
+			want: []string{"o", "a"},
+		},
+		{
 			name: "faster bucket first",
 			in:   []Candidate{{ID: "a", Holds: true, Rate: 10e6}, {ID: "b", Holds: true, Rate: 100e6}},
 			want: []string{"b", "a"},

@@ -3,6 +3,7 @@ package trackerserver
 import (
 	"context"
 	"math"
+	"slices"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/bitmap"
@@ -16,10 +17,18 @@ import (
 var defaultSourceRoles = []trackerv1.Role{trackerv1.Role_ROLE_ORIGIN, trackerv1.Role_ROLE_CACHENODE}
 
 // Locate ranks, for each chunk of the run, the nodes to ask. Holders come
-// first; with include_non_holders, cachenodes that would fetch the chunk
-// follow (never origins: an origin serves only what it holds). The
-// requester is never a source of its own, and without PeerSharing a
-// cachenode is sent to origins only.
+// first, cachenodes before origins; with include_non_holders, cachenodes
+// that would fetch the chunk follow (never origins: an origin serves only
+// what it holds). The requester is never a source of its own, and without
+// PeerSharing a cachenode is sent to origins only.
+//
+// With allow_relay, a cachenode asking for a chunk no other cachenode
+// holds is sent to the chunk's home first: the rendezvous-hash choice
+// among the healthy cachenodes and the requester itself. Every cachenode
+// missing the chunk at the same moment is sent to the same home, the home
+// (told nothing but its origins) fetches it once, and the origin sends
+// each chunk about once however many caches start a file together. No
+// announcement has to travel first, so there is no race to lose.
 func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*trackerv1.LocateResponse, error) {
 	root, err := manifest.DigestFromBytes(req.Root)
 	if err != nil {
@@ -51,56 +60,89 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 		known      bool
 		nodes      []*trackerv1.Node
 		held       []*bitmap.Bitmap
+		relay      bool
+		homes      []string // cachenodes that may be a chunk's home
 	)
 	s.idx.read(func(st *state) {
 		for _, f := range st.byRoot[root] {
 			fileChunks, known = f.ChunkCount, true
 			break
 		}
-		allowed := s.sourceRoles(req.Roles, st.nodes[req.Requester].node)
+		requester := st.nodes[req.Requester].node
+		allowed := s.sourceRoles(req.Roles, requester)
+		relay = req.AllowRelay && requester.GetRole() == trackerv1.Role_ROLE_CACHENODE && allowed[trackerv1.Role_ROLE_CACHENODE]
+		if relay {
+			homes = append(homes, req.Requester)
+		}
 		for id, e := range st.nodes {
 			if id == req.Requester || !allowed[e.node.Role] || e.node.GrpcAddr == "" {
 				continue
 			}
 			nodes = append(nodes, e.node)
 			held = append(held, st.have[root][id])
+			if relay && e.node.Role == trackerv1.Role_ROLE_CACHENODE {
+				homes = append(homes, id)
+			}
 		}
 	})
 	if known && end > uint64(fileChunks) {
 		return nil, status.Errorf(codes.OutOfRange, "locate %s: chunks [%d, %d) beyond the file's %d chunks", root, req.FirstChunk, end, fileChunks)
 	}
 
-	base := s.candidates(nodes)
+	base := s.candidates(nodes, req.Requester)
+	if relay {
+		sick := s.onProbation(homes)
+		homes = slices.DeleteFunc(homes, func(id string) bool { return sick[id] })
+	}
 	resp := &trackerv1.LocateResponse{Chunks: make([]*trackerv1.ChunkSources, req.ChunkCount)}
 	where := map[string]uint32{} // node id -> index in resp.Nodes
-	byID := make(map[string]*trackerv1.Node, len(nodes))
-	for _, n := range nodes {
-		byID[n.Id] = n
+	byID := make(map[string]int, len(nodes))
+	for j, n := range nodes {
+		byID[n.Id] = j
 	}
-	cands := make([]rank.Candidate, 0, len(nodes))
+	cands := make([]rank.Candidate, 0, len(nodes)+1)
 	for i := range resp.Chunks {
 		chunk := req.FirstChunk + uint32(i)
+		key := rank.ChunkKey(root[:], chunk)
 		cands = cands[:0]
+		peerHolds := false
 		for j, n := range nodes {
 			holds := held[j] != nil && held[j].Has(int(chunk))
 			if !holds && (!req.IncludeNonHolders || n.Role != trackerv1.Role_ROLE_CACHENODE) {
 				continue
 			}
+			peerHolds = peerHolds || (holds && n.Role == trackerv1.Role_ROLE_CACHENODE)
 			c := base[j]
 			c.Holds = holds
 			cands = append(cands, c)
 		}
-		rank.Rank(rank.ChunkKey(root[:], chunk), cands)
+		rank.Rank(key, cands)
+		home := ""
+		if relay && !peerHolds {
+			if h := rank.Home(key, homes); h != req.Requester {
+				home = h
+			}
+		}
+		if home != "" {
+			// The home goes first: nobody holds the chunk, so the
+			// candidates are origins and, at most, non-holders.
+			cands = slices.DeleteFunc(cands, func(c rank.Candidate) bool { return c.ID == home })
+			cands = slices.Insert(cands, 0, rank.Candidate{ID: home})
+		}
 		cs := &trackerv1.ChunkSources{}
-		for _, c := range cands[:min(len(cands), int(maxSources))] {
+		for r, c := range cands[:min(len(cands), int(maxSources))] {
 			k, ok := where[c.ID]
 			if !ok {
 				k = uint32(len(resp.Nodes))
 				where[c.ID] = k
-				resp.Nodes = append(resp.Nodes, byID[c.ID])
+				resp.Nodes = append(resp.Nodes, nodes[byID[c.ID]])
+				resp.Rates = append(resp.Rates, base[byID[c.ID]].Rate)
 			}
 			cs.NodeIndex = append(cs.NodeIndex, k)
 			cs.Held = append(cs.Held, c.Holds)
+			if home != "" {
+				cs.Relay = append(cs.Relay, r == 0)
+			}
 		}
 		resp.Chunks[i] = cs
 	}

@@ -14,9 +14,18 @@ import (
 // It lives in memory only: rates are a hint, and each tracker learning its
 // own is cheaper than writing every sample to etcd.
 type nodeStats struct {
-	rate   rank.EWMA
+	rate   rank.EWMA // as measured by every reporter
 	health *rank.Health
+	// from is the rate as measured by each reporter: the link between two
+	// nodes says more about the next transfer between them than the
+	// source's average over everyone does.
+	from map[string]*rank.EWMA
 }
+
+// maxReportersPerNode bounds nodeStats.from: reporters include edges,
+// which never leave the index, so the map cannot be pruned by membership
+// alone.
+const maxReportersPerNode = 1024
 
 // ReportRate folds measured transfers into the sources' rates and health.
 // Samples about nodes this tracker does not know are dropped, so the
@@ -59,22 +68,53 @@ func (s *Server) ReportRate(ctx context.Context, req *trackerv1.ReportRateReques
 		}
 		ns.health.Success()
 		if smp.Bytes >= s.cfg.MinRateSampleBytes && smp.DurationNanos > 0 {
-			ns.rate.Add(float64(smp.Bytes) / time.Duration(smp.DurationNanos).Seconds())
+			r := float64(smp.Bytes) / time.Duration(smp.DurationNanos).Seconds()
+			ns.rate.Add(r)
+			if req.Reporter != "" {
+				pair := ns.from[req.Reporter]
+				if pair == nil && len(ns.from) < maxReportersPerNode {
+					if ns.from == nil {
+						ns.from = map[string]*rank.EWMA{}
+					}
+					pair = &rank.EWMA{Alpha: s.cfg.RateAlpha}
+					ns.from[req.Reporter] = pair
+				}
+				if pair != nil {
+					pair.Add(r)
+				}
+			}
 		}
 	}
 	return &trackerv1.ReportRateResponse{}, nil
 }
 
-// candidates returns the ranking inputs that do not depend on the chunk.
-func (s *Server) candidates(nodes []*trackerv1.Node) []rank.Candidate {
+// candidates returns the ranking inputs that do not depend on the chunk,
+// with the rates requester measured itself where it reported any.
+func (s *Server) candidates(nodes []*trackerv1.Node, requester string) []rank.Candidate {
 	out := make([]rank.Candidate, len(nodes))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, n := range nodes {
-		out[i] = rank.Candidate{ID: n.Id, Load: n.Load}
+		out[i] = rank.Candidate{ID: n.Id, Load: n.Load, Origin: n.Role == trackerv1.Role_ROLE_ORIGIN}
 		if ns := s.stats[n.Id]; ns != nil {
 			out[i].Rate = ns.rate.Value()
+			if pair := ns.from[requester]; pair != nil && requester != "" {
+				out[i].Rate = pair.Value()
+			}
 			out[i].Probation = ns.health.Probation()
+		}
+	}
+	return out
+}
+
+// onProbation reports which of ids are on probation.
+func (s *Server) onProbation(ids []string) map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]bool{}
+	for _, id := range ids {
+		if ns := s.stats[id]; ns != nil && ns.health.Probation() {
+			out[id] = true
 		}
 	}
 	return out
@@ -86,5 +126,10 @@ func (s *Server) forget(ids []string) {
 	defer s.mu.Unlock()
 	for _, id := range ids {
 		delete(s.stats, id)
+	}
+	for _, ns := range s.stats {
+		for _, id := range ids {
+			delete(ns.from, id)
+		}
 	}
 }
