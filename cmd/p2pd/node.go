@@ -17,6 +17,7 @@ import (
 	"github.com/p2pd/p2pd/internal/portmux"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
 	"github.com/p2pd/p2pd/services/edge/edgeserver"
 	"github.com/p2pd/p2pd/services/origin/originserver"
@@ -114,11 +115,18 @@ func (n *node) run() error {
 	ctx, stop := service.SignalContext()
 	defer stop()
 	defer n.pool.Close()
+	id := n.cfg.nodeID
+	if id == "" {
+		id = n.advertise
+	}
+	tel, err := telemetry.Setup(ctx, "p2pd", id, n.log)
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	defer tel.Close() // flushes the spans of the last requests
 	g, ctx := errgroup.WithContext(ctx)
-	var (
-		edge *edgeserver.Server
-		err  error
-	)
+	var edge *edgeserver.Server
 	if n.cfg.cache != "" {
 		edge, err = n.startCache(ctx, g)
 	} else {
@@ -129,7 +137,7 @@ func (n *node) run() error {
 		return err
 	}
 	defer edge.Close()
-	httpSrv := service.NewHTTPServer(n.restrict(edge))
+	httpSrv := service.NewHTTPServer(n.restrict(telemetry.HTTPHandler(edge, "edge")))
 	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
 	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
 	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
@@ -166,6 +174,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	tr := trackerserver.New(et.Client, trackerserver.Config{PeerSharing: n.cfg.loadSharing, Logger: n.log})
 	trackerv1.RegisterTrackerServiceServer(n.grpc, tr)
 	n.ops.Registry.MustRegister(tr.Collectors()...)
+	n.ops.Registry.MustRegister(et.Collectors()...)
 	g.Go(func() error { return tr.Run(ctx) })
 
 	rescan, err := time.ParseDuration(n.cfg.rescan)
@@ -209,6 +218,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		Upstream: n.self,
 		Registry: n.ops.Registry,
 		Logger:   n.log,
+		TraceID:  telemetry.TraceID,
 	})
 }
 
@@ -251,6 +261,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		Upstream: n.self,
 		Registry: n.ops.Registry,
 		Logger:   n.log,
+		TraceID:  telemetry.TraceID,
 	})
 }
 

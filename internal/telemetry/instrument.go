@@ -87,14 +87,16 @@ type Fetch struct {
 }
 
 // StartFetch starts the span of a fetch of count chunks from first out of
-// node; source says what node is (peer, origin, cachenode). The returned
+// node; source, if known, says what node is (peer, origin). The returned
 // context carries the span: pass it to spp.Open so digest failures are
 // recorded on it.
 func StartFetch(ctx context.Context, node, source string, first, count int) (context.Context, Fetch) {
 	ctx, span := Tracer().Start(ctx, "spp.fetch")
 	if span.IsRecording() {
-		span.SetAttributes(KeyNode.String(node), KeySource.String(source),
-			KeyFirstChunk.Int(first), KeyChunks.Int(count))
+		span.SetAttributes(KeyNode.String(node), KeyFirstChunk.Int(first), KeyChunks.Int(count))
+		if source != "" {
+			span.SetAttributes(KeySource.String(source))
+		}
 	}
 	return ctx, Fetch{span: span, start: time.Now()}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"golang.org/x/sync/errgroup"
@@ -104,6 +105,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Setup(ctx, "cachenode", cache.Node().Id, log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close() // flushes the spans of the last requests
 	srv := grpc.NewServer(service.GRPCServerOptions()...)
 	sppv1.RegisterChunkServiceServer(srv, cache)
 	health := service.AddHealth(srv)

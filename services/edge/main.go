@@ -12,6 +12,7 @@ import (
 
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/services/edge/edgeserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"google.golang.org/grpc"
@@ -76,11 +77,17 @@ func run(args []string) error {
 		NodeID:   nodeID,
 		Registry: ops.Registry,
 		Logger:   log,
+		TraceID:  telemetry.TraceID,
 	})
 	if err != nil {
 		return err
 	}
 	defer edge.Close() // after the HTTP server has drained its requests
+	tel, err := telemetry.Setup(ctx, "edge", edge.NodeID(), log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close() // flushes the spans of the last requests
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
@@ -88,7 +95,7 @@ func run(args []string) error {
 
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()
-	go func() { errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(edge)) }()
+	go func() { errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(telemetry.HTTPHandler(edge, "edge"))) }()
 	ops.SetReady(true)
 	log.Info("edge ready", "listen", l.Addr().String(), "tracker", trackers, "ops", common.Ops)
 	var first error

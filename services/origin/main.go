@@ -15,6 +15,7 @@ import (
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"golang.org/x/sync/errgroup"
@@ -88,6 +89,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Setup(ctx, "origin", origin.Node().Id, log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close() // flushes the spans of the last requests
 	tc, err := trackerclient.Dial(trackers, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 )
 
@@ -74,5 +75,12 @@ func run(args []string) error {
 	cfg.Ops = common.Ops
 	ctx, stop := service.SignalContext()
 	defer stop()
+	// A tracker has no node id of its own: its host names it in traces.
+	host, _ := os.Hostname()
+	tel, err := telemetry.Setup(ctx, "tracker", "tracker@"+host, log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close() // flushes the spans of the last requests
 	return trackerserver.Serve(ctx, cfg)
 }

@@ -14,12 +14,15 @@ const (
 
 type metrics struct {
 	served         *prometheus.CounterVec
+	chunksServed   *prometheus.CounterVec
 	fetched        *prometheus.CounterVec
 	upstreamFails  *prometheus.CounterVec
 	fetchSeconds   *prometheus.HistogramVec
 	digestFailures prometheus.Counter
 	storeErrors    prometheus.Counter
 	active         prometheus.Gauge
+	endGame        prometheus.Counter
+	prefetched     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, store *chunkstore.Store) *metrics {
@@ -27,6 +30,10 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store) *metrics {
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2pd_cachenode_bytes_served_total",
 			Help: "Chunk bytes sent over SPP, by where they came from (local store, a peer cachenode, the origin).",
+		}, []string{"source"}),
+		chunksServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2pd_cachenode_chunks_served_total",
+			Help: "Chunks sent over SPP, by where they came from: source=\"local\" is a cache hit, peer and origin are misses.",
 		}, []string{"source"}),
 		fetched: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2pd_cachenode_fetched_bytes_total",
@@ -53,9 +60,18 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store) *metrics {
 			Name: "p2pd_cachenode_active_streams",
 			Help: "SPP fetch streams being served.",
 		}),
+		endGame: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_cachenode_endgame_requests_total",
+			Help: "Chunks asked of a second source while the first still had them outstanding (the end game of a multi-source fetch).",
+		}),
+		prefetched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_cachenode_prefetched_chunks_total",
+			Help: "Chunks fetched ahead of sequential playback, before anyone asked for them.",
+		}),
 	}
 	for _, src := range []string{sourceLocal, sourcePeer, sourceOrigin} {
 		m.served.WithLabelValues(src)
+		m.chunksServed.WithLabelValues(src)
 	}
 	for _, src := range []string{sourcePeer, sourceOrigin} {
 		m.fetched.WithLabelValues(src)
@@ -64,7 +80,7 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store) *metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.served, m.fetched, m.upstreamFails, m.fetchSeconds, m.digestFailures, m.storeErrors, m.active,
+	reg.MustRegister(m.served, m.chunksServed, m.fetched, m.upstreamFails, m.fetchSeconds, m.digestFailures, m.storeErrors, m.active, m.endGame, m.prefetched,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "p2pd_cachenode_store_bytes",
 			Help: "Chunk bytes held in the store.",

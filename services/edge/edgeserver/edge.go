@@ -100,6 +100,10 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// NodeID is the id the edge names itself with in SPP requests and rate
+// reports.
+func (s *Server) NodeID() string { return s.cfg.NodeID }
+
 // outcome is how a request ended, for the log line and the abort.
 type outcome struct {
 	err   error
@@ -112,9 +116,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.metrics.active.Inc()
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
+	var traceID string
 	if s.cfg.TraceID != nil {
-		if id := s.cfg.TraceID(r); id != "" {
-			h.Set("X-Trace-Id", id)
+		if traceID = s.cfg.TraceID(r); traceID != "" {
+			h.Set("X-Trace-Id", traceID)
 		}
 	}
 	rw := newResponseWriter(w)
@@ -134,6 +139,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.metrics.requests.WithLabelValues(fmt.Sprint(code)).Inc()
 	s.metrics.bytes.Add(float64(rw.written))
 	s.metrics.duration.Observe(elapsed.Seconds())
+	annotate(r, code, rw.written, out)
 	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
@@ -149,6 +155,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if out.abort {
 		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	if traceID != "" {
+		attrs = append(attrs, slog.String("trace_id", traceID))
 	}
 	s.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	if out.abort {

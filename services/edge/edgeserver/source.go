@@ -12,6 +12,7 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/internal/telemetry"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -43,12 +44,14 @@ type failoverStream struct {
 	next int
 	last int
 
-	rd       *spp.ChunkReader // current run, nil between runs
-	node     node
-	runStart time.Time
-	runBytes int64
-	excluded map[string]bool
-	errs     []error
+	rd        *spp.ChunkReader // current run, nil between runs
+	node      node
+	runStart  time.Time
+	runBytes  int64
+	runChunks int
+	span      telemetry.Fetch // the current run's span
+	excluded  map[string]bool
+	errs      []error
 	// sick is set when a source failed for another reason than declining
 	// the chunk (NOT_FOUND).
 	sick bool
@@ -71,6 +74,7 @@ func (f *failoverStream) Next(buf []byte) (int, []byte, error) {
 		case err == nil:
 			f.next = idx + 1
 			f.runBytes += int64(len(data))
+			f.runChunks++
 			return idx, data, nil
 		case err == io.EOF:
 			f.endRun(nil)
@@ -92,6 +96,13 @@ func (f *failoverStream) Close() {
 		// A run cut short by the reader (a Seek, the viewer leaving) is
 		// neither a failure nor a fair rate sample.
 	}
+	f.endSpan(nil)
+}
+
+// endSpan ends the current run's span, if any.
+func (f *failoverStream) endSpan(err error) {
+	f.span.End(f.runChunks, f.runBytes, err)
+	f.span = telemetry.Fetch{}
 }
 
 // open starts a run at f.next from the best source not yet excluded.
@@ -123,10 +134,12 @@ func (f *failoverStream) open() error {
 			}
 			chunks = append(chunks, uint32(j))
 		}
-		f.node, f.runStart, f.runBytes = n, f.s.cfg.Now(), 0
+		f.node, f.runStart, f.runBytes, f.runChunks = n, f.s.cfg.Now(), 0, 0
+		var ctx context.Context
+		ctx, f.span = telemetry.StartFetch(f.ctx, n.id, "", f.next, len(chunks))
 		client, err := f.s.nodes.Client(n.addr)
 		if err == nil {
-			f.rd, err = spp.Open(f.ctx, client, f.m, &sppv1.FetchRequest{
+			f.rd, err = spp.Open(ctx, client, f.m, &sppv1.FetchRequest{
 				Root:      f.m.Root[:],
 				Chunks:    chunks,
 				Requester: f.s.cfg.NodeID,
@@ -136,6 +149,7 @@ func (f *failoverStream) open() error {
 			return nil
 		}
 		if f.ctx.Err() != nil {
+			f.endSpan(f.ctx.Err())
 			return f.ctx.Err()
 		}
 		f.endRun(err)
@@ -149,6 +163,7 @@ func (f *failoverStream) endRun(err error) {
 		f.rd = nil
 	}
 	n, elapsed := f.node, f.s.cfg.Now().Sub(f.runStart)
+	f.endSpan(err)
 	if err == nil {
 		f.s.probation.ok(n.id)
 		f.s.reporter.add(n.id, f.runBytes, elapsed, false)

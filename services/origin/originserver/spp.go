@@ -9,6 +9,8 @@ import (
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/internal/telemetry"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -72,6 +74,17 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
+	span := trace.SpanFromContext(stream.Context())
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.KeyFile.String(e.m.Name), telemetry.KeyRoot.String(root.String()),
+			telemetry.KeyRequester.String(req.Requester), telemetry.KeyChunks.Int(len(req.Chunks)))
+	}
+	var sent int64
+	defer func() {
+		if span.IsRecording() {
+			span.SetAttributes(telemetry.KeyBytes.Int64(sent))
+		}
+	}()
 	for _, idx := range req.Chunks {
 		n := e.m.ChunkLen(int(idx))
 		if cap(*bp) < n {
@@ -83,6 +96,7 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 		}
 		if err := e.m.Verify(int(idx), buf); err != nil {
 			s.metrics.digestFailures.Inc()
+			telemetry.DigestFailure(stream.Context(), root.String(), int(idx))
 			s.stale(stream.Context(), e)
 			return status.Errorf(codes.DataLoss, "chunk %d of %s changed on disk since publishing; re-publishing", idx, e.m.Name)
 		}
@@ -91,6 +105,7 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 		}
 		s.metrics.egress.Add(float64(n))
 		s.metrics.chunks.Inc()
+		sent += int64(n)
 	}
 	return nil
 }

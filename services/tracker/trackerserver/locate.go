@@ -146,6 +146,7 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 		}
 		resp.Chunks[i] = cs
 	}
+	annotateLocate(ctx, req, len(nodes), resp)
 	return resp, nil
 }
 

@@ -24,8 +24,9 @@ import (
 // is embedded in this process.
 type Etcd struct {
 	// Client talks to the cluster (or the embedded member).
-	Client *clientv3.Client
-	member *etcdembed.Etcd
+	Client  *clientv3.Client
+	member  *etcdembed.Etcd
+	metrics *etcdMetrics
 }
 
 // OpenEtcd connects to the etcd cfg names, starting the embedded member
@@ -39,7 +40,7 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 	case len(cfg.Endpoints) == 0 && cfg.EmbeddedDir == "":
 		return nil, errors.New("etcd: give endpoints of an external cluster or a directory for an embedded one")
 	}
-	e := &Etcd{}
+	e := &Etcd{metrics: newEtcdMetrics()}
 	endpoints := cfg.Endpoints
 	if cfg.EmbeddedDir != "" {
 		sctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
@@ -59,7 +60,8 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 		DialKeepAliveTimeout: 5 * time.Second,
 		// Every failure the client meets reaches us as an error; its own
 		// logs would only repeat them.
-		Logger: zap.NewNop(),
+		Logger:      zap.NewNop(),
+		DialOptions: e.metrics.dialOptions(),
 	})
 	if err != nil {
 		e.Close()
@@ -68,6 +70,10 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 	e.Client = cli
 	return e, nil
 }
+
+// Collectors returns the Prometheus collectors timing the client's etcd
+// requests.
+func (e *Etcd) Collectors() []prometheus.Collector { return e.metrics.collectors() }
 
 // Err reports a fatal error of the embedded member; nil channel (never
 // ready) for an external cluster.
@@ -159,6 +165,7 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	ops := service.NewOps()
 	ops.Registry.MustRegister(tr.Collectors()...)
+	ops.Registry.MustRegister(et.Collectors()...)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
