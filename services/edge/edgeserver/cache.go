@@ -12,13 +12,20 @@ import (
 // the same file cost one GetFile, one GetManifest and one Locate.
 // Errors are never cached; a load that wants a negative answer cached
 // returns it as a value.
+//
+// With staleIfError set, an expired entry is kept and answered when the
+// load that should refresh it fails (RFC 5861's stale-if-error): an edge
+// goes on serving what it knew while the tracker is down or restarting,
+// and since a value maps to content-addressed data, a stale one still
+// serves correct bytes of a version that was published.
 type cache[K comparable, V any] struct {
-	maxEntries int
-	maxCost    int64
-	costOf     func(V) int64 // nil: every entry costs 0
-	ttl        time.Duration // 0: entries never expire
-	timeout    time.Duration // bounds one load
-	now        func() time.Time
+	maxEntries   int
+	maxCost      int64
+	costOf       func(V) int64 // nil: every entry costs 0
+	ttl          time.Duration // 0: entries never expire
+	timeout      time.Duration // bounds one load
+	staleIfError time.Duration // how long past expiry an entry may stand in for a failed load
+	now          func() time.Time
 
 	mu    sync.Mutex
 	ll    *list.List // front is most recently used
@@ -32,6 +39,7 @@ type cacheEntry[K comparable, V any] struct {
 	val     V
 	cost    int64
 	expires time.Time
+	fresh   time.Time // when it was last loaded: staleIfError counts from here plus ttl
 }
 
 type call[V any] struct {
@@ -66,7 +74,9 @@ func (c *cache[K, V]) get(ctx context.Context, key K, load func(context.Context)
 			c.mu.Unlock()
 			return e.val, nil
 		}
-		c.remove(el)
+		if !c.usable(e) {
+			c.remove(el)
+		}
 	}
 	cl, ok := c.calls[key]
 	if !ok {
@@ -92,9 +102,26 @@ func (c *cache[K, V]) load(ctx context.Context, key K, cl *call[V], load func(co
 	delete(c.calls, key)
 	if cl.err == nil {
 		c.add(key, cl.val)
+	} else if el, ok := c.items[key]; ok {
+		if e := el.Value.(*cacheEntry[K, V]); c.usable(e) {
+			// Answer the stale value, and reuse it for another ttl before
+			// the next try, so an outage costs one failed load per ttl
+			// rather than one per request.
+			cl.val, cl.err = e.val, nil
+			e.expires = c.now().Add(c.ttl)
+			c.ll.MoveToFront(el)
+		} else {
+			c.remove(el)
+		}
 	}
 	c.mu.Unlock()
 	close(cl.done)
+}
+
+// usable reports whether an expired entry may still stand in for a failed
+// load.
+func (c *cache[K, V]) usable(e *cacheEntry[K, V]) bool {
+	return c.staleIfError > 0 && c.now().Before(e.fresh.Add(c.ttl+c.staleIfError))
 }
 
 func (c *cache[K, V]) add(key K, val V) {
@@ -109,7 +136,8 @@ func (c *cache[K, V]) add(key K, val V) {
 		return // larger than the whole cache: serve it, don't keep it
 	}
 	if c.ttl > 0 {
-		e.expires = c.now().Add(c.ttl)
+		e.fresh = c.now()
+		e.expires = e.fresh.Add(c.ttl)
 	}
 	c.items[key] = c.ll.PushFront(e)
 	c.cost += e.cost

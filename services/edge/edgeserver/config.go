@@ -62,6 +62,11 @@ type Config struct {
 	LocateTTL time.Duration
 	// LocateCacheEntries bounds the Locate cache.
 	LocateCacheEntries int
+	// StaleIfError is how long past their TTL GetFile and Locate answers
+	// may still be used when the tracker cannot be asked: viewers of what
+	// the edge already knows are served through a tracker outage.
+	// Negative disables it.
+	StaleIfError time.Duration
 	// Probation is how long a node that failed is tried only after the
 	// others.
 	Probation time.Duration
@@ -106,6 +111,10 @@ type Config struct {
 //   - LocateWindow 64 chunks, LocateTTL 2s, LocateCacheEntries 4096: one
 //     Locate serves a window of playback, and rankings follow node churn
 //     within seconds;
+//   - StaleIfError 10m: a tracker restart or an etcd outage is invisible
+//     to viewers of files (and parts of files) the edge has served
+//     recently; a stale answer maps a name to a version that was
+//     published, whose bytes still verify;
 //   - Probation 3s: the rest of a stream avoids a node that just failed;
 //   - StallTimeout 2s: DESIGN's target is a stall under 2s when a cachenode
 //     dies; a killed node usually resets its connection much sooner;
@@ -143,6 +152,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.LocateCacheEntries <= 0 {
 		c.LocateCacheEntries = 4096
+	}
+	if c.StaleIfError == 0 {
+		c.StaleIfError = 10 * time.Minute
 	}
 	if c.Probation <= 0 {
 		c.Probation = 3 * time.Second

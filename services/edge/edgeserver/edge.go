@@ -77,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 		return int64(len(m.Digests))*manifest.DigestSize + 512
 	}, 0, cfg.RPCTimeout, cfg.Now)
 	s.locates = newCache[locateKey, *located](cfg.LocateCacheEntries, 0, nil, cfg.LocateTTL, cfg.RPCTimeout, cfg.Now)
+	s.files.staleIfError, s.locates.staleIfError = cfg.StaleIfError, cfg.StaleIfError
 
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
