@@ -284,6 +284,34 @@ func (s *stack) running(service string) []container {
 	return cs
 }
 
+// ensureRunning starts c again unless it runs (a restart policy may have
+// restarted it already). A step defers it, so a failed step leaves the
+// stack whole for the next; it never fails the test itself.
+func (s *stack) ensureRunning(c container) {
+	out, err := docker(time.Minute, "inspect", "-f", "{{.State.Running}}", c.ID)
+	if err == nil && strings.TrimSpace(out) == "true" {
+		return
+	}
+	if _, err := docker(2*time.Minute, "start", c.ID); err != nil {
+		s.t.Logf("start %s again: %v", c.Name, err)
+	}
+}
+
+// ensureConnected connects c to the project network under aliases unless
+// it is connected.
+func (s *stack) ensureConnected(c container, aliases []string) error {
+	out, err := docker(time.Minute, "inspect", "-f", "{{json .NetworkSettings.Networks}}", c.ID)
+	if err == nil && strings.Contains(out, `"`+s.network+`"`) {
+		return nil
+	}
+	args := []string{"network", "connect"}
+	for _, a := range aliases {
+		args = append(args, "--alias", a)
+	}
+	_, err = docker(time.Minute, append(args, s.network, c.ID)...)
+	return err
+}
+
 // waitHealthy waits until every container of the project is running and
 // healthy and the services have the given replica counts.
 func (s *stack) waitHealthy(d time.Duration, want map[string]int) {
@@ -333,13 +361,15 @@ func (s *stack) up(want map[string]int) {
 	}
 }
 
+// dumpLogs logs the last lines of every container of the project.
+func (s *stack) dumpLogs() {
+	if out, err := s.run(time.Minute, "logs", "--no-color", "--tail", "40"); err == nil {
+		s.t.Logf("---- compose logs (last lines per container) ----\n%s", out)
+	}
+}
+
 // teardown removes everything of the project, also after a failure.
 func (s *stack) teardown() {
-	if s.t.Failed() {
-		if out, err := s.run(time.Minute, "logs", "--no-color", "--tail", "40"); err == nil {
-			s.t.Logf("---- compose logs (last lines per container) ----\n%s", out)
-		}
-	}
 	if out, err := docker(time.Minute, "ps", "-a", "-q", "--filter", "label=p2pd.e2e.project="+s.project); err == nil {
 		if ids := strings.Fields(out); len(ids) > 0 {
 			docker(time.Minute, append([]string{"rm", "-f"}, ids...)...)

@@ -50,8 +50,10 @@ func TestCompose(t *testing.T) {
 				select {
 				case <-done:
 				case <-time.After(d + time.Minute):
-					// The step's own bounds failed to end it: name it
-					// rather than let the test binary's timeout do so.
+					// The step's own bounds failed to end it: remove the
+					// project and name the step rather than leave both
+					// to the test binary's timeout.
+					s.teardown()
 					panic(fmt.Sprintf("compose step %q still running after %v", name, d+time.Minute))
 				}
 			}()
@@ -59,6 +61,9 @@ func TestCompose(t *testing.T) {
 			f(t)
 		})
 		t.Logf("step %s: %v (%v)", name, map[bool]string{true: "ok", false: "FAILED"}[ok], time.Since(start).Round(100*time.Millisecond))
+		if !ok {
+			s.dumpLogs()
+		}
 		return ok
 	}
 
@@ -119,6 +124,7 @@ func TestCompose(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		victim := s.one("edge", 2)
 		s.docker("stop", "-t", "1", victim.ID)
+		defer s.ensureRunning(victim)
 		rep := p.wait(t)
 		t.Logf("cdnprobe: %s", rep)
 		if !rep.OK {
@@ -140,7 +146,7 @@ func TestCompose(t *testing.T) {
 				t.Errorf("new edge %s received no traffic", e.Name)
 			}
 		}
-		s.docker("start", victim.ID)
+		s.ensureRunning(victim)
 		s.waitHealthy(2*time.Minute, want)
 	})
 
@@ -153,13 +159,14 @@ func TestCompose(t *testing.T) {
 		victim := busiest(t, nodes, 2*time.Second)
 		t.Logf("killing %s, streaming to an edge", victim.Name)
 		s.docker("kill", victim.ID)
+		defer s.ensureRunning(victim)
 		rep := p.wait(t)
 		t.Logf("cdnprobe: completed %d, longest stall %.2fs, errors %v", rep.Completed, rep.MaxStall, rep.Errors)
 		if !rep.OK {
 			t.Fatalf("download did not survive the kill of %s: %s\n%s", victim.Name, rep, p.log)
 		}
 		t.Logf("edge failovers: %v", sumMetric(t, s.running("edge"), edgeOps, "p2pd_edge_failovers_total")-failovers)
-		restart(t, s, victim)
+		s.ensureRunning(victim)
 		s.waitHealthy(2*time.Minute, want)
 	})
 
@@ -170,6 +177,7 @@ func TestCompose(t *testing.T) {
 		victim := busiest(t, s.running("cachenode"), 2*time.Second)
 		aliases := victim.NetworkSettings.Networks[s.network].Aliases
 		s.docker("network", "disconnect", s.network, victim.ID)
+		defer s.ensureConnected(victim, aliases)
 		rep := p.wait(t)
 		t.Logf("cdnprobe with %s cut off: completed %d, longest stall %.2fs, errors %v", victim.Name, rep.Completed, rep.MaxStall, rep.Errors)
 		if !rep.OK {
@@ -177,11 +185,9 @@ func TestCompose(t *testing.T) {
 		}
 		// Reconnect under the names compose gave it: it must come back
 		// by itself, without a restart.
-		args := []string{"network", "connect"}
-		for _, a := range aliases {
-			args = append(args, "--alias", a)
+		if err := s.ensureConnected(victim, aliases); err != nil {
+			t.Fatal(err)
 		}
-		s.docker(append(args, s.network, victim.ID)...)
 		rejoined := receivesChunks(t, s, victim, &fresh, 2*time.Minute)
 		now := s.one("cachenode", victim.number())
 		if now.State.StartedAt != victim.State.StartedAt || now.RestartCount != victim.RestartCount {
@@ -195,6 +201,7 @@ func TestCompose(t *testing.T) {
 	step("stop an etcd member", 5*time.Minute, func(t *testing.T) {
 		member := s.one("etcd-1", 1)
 		s.docker("stop", member.ID)
+		defer s.ensureRunning(member)
 		origin := s.one("origin", 1)
 		egress := opsMetric(t, origin, originOps, "p2pd_origin_egress_bytes_total", nil)
 		// A file never fetched before: its chunks are new to the tracker.
@@ -207,13 +214,14 @@ func TestCompose(t *testing.T) {
 		if out > 1.5*float64(etcdFile.size) {
 			t.Errorf("origin sent %.0f bytes for a %d-byte file: chunks fetched with an etcd member down were not tracked", out, etcdFile.size)
 		}
-		s.docker("start", member.ID)
+		s.ensureRunning(member)
 		s.waitHealthy(2*time.Minute, want)
 	})
 
 	step("stop the origin", 4*time.Minute, func(t *testing.T) {
 		origin := s.one("origin", 1)
 		s.docker("stop", origin.ID)
+		defer s.ensureRunning(origin)
 		rep := s.mustProbe(2*time.Minute, "-n", "2", "-c", "2", big.arg())
 		t.Logf("%s served twice with the origin stopped in %.1fs", big.name, rep.Seconds)
 		start := time.Now()
@@ -227,7 +235,7 @@ func TestCompose(t *testing.T) {
 		if took > 45*time.Second {
 			t.Errorf("the 502/503 took %v", took)
 		}
-		s.docker("start", origin.ID)
+		s.ensureRunning(origin)
 		s.waitHealthy(2*time.Minute, want)
 	})
 
@@ -235,8 +243,14 @@ func TestCompose(t *testing.T) {
 		want["cachenode"] = 4
 		s.up(want)
 		added := s.one("cachenode", 4)
+		before := movedBytes(t, s.running("cachenode"))
 		if !receivesChunks(t, s, added, &fresh, 2*time.Minute) {
-			t.Errorf("new cachenode %s received no chunk", added.Name)
+			after := movedBytes(t, s.running("cachenode"))
+			var moved []string
+			for _, c := range s.running("cachenode") {
+				moved = append(moved, fmt.Sprintf("%s %.0f MiB", c.Name, (after[c.ID]-before[c.ID])/(1<<20)))
+			}
+			t.Errorf("new cachenode %s received no chunk; chunk bytes moved by each cachenode meanwhile: %v", added.Name, moved)
 		}
 	})
 
@@ -269,6 +283,17 @@ func sumMetric(t *testing.T, cs []container, port int, name string) float64 {
 		sum += opsMetric(t, c, port, name, nil)
 	}
 	return sum
+}
+
+// movedBytes returns the chunk bytes each cachenode has served or fetched.
+func movedBytes(t *testing.T, nodes []container) map[string]float64 {
+	t.Helper()
+	m := map[string]float64{}
+	for _, n := range nodes {
+		m[n.ID] = opsMetric(t, n, cachenodeOps, "p2pd_cachenode_bytes_served_total", nil) +
+			opsMetric(t, n, cachenodeOps, "p2pd_cachenode_fetched_bytes_total", nil)
+	}
+	return m
 }
 
 // busiest returns the cachenode sending the most chunk bytes over a
@@ -317,8 +342,7 @@ func receivesChunks(t *testing.T, s *stack, node container, fresh *[]mediaFile, 
 		if !c.State.Running {
 			return 0
 		}
-		return opsMetric(t, c, cachenodeOps, "p2pd_cachenode_bytes_served_total", nil) +
-			opsMetric(t, c, cachenodeOps, "p2pd_cachenode_fetched_bytes_total", nil)
+		return movedBytes(t, []container{c})[c.ID]
 	}
 	start := moved()
 	deadline := time.Now().Add(d)
@@ -333,13 +357,4 @@ func receivesChunks(t *testing.T, s *stack, node container, fresh *[]mediaFile, 
 		time.Sleep(2 * time.Second)
 	}
 	return false
-}
-
-// restart starts a container again unless its restart policy already did.
-func restart(t *testing.T, s *stack, c container) {
-	t.Helper()
-	now := s.one(c.service(), c.number())
-	if !now.State.Running {
-		s.docker("start", c.ID)
-	}
 }
