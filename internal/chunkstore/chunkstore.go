@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
@@ -288,9 +289,13 @@ func (s *Store) evictLocked(keep *list.Element) []manifest.Digest {
 // Put verifies data against want and stores it as chunk idx of root. A
 // chunk already held is only marked as recently used. Put then evicts
 // least-recently-used chunks until the store is within its limit (never
-// this chunk). It fails with manifest.ErrDigestMismatch for wrong bytes and
-// with a wrapped OS error (e.g. ENOSPC) when the disk refuses the write;
-// the store is unchanged in both cases.
+// this chunk). A disk that fills up before the store reaches its limit
+// (the limit is larger than the disk, or other files share it) is handled
+// like the limit: least-recently-used chunks are evicted to make room and
+// the write is tried again. Put fails with manifest.ErrDigestMismatch for
+// wrong bytes and with a wrapped OS error (e.g. ENOSPC when even an empty
+// store leaves no room) when the disk refuses the write; the store is then
+// unchanged, apart from what was evicted to make room.
 func (s *Store) Put(root manifest.Digest, idx int, data []byte, want manifest.Digest) error {
 	if idx < 0 {
 		return fmt.Errorf("put chunk %d of %s: negative index", idx, root)
@@ -307,7 +312,7 @@ func (s *Store) Put(root manifest.Digest, idx int, data []byte, want manifest.Di
 	s.mu.Unlock()
 
 	dir := s.chunkDir(root)
-	tmp, err := s.writeTemp(dir, strconv.Itoa(idx), data)
+	tmp, err := s.writeTempRoom(dir, strconv.Itoa(idx), data)
 	if err != nil {
 		return fmt.Errorf("put chunk %d of %s: %w", idx, root, err)
 	}
@@ -335,6 +340,44 @@ func (s *Store) Put(root manifest.Digest, idx int, data []byte, want manifest.Di
 	syncDir(dir)
 	s.notify(append(evicted, root)...)
 	return nil
+}
+
+// writeTempRoom is writeTemp on a disk that may be full: when the write
+// fails for lack of space, it evicts least-recently-used chunks worth
+// twice the data (file systems need some room beyond the bytes) and tries
+// once more.
+func (s *Store) writeTempRoom(dir, prefix string, data []byte) (string, error) {
+	tmp, err := s.writeTemp(dir, prefix, data)
+	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+		return tmp, err
+	}
+	s.mu.Lock()
+	evicted := s.freeLocked(2*int64(len(data)) + 4096)
+	s.mu.Unlock()
+	if len(evicted) == 0 {
+		return "", err
+	}
+	s.notify(evicted...)
+	return s.writeTemp(dir, prefix, data)
+}
+
+// freeLocked evicts least-recently-used chunks until n bytes are freed or
+// the store is empty, and returns the roots that lost chunks.
+func (s *Store) freeLocked(n int64) []manifest.Digest {
+	var roots []manifest.Digest
+	for freed := int64(0); freed < n; {
+		el := s.lru.Back()
+		if el == nil {
+			break
+		}
+		e := el.Value.(*entry)
+		os.Remove(s.chunkPath(e.root, e.idx)) // as in evictLocked
+		s.removeLocked(el)
+		s.evictions++
+		freed += e.size
+		roots = append(roots, e.root)
+	}
+	return roots
 }
 
 // writeTemp writes data to a new fsynced temp file in dir (created if
@@ -566,7 +609,7 @@ func (s *Store) PutManifest(m *manifest.Manifest) error {
 		return fmt.Errorf("put manifest %s: %w", m.Root, err)
 	}
 	dir := filepath.Join(s.dir, manifestsDir)
-	tmp, err := s.writeTemp(dir, m.Root.String(), data)
+	tmp, err := s.writeTempRoom(dir, m.Root.String(), data)
 	if err != nil {
 		return fmt.Errorf("put manifest %s: %w", m.Root, err)
 	}
