@@ -57,6 +57,7 @@ type ChunkReader struct {
 	stall   *time.Timer
 	stalled chan struct{}
 	timeout time.Duration
+	drained bool
 }
 
 // Open starts a Fetch and returns a reader for its chunks. The stream is
@@ -83,8 +84,15 @@ func Open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest,
 	return r, nil
 }
 
-// Close releases the stream.
+// Close releases the stream. A stream whose chunks were all delivered is
+// first read to its end (bounded by the stall timeout), so it ends with
+// the sender's status rather than cancelled: traces and logs then show a
+// fetch that succeeded as one.
 func (r *ChunkReader) Close() {
+	if r.stream != nil && r.stall != nil && r.pos == len(r.want) && !r.drained {
+		r.drained = true
+		r.stream.Recv() // io.EOF once the sender returned
+	}
 	r.stop()
 	if r.cancel != nil {
 		r.cancel()
