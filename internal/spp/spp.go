@@ -32,6 +32,12 @@ var ErrProtocol = errors.New("spp protocol violation")
 // timeout.
 var ErrStalled = errors.New("spp stream stalled")
 
+// RelayHeader is the gRPC metadata key of a Fetch sent to a chunk's home
+// to fetch through it (a relay). The home fetches what it misses from
+// holders and origins only, never through another relay, so a relay
+// never cascades through the swarm.
+const RelayHeader = "p2pd-relay"
+
 // SendChunk sends one chunk as pieces. data must already be verified.
 func SendChunk(stream grpc.ServerStreamingServer[sppv1.FetchResponse], idx int, data []byte) error {
 	msg := &sppv1.FetchResponse{Chunk: uint32(idx)}
@@ -58,6 +64,7 @@ type ChunkReader struct {
 	stalled chan struct{}
 	timeout time.Duration
 	drained bool
+	recvd   int64
 }
 
 // Open starts a Fetch and returns a reader for its chunks. The stream is
@@ -108,6 +115,10 @@ func (r *ChunkReader) stop() {
 // Remaining returns the requested chunks not yet delivered.
 func (r *ChunkReader) Remaining() []uint32 { return r.want[r.pos:] }
 
+// Received returns the piece bytes received so far, verified or not: the
+// progress of a stream cut short, for rate estimates.
+func (r *ChunkReader) Received() int64 { return r.recvd }
+
 // Next receives the next requested chunk into buf (grown if too small),
 // verifies it and returns its index and bytes. It returns io.EOF after the
 // last requested chunk. An error wrapping manifest.ErrDigestMismatch means
@@ -136,6 +147,7 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 			return 0, nil, fmt.Errorf("%w: got chunk %d offset %d (%d bytes), want chunk %d offset %d", ErrProtocol, msg.Chunk, msg.Offset, len(msg.Data), idx, got)
 		}
 		got += copy(buf[got:], msg.Data)
+		r.recvd += int64(len(msg.Data))
 	}
 	if err := r.m.Verify(idx, buf); err != nil {
 		telemetry.DigestFailure(r.ctx, r.m.Root.String(), idx)
