@@ -26,6 +26,22 @@ type Config struct {
 	// ahead of the chunk being sent (memory per stream is about ReadAhead
 	// chunks).
 	ReadAhead int
+	// Prefetch is how many chunks past the end of a sequential request
+	// are fetched into the store before anyone asks for them, so the
+	// viewer's next window is local when it comes. 0 means the default;
+	// negative disables it.
+	Prefetch int
+	// PrefetchTrigger is the shortest run of consecutive chunks a request
+	// must ask for to count as sequential playback. Edges start a stream
+	// with a window of one or two chunks and ask for more only while the
+	// viewer reads on, so a random seek never triggers read-ahead.
+	PrefetchTrigger int
+	// MaxPrefetch bounds the read-ahead chunks in flight on the node.
+	MaxPrefetch int
+	// MemoryCacheBytes keeps that many bytes of verified chunks in memory
+	// in front of the store: hot chunks are served with no disk read and
+	// no second digest. 0 means the default; negative disables it.
+	MemoryCacheBytes int64
 	// MaxSources is how many ranked sources per chunk are asked of the
 	// tracker: the fallbacks when a source fails.
 	MaxSources int
@@ -60,6 +76,23 @@ func (c *Config) applyDefaults() {
 		// 8 MiB per stream at the default chunk size: enough to keep a
 		// fast link busy while the chunk ahead is verified and sent.
 		c.ReadAhead = 8
+	}
+	if c.Prefetch == 0 {
+		// The edge's largest window: its next request finds every chunk
+		// local or on its way.
+		c.Prefetch = 16
+	}
+	if c.PrefetchTrigger <= 0 {
+		c.PrefetchTrigger = 4
+	}
+	if c.MaxPrefetch <= 0 {
+		// 256 MiB at the default chunk size, over every viewer.
+		c.MaxPrefetch = 256
+	}
+	if c.MemoryCacheBytes == 0 {
+		// A few hundred hot chunks: enough for the head of every popular
+		// file, small next to the disk store.
+		c.MemoryCacheBytes = 256 << 20
 	}
 	if c.MaxSources <= 0 {
 		c.MaxSources = 4

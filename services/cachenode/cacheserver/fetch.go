@@ -12,6 +12,7 @@ import (
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -41,7 +42,11 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 	s.streamStarted()
 	defer s.streamEnded()
 	start := time.Now()
-	p := &pipeline{s: s, ctx: ctx, m: m, fetch: fetch, slots: make([]slot, len(req.Chunks)),
+	// A relay request (another cachenode fetching through this one, the
+	// chunk's home) is served without relaying further and without
+	// read-ahead: the asker reads ahead on its own.
+	relayed := len(metadata.ValueFromIncomingContext(ctx, spp.RelayHeader)) > 0
+	p := &pipeline{s: s, ctx: ctx, m: m, fetch: fetch, relay: !relayed, slots: make([]slot, len(req.Chunks)),
 		trace: startServe(ctx, root, req.Requester, len(req.Chunks))}
 	for i, idx := range req.Chunks {
 		p.slots[i].idx = int(idx)
@@ -50,6 +55,7 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 	defer s.bufs.Put(bp)
 	sent, err := p.run(stream, bp)
 	p.trace.end(err)
+	p.finish(err)
 	s.log.Debug("fetch", "root", root, "chunks", len(req.Chunks), "sent", sent, "requester", req.Requester, "local_only", req.LocalOnly, "took", time.Since(start), "err", err)
 	return err
 }
@@ -68,33 +74,63 @@ type pipeline struct {
 	ctx      context.Context
 	m        *manifest.Manifest
 	fetch    bool
+	relay    bool // misses may be fetched through their home cachenode
 	slots    []slot
 	launched int // slots before this one are read from the store or have a flight
 	trace    *serveTrace
+	// keepPrefetch, once read-ahead started, lets it go on after the
+	// request: a request that ends early (a seek, the viewer gone)
+	// cancels it instead.
+	keepPrefetch func() bool
 }
 
 func (p *pipeline) run(stream grpc.ServerStreamingServer[sppv1.FetchResponse], bp *[]byte) (int, error) {
-	ra := p.s.cfg.ReadAhead
-	// Misses are launched in segments of half the read-ahead, so each
-	// upstream stream carries several chunks instead of one.
-	seg := max(1, ra/2)
 	for i := range p.slots {
-		for p.launched <= i || (p.launched < len(p.slots) && p.launched-i+min(seg, len(p.slots)-p.launched) <= ra) {
-			p.launch(min(seg, len(p.slots)-p.launched))
-		}
-		data, src, err := p.obtain(&p.slots[i], bp)
+		data, src, err := p.next(i, bp)
 		if err != nil {
 			return i, err
 		}
 		if err := spp.SendChunk(stream, p.slots[i].idx, data); err != nil {
 			return i, err
 		}
-		p.s.metrics.served.WithLabelValues(src).Add(float64(len(data)))
-		p.s.metrics.chunksServed.WithLabelValues(src).Inc()
-		p.trace.chunk(p.slots[i].idx, src, len(data))
-		p.slots[i].f = nil // let the chunk's memory go
+		p.sent(i, src, len(data))
 	}
 	return len(p.slots), nil
+}
+
+// next returns the verified bytes of slot i, which is the next one to go
+// out, and where they came from. Misses are launched ahead of it.
+func (p *pipeline) next(i int, bp *[]byte) ([]byte, string, error) {
+	ra := p.s.cfg.ReadAhead
+	// Misses are launched in segments of half the read-ahead, so each
+	// upstream stream carries several chunks instead of one.
+	seg := max(1, ra/2)
+	for p.launched <= i || (p.launched < len(p.slots) && p.launched-i+min(seg, len(p.slots)-p.launched) <= ra) {
+		p.launch(min(seg, len(p.slots)-p.launched))
+	}
+	data, src, err := p.obtain(&p.slots[i], bp)
+	if err == nil && i == 0 {
+		// Read ahead past the request only once its first chunk is
+		// out, so it never competes with the first byte.
+		p.keepPrefetch = p.s.prefetch(p)
+	}
+	return data, src, err
+}
+
+// sent accounts for slot i, gone out with size bytes from src.
+func (p *pipeline) sent(i int, src string, size int) {
+	p.s.metrics.served.WithLabelValues(src).Add(float64(size))
+	p.s.metrics.chunksServed.WithLabelValues(src).Inc()
+	p.trace.chunk(p.slots[i].idx, src, size)
+	p.slots[i].f = nil // let the chunk's memory go
+}
+
+// finish ends the request: the read-ahead it started goes on if it ended
+// well, and is cancelled (when the request's context ends) if not.
+func (p *pipeline) finish(err error) {
+	if err == nil && p.keepPrefetch != nil {
+		p.keepPrefetch()
+	}
 }
 
 // launch classifies the next n slots: held, joining a fetch in flight, or
@@ -122,17 +158,18 @@ func (p *pipeline) launch(n int) {
 		}
 	}
 	if len(owned) > 0 {
-		p.s.goFetch(p.ctx, p.m, owned)
+		p.s.goFetch(p.ctx, p.m, owned, fetchOpts{relay: p.relay})
 	}
 }
 
 // obtain returns the verified bytes of the slot's chunk and where they
-// came from.
+// came from. Bytes read from the store land in *bp, reused by the next
+// chunk, unless the memory cache keeps them; any other bytes are shared
+// and must not be modified.
 func (p *pipeline) obtain(sl *slot, bp *[]byte) ([]byte, string, error) {
 	if sl.held {
-		data, err := p.s.store.Get(p.m.Root, sl.idx, p.m.Digests[sl.idx], *bp)
+		data, err := p.s.held(p.m, sl.idx, bp)
 		if err == nil {
-			*bp = data[:0]
 			return data, sourceLocal, nil
 		}
 		if errors.Is(err, chunkstore.ErrCorrupt) {
@@ -146,47 +183,107 @@ func (p *pipeline) obtain(sl *slot, bp *[]byte) ([]byte, string, error) {
 			return nil, "", status.Errorf(codes.NotFound, "chunk %d of %s not held by this node", sl.idx, p.m.Root)
 		}
 		// Evicted or damaged since it was classified: fetch it now.
-		f, owner := p.s.claim(chunkKey{p.m.Root, sl.idx})
-		if f == nil {
-			// Stored again meanwhile: one more try from the store.
-			if data, err := p.s.store.Get(p.m.Root, sl.idx, p.m.Digests[sl.idx], *bp); err == nil {
-				*bp = data[:0]
-				return data, sourceLocal, nil
-			}
-			return nil, "", status.Errorf(codes.Unavailable, "chunk %d of %s: store keeps failing", sl.idx, p.m.Root)
+		if data, ok, err := p.refetch(sl, bp); ok || err != nil {
+			return data, sourceLocal, err
 		}
-		if owner {
-			p.s.goFetch(p.ctx, p.m, []*want{{idx: sl.idx, f: f, start: time.Now()}})
+	}
+	for attempt := 0; ; attempt++ {
+		select {
+		case <-sl.f.done:
+		case <-p.ctx.Done():
+			return nil, "", status.FromContextError(p.ctx.Err()).Err()
 		}
-		sl.f = f
+		if sl.f.err == nil {
+			return sl.f.data, sl.f.source, nil
+		}
+		if !errors.Is(sl.f.err, errAbandoned) || attempt >= 3 {
+			return nil, "", status.Errorf(codes.Unavailable, "%v", sl.f.err)
+		}
+		// Whoever started the fetch gave up on it (a read-ahead the
+		// viewer seeked away from) while this request waited: fetch it
+		// for this request.
+		if data, ok, err := p.refetch(sl, bp); ok || err != nil {
+			return data, sourceLocal, err
+		}
 	}
-	select {
-	case <-sl.f.done:
-	case <-p.ctx.Done():
-		return nil, "", status.FromContextError(p.ctx.Err()).Err()
+}
+
+// refetch claims the slot's chunk again: ok when the store has it after
+// all (data is then its bytes), else sl.f is the flight to wait on.
+func (p *pipeline) refetch(sl *slot, bp *[]byte) ([]byte, bool, error) {
+	f, owner := p.s.claim(chunkKey{p.m.Root, sl.idx})
+	if f == nil {
+		// Stored again meanwhile: one more try from the store.
+		if data, err := p.s.held(p.m, sl.idx, bp); err == nil {
+			return data, true, nil
+		}
+		return nil, false, status.Errorf(codes.Unavailable, "chunk %d of %s: store keeps failing", sl.idx, p.m.Root)
 	}
-	if sl.f.err != nil {
-		return nil, "", status.Errorf(codes.Unavailable, "%v", sl.f.err)
+	if owner {
+		p.s.goFetch(p.ctx, p.m, []*want{{idx: sl.idx, f: f, start: time.Now()}}, fetchOpts{relay: p.relay})
 	}
-	return sl.f.data, sl.f.source, nil
+	sl.f = f
+	return nil, false, nil
+}
+
+// held returns the verified bytes of a chunk the node holds: from memory,
+// else from the store (into *bp when the memory cache is off).
+func (s *Server) held(m *manifest.Manifest, idx int, bp *[]byte) ([]byte, error) {
+	if data, ok := s.hot.Get(m.Root, idx); ok {
+		return data, nil
+	}
+	if s.hot == nil {
+		data, err := s.store.Get(m.Root, idx, m.Digests[idx], *bp)
+		if err == nil {
+			*bp = data[:0]
+		}
+		return data, err
+	}
+	data, err := s.store.Get(m.Root, idx, m.Digests[idx], nil)
+	if err == nil {
+		s.hot.Add(m.Root, idx, data)
+	}
+	return data, err
+}
+
+// fetchOpts tune one background fetch.
+type fetchOpts struct {
+	relay bool            // chunks nobody holds may come through their home
+	abort context.Context // when it ends, the fetch is given up (nil: never)
+	done  func()          // called when the fetch is over
 }
 
 // goFetch fetches ws in the background. The fetch keeps the request's
 // values (trace context) but not its cancellation, since other requests
-// may be waiting on the same chunks; it ends with the server.
-func (s *Server) goFetch(req context.Context, m *manifest.Manifest, ws []*want) {
+// may be waiting on the same chunks; it ends with the server, or when
+// opts.abort ends, and its waiters then fetch again (errAbandoned). The
+// function returned disarms opts.abort.
+func (s *Server) goFetch(req context.Context, m *manifest.Manifest, ws []*want, opts fetchOpts) (disarm func() bool) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(req))
 	stop := context.AfterFunc(s.life, cancel)
+	stopAbort := func() bool { return false }
+	if opts.abort != nil {
+		stopAbort = context.AfterFunc(opts.abort, cancel)
+	}
 	ok := s.background(func() {
 		defer cancel()
 		defer stop()
-		s.fetchRun(ctx, m, ws)
+		defer stopAbort()
+		if opts.done != nil {
+			defer opts.done()
+		}
+		s.fetchRun(ctx, m, ws, opts.relay)
 	})
 	if !ok {
 		cancel()
 		stop()
+		stopAbort()
+		if opts.done != nil {
+			opts.done()
+		}
 		for _, w := range ws {
 			s.fail(m, w, errors.New("cachenode shutting down"))
 		}
 	}
+	return stopAbort
 }

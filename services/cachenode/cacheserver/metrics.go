@@ -21,6 +21,8 @@ type metrics struct {
 	digestFailures prometheus.Counter
 	storeErrors    prometheus.Counter
 	active         prometheus.Gauge
+	endGame        prometheus.Counter
+	prefetched     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, store *chunkstore.Store) *metrics {
@@ -58,6 +60,14 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store) *metrics {
 			Name: "p2pd_cachenode_active_streams",
 			Help: "SPP fetch streams being served.",
 		}),
+		endGame: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_cachenode_endgame_requests_total",
+			Help: "Chunks asked of a second source while the first still had them outstanding (the end game of a multi-source fetch).",
+		}),
+		prefetched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_cachenode_prefetched_chunks_total",
+			Help: "Chunks fetched ahead of sequential playback, before anyone asked for them.",
+		}),
 	}
 	for _, src := range []string{sourceLocal, sourcePeer, sourceOrigin} {
 		m.served.WithLabelValues(src)
@@ -70,7 +80,7 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store) *metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.served, m.chunksServed, m.fetched, m.upstreamFails, m.fetchSeconds, m.digestFailures, m.storeErrors, m.active,
+	reg.MustRegister(m.served, m.chunksServed, m.fetched, m.upstreamFails, m.fetchSeconds, m.digestFailures, m.storeErrors, m.active, m.endGame, m.prefetched,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "p2pd_cachenode_store_bytes",
 			Help: "Chunk bytes held in the store.",

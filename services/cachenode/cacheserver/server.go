@@ -21,6 +21,7 @@ import (
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/spp"
@@ -51,6 +52,9 @@ type Server struct {
 	puts   chan struct{} // semaphore of stores in progress
 
 	flights   flights
+	hot       *chunkcache.Cache // verified chunks in memory, nil when off
+	links     links
+	prefetchN atomic.Int64 // read-ahead chunks in flight
 	manifests manifestCache
 	mflights  group[manifest.Digest, *manifest.Manifest]
 	rates     rates
@@ -81,6 +85,7 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		metrics:   newMetrics(reg, store),
 		started:   time.Now(),
 		flights:   flights{m: map[chunkKey]*flight{}},
+		hot:       chunkcache.New(cfg.MemoryCacheBytes),
 		manifests: manifestCache{max: cfg.ManifestCache, m: map[manifest.Digest]*manifest.Manifest{}},
 		mflights:  group[manifest.Digest, *manifest.Manifest]{m: map[manifest.Digest]*call[*manifest.Manifest]{}},
 		dirty:     dirtySet{m: map[manifest.Digest]bool{}},
@@ -333,3 +338,8 @@ func (s *Server) storeFailed(root manifest.Digest, idx int, err error) {
 
 // errUnknownFile reports a root or name no source knows.
 var errUnknownFile = errors.New("unknown file")
+
+// errAbandoned lands a flight whose fetch was given up by its owner (a
+// read-ahead nobody needs any more, a server shutting down) rather than
+// failed by its sources: whoever still waits fetches the chunk again.
+var errAbandoned = errors.New("fetch abandoned")

@@ -4,18 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sync"
 	"time"
 
-	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
-	"github.com/p2pd/p2pd/internal/spp"
-	"github.com/p2pd/p2pd/internal/telemetry"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // sourceRoles are the nodes a cachenode fetches from: never edges.
@@ -24,13 +18,16 @@ var sourceRoles = []trackerv1.Role{trackerv1.Role_ROLE_ORIGIN, trackerv1.Role_RO
 // source is a node to fetch from.
 type source struct {
 	id, addr string
-	label    string // metrics label: peer or origin
+	label    string  // metrics label: peer or origin
+	class    class   // holding peer, relay or origin
+	rate     float64 // as the tracker measured it, bytes/s; 0 unknown
 }
 
 // sources returns the usable ranked sources of chunk j of a Locate answer.
 // We ask peers with local_only set (a miss must not cascade through the
-// swarm), so a cachenode that does not hold the chunk is useless; an
-// origin holds every published chunk whether or not it announced it.
+// swarm), so a cachenode that does not hold the chunk is useless unless
+// the tracker names it the chunk's relay; an origin holds every published
+// chunk whether or not it announced it.
 func (s *Server) sources(resp *trackerv1.LocateResponse, j int) []source {
 	if j >= len(resp.Chunks) {
 		return nil
@@ -46,13 +43,19 @@ func (s *Server) sources(resp *trackerv1.LocateResponse, j int) []source {
 			continue
 		}
 		held := k < len(cs.Held) && cs.Held[k]
-		label := sourcePeer
-		if n.Role == trackerv1.Role_ROLE_ORIGIN {
-			label = sourceOrigin
-		} else if !held {
+		src := source{id: n.Id, addr: n.GrpcAddr, label: sourcePeer, class: classPeer}
+		switch {
+		case n.Role == trackerv1.Role_ROLE_ORIGIN:
+			src.label, src.class = sourceOrigin, classOrigin
+		case k < len(cs.Relay) && cs.Relay[k]:
+			src.class = classRelay
+		case !held:
 			continue
 		}
-		out = append(out, source{id: n.Id, addr: n.GrpcAddr, label: label})
+		if int(ni) < len(resp.Rates) {
+			src.rate = resp.Rates[ni]
+		}
+		out = append(out, src)
 	}
 	return out
 }
@@ -111,20 +114,12 @@ func (s *Server) release(k chunkKey, f *flight) {
 	}
 }
 
-// want is one chunk an upstream fetch must bring.
-type want struct {
-	idx   int
-	f     *flight
-	cands []source
-	next  int // index into cands of the source to ask
-	start time.Time
-}
-
 // fetchRun fetches chunks the caller owns flights for, landing every one
 // of them (with the verified bytes or an error). Chunks are located once,
-// then consecutive chunks with the same best source share one stream;
-// streams to different sources run in parallel.
-func (s *Server) fetchRun(ctx context.Context, m *manifest.Manifest, ws []*want) {
+// then fetched from several sources at once (see swarm.go). relay lets
+// the tracker send chunks nobody holds through their home cachenode; a
+// node fetching on behalf of another through a relay request does not.
+func (s *Server) fetchRun(ctx context.Context, m *manifest.Manifest, ws []*want, relay bool) {
 	defer func() {
 		for _, w := range ws {
 			select {
@@ -134,20 +129,22 @@ func (s *Server) fetchRun(ctx context.Context, m *manifest.Manifest, ws []*want)
 			}
 		}
 	}()
-	if err := s.locate(ctx, m, ws); err != nil {
+	if err := s.locate(ctx, m, ws, relay); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", errAbandoned, err)
+		}
 		for _, w := range ws {
 			s.fail(m, w, err)
 		}
 		return
 	}
-	var wg sync.WaitGroup
-	s.fetchGroups(ctx, &wg, m, ws)
-	wg.Wait()
+	j := &job{s: s, ctx: ctx, m: m, wants: slices.Clone(ws)}
+	j.run()
 }
 
 // locate fills the candidate sources of ws, one Locate per run of
 // consecutive chunk indices.
-func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want) error {
+func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, relay bool) error {
 	if s.tracker == nil {
 		return errors.New("no tracker to locate sources")
 	}
@@ -168,6 +165,7 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want) e
 			Roles:             sourceRoles,
 			IncludeNonHolders: true,
 			MaxSources:        uint32(s.cfg.MaxSources),
+			AllowRelay:        relay,
 		})
 		cancel()
 		if err != nil {
@@ -181,98 +179,6 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want) e
 	return nil
 }
 
-// fetchGroups starts one stream per run of consecutive wants sharing
-// their next source. Wants with no source left fail.
-func (s *Server) fetchGroups(ctx context.Context, wg *sync.WaitGroup, m *manifest.Manifest, ws []*want) {
-	var group []*want
-	flush := func() {
-		if len(group) > 0 {
-			g := group
-			wg.Go(func() { s.fetchGroup(ctx, wg, m, g) })
-			group = nil
-		}
-	}
-	for _, w := range ws {
-		if len(w.cands) == 0 {
-			s.fail(m, w, errors.New("no node holds it"))
-			continue
-		}
-		if w.next >= len(w.cands) {
-			s.fail(m, w, fmt.Errorf("all %d sources failed", len(w.cands)))
-			continue
-		}
-		if len(group) > 0 && group[0].cands[group[0].next].id != w.cands[w.next].id {
-			flush()
-		}
-		group = append(group, w)
-	}
-	flush()
-}
-
-// fetchGroup fetches ws from their common next source. On failure the
-// chunks not delivered move on to their next-ranked source.
-func (s *Server) fetchGroup(ctx context.Context, wg *sync.WaitGroup, m *manifest.Manifest, ws []*want) {
-	src := ws[0].cands[ws[0].next]
-	start := time.Now()
-	sctx, span := telemetry.StartFetch(ctx, src.id, src.label, ws[0].idx, len(ws))
-	delivered, bytes, err := s.stream(sctx, m, src, ws)
-	span.End(delivered, bytes, err)
-	if err == nil {
-		s.rates.add(src.id, bytes, time.Since(start), false)
-		return
-	}
-	// A peer that no longer holds a chunk (evicted since it announced) is
-	// not unhealthy; anything else counts against it.
-	s.rates.add(src.id, bytes, time.Since(start), status.Code(err) != codes.NotFound)
-	s.metrics.upstreamFails.WithLabelValues(src.label).Inc()
-	if errors.Is(err, manifest.ErrDigestMismatch) {
-		s.metrics.digestFailures.Inc()
-	}
-	rest := ws[delivered:]
-	s.log.Warn("upstream fetch failed; trying next source", "root", m.Root, "from", src.id, "chunk", rest[0].idx, "remaining", len(rest), "err", err)
-	for _, w := range rest {
-		w.next++
-	}
-	s.fetchGroups(ctx, wg, m, rest)
-}
-
-// stream fetches ws from src over one SPP stream. It returns how many
-// chunks it delivered (a prefix of ws) and their bytes.
-func (s *Server) stream(ctx context.Context, m *manifest.Manifest, src source, ws []*want) (int, int64, error) {
-	c, err := s.pool.Client(src.addr)
-	if err != nil {
-		return 0, 0, err
-	}
-	idxs := make([]uint32, len(ws))
-	for i, w := range ws {
-		idxs[i] = uint32(w.idx)
-	}
-	r, err := spp.Open(ctx, c, m, &sppv1.FetchRequest{
-		Root:      m.Root[:],
-		Chunks:    idxs,
-		LocalOnly: true,
-		Requester: s.cfg.NodeID,
-	}, s.cfg.StallTimeout)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer r.Close()
-	var bytes int64
-	for i := range ws {
-		// A fresh buffer per chunk: waiters keep it after we land it.
-		_, data, err := r.Next(nil)
-		if err != nil {
-			if err == io.EOF {
-				err = fmt.Errorf("stream ended after %d of %d chunks", i, len(ws))
-			}
-			return i, bytes, err
-		}
-		bytes += int64(len(data))
-		s.deliver(m, ws[i], data, src)
-	}
-	return len(ws), bytes, nil
-}
-
 // deliver hands a verified chunk to its waiters, then stores it. A chunk
 // that cannot be stored (disk full) has been served all the same.
 //
@@ -282,6 +188,7 @@ func (s *Server) stream(ctx context.Context, m *manifest.Manifest, src source, w
 func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src source) {
 	s.metrics.fetched.WithLabelValues(src.label).Add(float64(len(data)))
 	s.metrics.fetchSeconds.WithLabelValues(src.label).Observe(time.Since(w.start).Seconds())
+	s.hot.Add(m.Root, w.idx, data)
 	w.f.land(data, src.label, nil)
 	k := chunkKey{m.Root, w.idx}
 	s.puts <- struct{}{}
