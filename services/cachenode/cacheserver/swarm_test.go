@@ -356,5 +356,3 @@ func TestLocalStream(t *testing.T) {
 		})
 	}
 }
-
-
