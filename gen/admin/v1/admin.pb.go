@@ -253,9 +253,13 @@ type Node struct {
 	// Published files of which the node holds at least one chunk.
 	Files uint32 `protobuf:"varint,9,opt,name=files,proto3" json:"files,omitempty"`
 	// Chunks the node holds, over every file.
-	Chunks        uint64 `protobuf:"varint,10,opt,name=chunks,proto3" json:"chunks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Chunks uint64 `protobuf:"varint,10,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	// Transfer rate from this node in bytes/s, as measured and reported to
+	// the tracker by the nodes that fetched from it (an EWMA); 0 when none
+	// has been reported yet.
+	RateBytesPerSecond float64 `protobuf:"fixed64,11,opt,name=rate_bytes_per_second,json=rateBytesPerSecond,proto3" json:"rate_bytes_per_second,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -354,6 +358,13 @@ func (x *Node) GetFiles() uint32 {
 func (x *Node) GetChunks() uint64 {
 	if x != nil {
 		return x.Chunks
+	}
+	return 0
+}
+
+func (x *Node) GetRateBytesPerSecond() float64 {
+	if x != nil {
+		return x.RateBytesPerSecond
 	}
 	return 0
 }
@@ -1194,7 +1205,7 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
 	"\x06chunks\x18\x03 \x01(\rR\x06chunks\x12\x1b\n" +
-	"\tchunk_map\x18\x04 \x01(\fR\bchunkMap\"\xa3\x02\n" +
+	"\tchunk_map\x18\x04 \x01(\fR\bchunkMap\"\xd6\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1b\n" +
@@ -1207,7 +1218,8 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x0ecapacity_bytes\x18\b \x01(\x04R\rcapacityBytes\x12\x14\n" +
 	"\x05files\x18\t \x01(\rR\x05files\x12\x16\n" +
 	"\x06chunks\x18\n" +
-	" \x01(\x04R\x06chunks\"B\n" +
+	" \x01(\x04R\x06chunks\x121\n" +
+	"\x15rate_bytes_per_second\x18\v \x01(\x01R\x12rateBytesPerSecond\"B\n" +
 	"\x12PublishFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\areplace\x18\x02 \x01(\bR\areplace\"9\n" +

@@ -48,8 +48,8 @@ type AdminServiceClient interface {
 	UploadFile(ctx context.Context, in *UploadFileRequest, opts ...grpc.CallOption) (*UploadFileResponse, error)
 	// GetFile describes one published file and which nodes hold its chunks.
 	GetFile(ctx context.Context, in *GetFileRequest, opts ...grpc.CallOption) (*GetFileResponse, error)
-	// DeleteFile unpublishes a file: edges answer 404 for it within seconds
-	// and cachenodes drop its chunks.
+	// DeleteFile unpublishes a file, and deletes it from the media directory
+	// unless asked to keep it: edges answer 404 for it within seconds.
 	DeleteFile(ctx context.Context, in *DeleteFileRequest, opts ...grpc.CallOption) (*DeleteFileResponse, error)
 	// ListFiles lists the published files. It is declared after the
 	// /v1/files/{name=**} methods on purpose: grpc-gateway tries the route
@@ -154,8 +154,8 @@ type AdminServiceServer interface {
 	UploadFile(context.Context, *UploadFileRequest) (*UploadFileResponse, error)
 	// GetFile describes one published file and which nodes hold its chunks.
 	GetFile(context.Context, *GetFileRequest) (*GetFileResponse, error)
-	// DeleteFile unpublishes a file: edges answer 404 for it within seconds
-	// and cachenodes drop its chunks.
+	// DeleteFile unpublishes a file, and deletes it from the media directory
+	// unless asked to keep it: edges answer 404 for it within seconds.
 	DeleteFile(context.Context, *DeleteFileRequest) (*DeleteFileResponse, error)
 	// ListFiles lists the published files. It is declared after the
 	// /v1/files/{name=**} methods on purpose: grpc-gateway tries the route

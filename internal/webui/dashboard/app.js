@@ -169,6 +169,7 @@ function renderNodes(nodes) {
     el('td', null, el('code', null, n.httpAddr || '')),
     el('td', { title: n.upSince || '' }, since(n.upSince)),
     el('td', { class: 'num' }, num(n.load)),
+    el('td', { class: 'num', title: 'measured by the nodes that fetched from it' }, num(n.rateBytesPerSecond) ? bytes(n.rateBytesPerSecond) + '/s' : '–'),
     el('td', { class: 'num' }, bytes(n.heldBytes) + (num(n.capacityBytes) ? ' / ' + bytes(n.capacityBytes) : '')),
     el('td', { class: 'num' }, num(n.files)),
     el('td', { class: 'num' }, num(n.chunks)),

@@ -434,6 +434,13 @@ func TestNodesAndChunkMap(t *testing.T) {
 		t.Errorf("without chunkMap: %+v", plain.Holders)
 	}
 
+	// The cachenode measured 1 MiB/s from the origin.
+	if _, err := e.tracker.ReportRate(context.Background(), &trackerv1.ReportRateRequest{
+		Reporter: "cache-1",
+		Samples:  []*trackerv1.RateSample{{Source: "origin-1", Bytes: 1 << 20, DurationNanos: int64(time.Second)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	var nodes struct{ Nodes []jsonNode }
 	eventually(t, "cachenode load reported", func() error {
 		if code, ae := e.doJSON("GET", "/v1/nodes", nil, &nodes); code != 200 {
@@ -444,6 +451,9 @@ func TestNodesAndChunkMap(t *testing.T) {
 		}
 		return nil
 	})
+	if o := nodes.Nodes[1]; o.Rate != 1<<20 || nodes.Nodes[0].Rate != 0 {
+		t.Errorf("rates: origin %v, cachenode %v", o.Rate, nodes.Nodes[0].Rate)
+	}
 	c, o := nodes.Nodes[0], nodes.Nodes[1]
 	if c.ID != "cache-1" || c.Role != "cachenode" || c.Files != 1 || c.Chunks != "2" || c.UpSince == "" ||
 		o.ID != "origin-1" || o.Role != "origin" || o.GrpcAddr != "127.0.0.1:7100" || o.Chunks != "4" {

@@ -260,13 +260,14 @@ type (
 		Holders []jsonHolder `json:"holders"`
 	}
 	jsonNode struct {
-		ID       string `json:"id"`
-		Role     string `json:"role"`
-		GrpcAddr string `json:"grpcAddr"`
-		UpSince  string `json:"upSince"`
-		Load     int    `json:"load"`
-		Files    int    `json:"files"`
-		Chunks   string `json:"chunks"`
+		ID       string  `json:"id"`
+		Role     string  `json:"role"`
+		GrpcAddr string  `json:"grpcAddr"`
+		UpSince  string  `json:"upSince"`
+		Load     int     `json:"load"`
+		Files    int     `json:"files"`
+		Chunks   string  `json:"chunks"`
+		Rate     float64 `json:"rateBytesPerSecond"`
 	}
 )
 

@@ -88,8 +88,50 @@ func (s *Server) ListNodes(ctx context.Context, _ *adminv1.ListNodesRequest) (*a
 		}
 		resp.Nodes = append(resp.Nodes, an)
 	}
+	rates := s.rates(ctx)
+	for _, n := range resp.Nodes {
+		n.RateBytesPerSecond = rates[n.Id]
+	}
 	slices.SortFunc(resp.Nodes, func(a, b *adminv1.Node) int { return strings.Compare(a.Id, b.Id) })
 	return resp, nil
+}
+
+// rates returns the transfer rates the tracker has measured from nodes,
+// in bytes/s by node id. ListNodes does not carry them but a Locate answer
+// does for every node it lists, so ask about the first chunk of a published
+// file with every cachenode included. Rates are a hint: without them the
+// node list is still worth answering.
+func (s *Server) rates(ctx context.Context) map[string]float64 {
+	out := map[string]float64{}
+	var m *manifest.Manifest
+	for _, f := range s.origin.Files() {
+		if f.ChunkCount() > 0 {
+			m = f
+			break
+		}
+	}
+	if m == nil || s.tracker == nil {
+		return out
+	}
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.TrackerTimeout)
+	defer cancel()
+	resp, err := s.tracker.Locate(tctx, &trackerv1.LocateRequest{
+		Root:              m.Root[:],
+		ChunkCount:        1,
+		Roles:             []trackerv1.Role{trackerv1.Role_ROLE_ORIGIN, trackerv1.Role_ROLE_CACHENODE},
+		IncludeNonHolders: true,
+		MaxSources:        1 << 16, // the tracker caps it
+	})
+	if err != nil {
+		s.log.Warn("locate for node rates", "err", err)
+		return out
+	}
+	for i, n := range resp.Nodes {
+		if i < len(resp.Rates) {
+			out[n.Id] = resp.Rates[i]
+		}
+	}
+	return out
 }
 
 // Metric names read for GetStats. They are the services' own counters
