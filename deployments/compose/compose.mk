@@ -66,7 +66,7 @@ up: images
 	@a=$$($(COMPOSE_RUN) port origin 9090 2>/dev/null) && echo "  origin ops:  http://$$a/metrics  /readyz"; true
 	@a=$$($(COMPOSE_RUN) port jaeger 16686 2>/dev/null) && echo "  traces:      http://$$a/"; true
 	@echo "  status:      $(COMPOSE_RUN) ps"
-	@echo "  stop:        make down"
+	@echo "  stop:        make down$(if $(filter-out p2pd,$(COMPOSE_PROJECT)), COMPOSE_PROJECT=$(COMPOSE_PROJECT))"
 
 down:
 	$(COMPOSE_RUN) down -v --remove-orphans
