@@ -659,3 +659,24 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return r.body.Write(b)
 }
 func (r *recorder) WriteHeader(code int) { r.status = code }
+
+func TestStaleUploadsRemoved(t *testing.T) {
+	e := newEnv(t)
+	stale, fresh := filepath.Join(e.media, uploadPrefix+"crashed"), filepath.Join(e.media, uploadPrefix+"live")
+	for _, p := range []string{stale, fresh} {
+		os.WriteFile(p, []byte("partial"), 0o600)
+	}
+	old := time.Now().Add(-2 * staleUpload)
+	os.Chtimes(stale, old, old)
+	s, err := New(Config{Token: testToken, MediaDir: e.media, Logger: quiet()}, e.origin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale upload kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("live upload removed: %v", err)
+	}
+}

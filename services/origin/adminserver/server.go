@@ -103,6 +103,7 @@ func New(cfg Config, origin Origin, tracker Tracker) (*Server, error) {
 		media:   media,
 		openapi: spec,
 	}
+	s.removeStaleUploads()
 	s.gateway = runtime.NewServeMux(
 		runtime.WithErrorHandler(gatewayError),
 		runtime.WithRoutingErrorHandler(routingError),

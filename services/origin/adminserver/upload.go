@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	adminv1 "github.com/p2pd/p2pd/gen/admin/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
@@ -196,6 +197,33 @@ func (s *Server) upload(ctx context.Context, u upload) (*adminv1.File, error) {
 	}
 	s.log.Info("uploaded", "name", u.name, "size", n, "root", m.Root, "replace", u.replace)
 	return fileOf(m), nil
+}
+
+// staleUpload is how long an upload file may go unmodified before it is
+// taken for the leftover of a crash: a live upload writes to it all the
+// time, and another origin sharing the directory may have one in progress.
+const staleUpload = time.Hour
+
+// removeStaleUploads deletes upload files a crashed process left behind.
+func (s *Server) removeStaleUploads() {
+	entries, err := fs.ReadDir(s.media.FS(), ".")
+	if err != nil {
+		s.log.Warn("look for stale uploads", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), uploadPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleUpload {
+			continue
+		}
+		if err := s.media.Remove(e.Name()); err != nil {
+			s.log.Warn("remove stale upload", "file", e.Name(), "err", err)
+			continue
+		}
+		s.log.Info("removed stale upload", "file", e.Name())
+	}
 }
 
 // checkFree refuses a name that is published or stored already.
