@@ -89,6 +89,20 @@ func (c *Cache) Get(root manifest.Digest, idx int) ([]byte, bool) {
 	return el.Value.(*entry).data, true
 }
 
+// Contains reports whether chunk idx of root is cached, without counting
+// a hit or a miss or refreshing it.
+func (c *Cache) Contains(root manifest.Digest, idx int) bool {
+	if c == nil {
+		return false
+	}
+	k := key{root, idx}
+	sh := c.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	_, ok := sh.m[k]
+	return ok
+}
+
 // Add caches data, which must be verified chunk idx of root. The cache
 // owns data from now on: nobody may modify it.
 func (c *Cache) Add(root manifest.Digest, idx int, data []byte) {

@@ -32,8 +32,10 @@ type ChunkSource interface {
 
 // ChunkStream is a run of chunks being delivered.
 type ChunkStream interface {
-	// Next returns the next chunk's index and its verified bytes, stored in
-	// buf when buf is large enough. It returns io.EOF after the last chunk.
+	// Next returns the next chunk's index and its verified bytes: stored in
+	// buf, or bytes the source shares (a memory cache's), which must then
+	// stay valid and unmodified for as long as the Reader may hold them.
+	// It returns io.EOF after the last chunk.
 	Next(buf []byte) (idx int, data []byte, err error)
 	// Close releases the stream; it may be called before the last chunk.
 	Close()
@@ -412,12 +414,13 @@ func (r *Reader) window(ctx context.Context, first, last int, send func(*chunk) 
 			send(&chunk{err: err})
 			return false
 		}
-		if len(data) > 0 && &data[0] != &(*bp)[0] {
-			// The source kept the bytes elsewhere: copy them into the
-			// pool buffer, whose size bounds the Reader's memory.
-			data = (*bp)[:copy(*bp, data)]
-		}
 		c := &chunk{idx: idx, data: data, buf: bp}
+		if len(data) > 0 && &data[0] != &(*bp)[0] {
+			// Shared bytes: read them where they are instead of copying
+			// a chunk per request, and give the buffer back.
+			r.opts.Buffers.put(bp)
+			c.buf = nil
+		}
 		if !send(c) {
 			r.opts.Buffers.put(c.buf)
 			return false

@@ -44,6 +44,14 @@ type Config struct {
 	// p2pd binary pins its edge to the cachenode or origin in the same
 	// process, as the original p2pd served each viewer from its own node.
 	Upstream string
+	// Local, when set, serves every chunk from a node in this process
+	// instead of over SPP (the manifest still comes from Upstream): no
+	// socket, no second digest, since that node verified the chunks.
+	Local LocalFunc
+	// MemoryCacheBytes keeps that many bytes of verified chunks in
+	// memory, so hot content is served with no request upstream and no
+	// second digest. 0 means the default; negative disables it.
+	MemoryCacheBytes int64
 	// Registry receives the edge's metrics; nil leaves them unregistered.
 	Registry prometheus.Registerer
 	// Logger gets one line per request; nil uses slog.Default().
@@ -121,6 +129,9 @@ type Config struct {
 //   - RPCTimeout 5s;
 //   - ReportInterval 1s;
 //   - MaxWindow 16 chunks and ReadAhead 1 chunk (rangeio defaults);
+//   - MemoryCacheBytes 256 MiB, none with Local (the local node keeps
+//     its own): bounded like everything else per edge, and what turns a
+//     hot file into memory copies instead of a hop and a digest per chunk;
 //   - MaxRanges 32;
 //   - CacheControl "public, max-age=60": a name may get a new version, so
 //     downstream caches revalidate (cheaply: the strong ETag) after a minute.
@@ -173,6 +184,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ReadAhead <= 0 {
 		c.ReadAhead = 1
+	}
+	if c.MemoryCacheBytes == 0 && c.Local == nil {
+		c.MemoryCacheBytes = 256 << 20
 	}
 	if c.MaxRanges <= 0 {
 		c.MaxRanges = 32

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/p2pd/p2pd/internal/service"
@@ -42,6 +43,7 @@ type Server struct {
 	pool      *spp.Pool // owned when Config.Nodes was nil
 	metrics   *metrics
 	bufs      *rangeio.Buffers
+	hot       *chunkcache.Cache // verified chunks in memory, nil when off
 	files     *cache[string, *trackerv1.File]
 	manifests *cache[manifest.Digest, *manifest.Manifest]
 	locates   *cache[locateKey, *located]
@@ -62,6 +64,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		nodes:     cfg.Nodes,
 		bufs:      &rangeio.Buffers{},
+		hot:       chunkcache.New(cfg.MemoryCacheBytes),
 		probation: newProbation(cfg.Probation, cfg.Now),
 		reporter:  newReporter(),
 		index:     template.Must(template.New("index").Funcs(template.FuncMap{"href": href}).Parse(indexHTML)),
@@ -71,7 +74,7 @@ func New(cfg Config) (*Server, error) {
 		s.pool = spp.NewPool(append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, service.GRPCDialOptions()...)...)
 		s.nodes = s.pool
 	}
-	s.metrics = newMetrics(cfg.Registry, s.bufs)
+	s.metrics = newMetrics(cfg.Registry, s.bufs, s.hot)
 	s.files = newCache[string, *trackerv1.File](cfg.FileCacheEntries, 0, nil, cfg.FileTTL, cfg.RPCTimeout, cfg.Now)
 	s.manifests = newCache[manifest.Digest](1<<20, cfg.ManifestCacheBytes, func(m *manifest.Manifest) int64 {
 		return int64(len(m.Digests))*manifest.DigestSize + 512

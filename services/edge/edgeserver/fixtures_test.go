@@ -344,6 +344,9 @@ func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:            e.clock.now,
 		ReportInterval: -1, // the tracker's own ranking must not move under the tests
+		// Most tests watch the nodes being asked; hot_test.go turns the
+		// memory cache on.
+		MemoryCacheBytes: -1,
 	}
 	if tune != nil {
 		tune(&cfg)

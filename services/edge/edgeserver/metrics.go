@@ -1,6 +1,7 @@
 package edgeserver
 
 import (
+	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -12,9 +13,12 @@ type metrics struct {
 	active    prometheus.Gauge
 	duration  prometheus.Histogram
 	buffers   prometheus.GaugeFunc
+	// memoryHits counts chunks served from the edge's memory cache.
+	memoryHits prometheus.Counter
+	memory     prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer, bufs *rangeio.Buffers) *metrics {
+func newMetrics(reg prometheus.Registerer, bufs *rangeio.Buffers, hot *chunkcache.Cache) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2pd_edge_requests_total",
@@ -41,9 +45,17 @@ func newMetrics(reg prometheus.Registerer, bufs *rangeio.Buffers) *metrics {
 			Name: "p2pd_edge_chunk_buffers_in_use",
 			Help: "Chunk buffers held by requests: memory per request is bounded by a few chunks.",
 		}, func() float64 { return float64(bufs.InUse()) }),
+		memoryHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2pd_edge_memory_cache_hits_total",
+			Help: "Chunks served from the edge's memory cache of verified chunks, with no request upstream.",
+		}),
+		memory: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "p2pd_edge_memory_cache_bytes",
+			Help: "Verified chunk bytes held in the edge's memory cache.",
+		}, func() float64 { return float64(hot.Bytes()) }),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.failovers, m.active, m.duration, m.buffers)
+		reg.MustRegister(m.requests, m.bytes, m.failovers, m.active, m.duration, m.buffers, m.memoryHits, m.memory)
 	}
 	return m
 }

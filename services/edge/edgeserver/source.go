@@ -27,7 +27,7 @@ type fileSource struct {
 // Stream implements rangeio.ChunkSource. Nothing is asked of the network
 // until the first Next.
 func (f fileSource) Stream(ctx context.Context, first, last int) (rangeio.ChunkStream, error) {
-	return &failoverStream{s: f.s, m: f.m, ctx: ctx, next: first, last: last}, nil
+	return f.s.open(ctx, f.m, first, last), nil
 }
 
 // failoverStream delivers chunks next..last in order. It cuts them into
