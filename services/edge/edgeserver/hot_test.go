@@ -107,7 +107,7 @@ func TestLocalNode(t *testing.T) {
 	big := newFixtureFile(t, "films/big.mp4", bigSize, 3)
 	local := &localNode{f: big, missing: map[int]bool{5: true}}
 	e := newEnv(t, 1, []*fixtureFile{big}, func(c *Config) {
-		c.Local = local.open // the manifest still comes from a ranked node
+		c.Local = local.open   // the manifest still comes from a ranked node
 		c.MemoryCacheBytes = 0 // the local node keeps its own
 	})
 	resp, body, err := e.do(t, "GET", "/films/big.mp4", "Range", fmt.Sprintf("bytes=%d-%d", testChunk+5, 4*testChunk))
