@@ -194,13 +194,37 @@ func ServeGRPC(ctx context.Context, l net.Listener, s *grpc.Server) error {
 	return nil
 }
 
-// HostPort normalises a listen address into one other nodes can dial: an
-// empty or unspecified host becomes 127.0.0.1.
+// HostPort normalises a listen address into one other nodes can dial. An
+// empty or unspecified host becomes this machine's host name when that
+// resolves to an address other than loopback (in a container: the name
+// the other containers reach it by, valid even if its address changes),
+// and 127.0.0.1 otherwise.
 func HostPort(listen string, l net.Listener) string {
 	host, _, err := net.SplitHostPort(listen)
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	if err != nil || host == "" || host == "0.0.0.0" || host == "::" || strings.HasPrefix(host, "[") {
-		host = "127.0.0.1"
+		host = reachableHostname()
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// reachableHostname returns the host name if it resolves to a
+// non-loopback address, else 127.0.0.1.
+func reachableHostname() string {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		return "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, name)
+	if err != nil {
+		return "127.0.0.1"
+	}
+	for _, ip := range ips {
+		if !ip.IP.IsLoopback() {
+			return name
+		}
+	}
+	return "127.0.0.1"
 }
