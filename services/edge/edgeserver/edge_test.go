@@ -260,6 +260,24 @@ func TestFailover(t *testing.T) {
 	}
 }
 
+// When every source fails once (a peer stalls because it was itself
+// fetching from a node that died), the edge gives each a second chance
+// before it cuts the viewer's response.
+func TestSecondRoundAfterEveryNodeFailed(t *testing.T) {
+	big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
+	e := newEnv(t, 2, []*fixtureFile{big}, func(c *Config) { c.StallTimeout = 200 * time.Millisecond })
+	for _, n := range e.nodes {
+		n.setFaults(faults{stallOnce: map[int]bool{3: true}})
+	}
+	resp, body, err := e.do(t, "GET", "/films/big.mp4")
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, big.data) {
+		t.Fatalf("status %d, err %v: not the file", resp.StatusCode, err)
+	}
+	if n := counterValue(e.edge.metrics.failovers); n < 2 {
+		t.Errorf("failovers %v, want >= 2 (both nodes failed once)", n)
+	}
+}
+
 func TestRunsFollowPerChunkRanking(t *testing.T) {
 	big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
 	e := newEnv(t, 3, []*fixtureFile{big}, nil)

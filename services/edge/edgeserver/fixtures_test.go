@@ -86,6 +86,7 @@ type faults struct {
 	corrupt       map[int]bool // chunks sent with one byte flipped
 	missing       map[int]bool // chunks answered NOT_FOUND
 	stall         map[int]bool // chunks never sent: the stream hangs
+	stallOnce     map[int]bool // chunks that hang the first time they are asked for
 	wrongManifest bool         // GetManifest answers another file's manifest
 }
 
@@ -100,6 +101,7 @@ type sppNode struct {
 
 	mu        sync.Mutex
 	f         faults
+	stalled   map[int]bool // stallOnce chunks already stalled
 	sent      int // chunks sent whole
 	requested int // chunks asked for, counted before any is sent
 	fetches   int
@@ -176,13 +178,20 @@ func (n *sppNode) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServ
 		n.mu.Lock()
 		fl := n.f
 		die := fl.dieAfter > 0 && n.sent >= fl.dieAfter
+		stallNow := fl.stallOnce[i] && !n.stalled[i]
+		if stallNow {
+			if n.stalled == nil {
+				n.stalled = map[int]bool{}
+			}
+			n.stalled[i] = true
+		}
 		n.mu.Unlock()
 		switch {
 		case die:
 			go n.srv.Stop()
 			<-stream.Context().Done()
 			return stream.Context().Err()
-		case fl.stall[i]:
+		case fl.stall[i] || stallNow:
 			<-stream.Context().Done()
 			return stream.Context().Err()
 		case fl.missing[i]:

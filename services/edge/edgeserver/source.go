@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"time"
 
@@ -55,6 +56,10 @@ type failoverStream struct {
 	// sick is set when a source failed for another reason than declining
 	// the chunk (NOT_FOUND).
 	sick bool
+	// liars sent bytes that did not verify: never asked again.
+	liars map[string]bool
+	// retried is set once every source was given a second chance.
+	retried bool
 }
 
 // Next implements rangeio.ChunkStream.
@@ -113,6 +118,15 @@ func (f *failoverStream) open() error {
 			return fmt.Errorf("chunk %d: %w", f.next, err)
 		}
 		cands = f.s.order(cands, f.excluded)
+		if len(cands) == 0 && f.sick && !f.retried {
+			// Every source failed once. A peer may have stalled only
+			// because it was itself fetching from the node that died;
+			// one more round (failed nodes now on probation, ranked last)
+			// rescues the viewer's response before it must be cut.
+			f.retried = true
+			f.excluded = maps.Clone(f.liars)
+			continue
+		}
 		if len(cands) == 0 {
 			if len(f.errs) > 0 && !f.sick {
 				return fmt.Errorf("chunk %d: %w: %w", f.next, errNotHeld, errors.Join(f.errs...))
@@ -177,6 +191,12 @@ func (f *failoverStream) endRun(err error) {
 	f.s.metrics.failovers.Inc()
 	// NOT_FOUND is a node declining a chunk it may not fetch, not a sick
 	// node: try the next one without holding it against this one.
+	if errors.Is(err, manifest.ErrDigestMismatch) {
+		if f.liars == nil {
+			f.liars = map[string]bool{}
+		}
+		f.liars[n.id] = true
+	}
 	if status.Code(err) != codes.NotFound {
 		f.sick = true
 		f.s.probation.fail(n.id)
