@@ -193,9 +193,14 @@ func TestUpload(t *testing.T) {
 			if err != nil || !bytes.Equal(onDisk, data) {
 				t.Fatalf("on disk: %d bytes, %v", len(onDisk), err)
 			}
+			// Edges can serve it as soon as the upload returns: the
+			// tracker lists the origin as its holder.
 			var shown jsonFileDetail
 			if code, ae := e.doJSON("GET", "/v1/files/"+tc.path, nil, &shown); code != 200 || shown.File.Root != got.File.Root {
 				t.Fatalf("show: %d %+v", code, ae)
+			}
+			if tc.size > 0 && (len(shown.Holders) != 1 || shown.Holders[0].NodeID != "origin-1" || shown.Holders[0].Chunks != shown.File.ChunkCount) {
+				t.Fatalf("holders right after the upload: %+v", shown.Holders)
 			}
 		})
 	}

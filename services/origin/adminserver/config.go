@@ -35,6 +35,10 @@ type Config struct {
 	Metrics prometheus.Gatherer
 	// TrackerTimeout bounds each call to the tracker.
 	TrackerTimeout time.Duration
+	// PublishWait bounds how long a publish or upload waits for the
+	// tracker to list the origin as holding the file, so that edges serve
+	// it as soon as the call returns. Past it the call succeeds anyway.
+	PublishWait time.Duration
 	// Logger receives the API's logs.
 	Logger *slog.Logger
 }
@@ -44,6 +48,7 @@ type Config struct {
 //   - ReserveBytes 64 MiB: room for manifests, logs and a margin for the
 //     file system's own overhead;
 //   - TrackerTimeout 10s: ListNodes of a large CDN is a big answer;
+//   - PublishWait 5s: holdings are announced in batches every 250 ms;
 //   - Logger slog.Default().
 func (c *Config) applyDefaults() {
 	if c.ChunkSize == 0 {
@@ -54,6 +59,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.TrackerTimeout <= 0 {
 		c.TrackerTimeout = 10 * time.Second
+	}
+	if c.PublishWait <= 0 {
+		c.PublishWait = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

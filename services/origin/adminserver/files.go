@@ -49,6 +49,7 @@ func (s *Server) PublishFile(ctx context.Context, req *adminv1.PublishFileReques
 func (s *Server) publish(ctx context.Context, name string) (*manifest.Manifest, error) {
 	m, err := s.origin.Publish(ctx, name)
 	if err == nil {
+		s.waitServable(ctx, m)
 		return m, nil
 	}
 	if m != nil {
@@ -60,6 +61,32 @@ func (s *Server) publish(ctx context.Context, name string) (*manifest.Manifest, 
 			"no file %s under the media directory %s: it disappeared while being published", name, s.cfg.MediaDir)
 	}
 	return nil, errInternal(err, "publish "+name)
+}
+
+// waitServable waits, up to PublishWait, until the tracker lists a node
+// holding m's first chunk. The origin records a file at once but announces
+// its holdings in the next batch; until then edges cannot fetch the file,
+// and a caller who just saw the publish succeed would get an error.
+func (s *Server) waitServable(ctx context.Context, m *manifest.Manifest) {
+	if s.tracker == nil || m.ChunkCount() == 0 {
+		return // an empty file needs no chunk: edges serve it from its record
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishWait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := s.tracker.Locate(ctx, &trackerv1.LocateRequest{Root: m.Root[:], ChunkCount: 1})
+		if err == nil && len(resp.Chunks) == 1 && slices.Contains(resp.Chunks[0].Held, true) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("published, but the tracker lists no holder yet", "name", m.Name, "waited", s.cfg.PublishWait)
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // unpublishQuietly undoes a publish whose outcome is being reported as a
