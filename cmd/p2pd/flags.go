@@ -29,6 +29,7 @@ type config struct {
 	advertise   string
 	nodeID      string
 	maxBytes    string
+	memoryCache string
 	chunkSize   int
 	etcdDir     string
 	rescan      string
@@ -72,6 +73,10 @@ OPTIONS
                         address other nodes dial for this node (default:
                         -B:-P, or the address this cache uses to reach -S)
       --max-bytes SIZE  cache size limit, e.g. 512M, 20G (default 10G)
+      --memory-cache SIZE
+                        verified chunks kept in memory in front of the
+                        cache's disk, served with no disk read and no
+                        second digest (default 256M; 0 disables)
       --chunk-size N    chunk size for published files (default 1048576)
       --etcd-dir DIR    data directory of the server's embedded etcd
                         (default: a temporary directory)
@@ -124,6 +129,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.advertise, "advertise", "", "")
 	fs.StringVar(&c.nodeID, "node-id", "", "")
 	fs.StringVar(&c.maxBytes, "max-bytes", "10G", "")
+	fs.StringVar(&c.memoryCache, "memory-cache", "256M", "")
 	fs.IntVar(&c.chunkSize, "chunk-size", manifest.DefaultChunkSize, "")
 	fs.StringVar(&c.etcdDir, "etcd-dir", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")

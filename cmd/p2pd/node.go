@@ -14,7 +14,9 @@ import (
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/portmux"
+	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
@@ -229,6 +231,10 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, fmt.Errorf("--max-bytes: %w", err)
 	}
+	memory, err := memoryBytes(n.cfg.memoryCache)
+	if err != nil {
+		return nil, err
+	}
 	store, err := chunkstore.Open(n.cfg.cache, maxBytes)
 	if err != nil {
 		return nil, err
@@ -238,11 +244,12 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		return nil, err
 	}
 	cache, err := cacheserver.New(cacheserver.Config{
-		NodeID:      n.cfg.nodeID,
-		Advertise:   n.advertise,
-		HTTPAddr:    n.advertise,
-		FetchMisses: n.cfg.fetch,
-		Logger:      n.log,
+		NodeID:           n.cfg.nodeID,
+		Advertise:        n.advertise,
+		HTTPAddr:         n.advertise,
+		FetchMisses:      n.cfg.fetch,
+		MemoryCacheBytes: memory,
+		Logger:           n.log,
 	}, store, tc, n.pool, n.ops.Registry)
 	if err != nil {
 		tc.Close()
@@ -259,10 +266,28 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		Nodes:    n.pool,
 		NodeID:   "edge@" + n.advertise,
 		Upstream: n.self,
+		// Chunks come straight from the cachenode in this process: no
+		// socket, no second digest; it keeps the hot ones in memory.
+		Local: func(ctx context.Context, root manifest.Digest, first, last int) (rangeio.ChunkStream, error) {
+			ls, err := cache.Stream(ctx, root, first, last)
+			if err != nil {
+				return nil, err
+			}
+			return ls, nil
+		},
 		Registry: n.ops.Registry,
 		Logger:   n.log,
 		TraceID:  telemetry.TraceID,
 	})
+}
+
+// memoryBytes parses --memory-cache: a size, or 0 to disable the cache.
+func memoryBytes(v string) (int64, error) {
+	b, err := flagenv.ParseCacheBytes(v)
+	if err != nil {
+		return 0, fmt.Errorf("--memory-cache: %w", err)
+	}
+	return b, nil
 }
 
 // restrict applies -N and -A to viewers' HTTP (never to gRPC between

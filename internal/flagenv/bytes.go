@@ -65,3 +65,36 @@ func ParseBytes(s string) (int64, error) {
 	}
 	return v << shift, nil
 }
+
+// CacheBytes is a flag value for the size of an optional cache: a size as
+// Bytes takes, or 0 for no cache, which it stores as -1 (the services'
+// configs read 0 as "the default" and a negative size as "none").
+type CacheBytes int64
+
+// String prints the size, or 0 for none.
+func (b *CacheBytes) String() string {
+	if *b < 0 {
+		return "0"
+	}
+	v := Bytes(*b)
+	return v.String()
+}
+
+// Set parses a size as ParseCacheBytes does.
+func (b *CacheBytes) Set(s string) error {
+	v, err := ParseCacheBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = CacheBytes(v)
+	return nil
+}
+
+// ParseCacheBytes parses a cache size as ParseBytes does, and "0" as -1:
+// no cache.
+func ParseCacheBytes(s string) (int64, error) {
+	if strings.TrimSpace(s) == "0" {
+		return -1, nil
+	}
+	return ParseBytes(s)
+}

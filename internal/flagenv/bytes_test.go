@@ -51,3 +51,18 @@ func TestByteSizeString(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheBytes(t *testing.T) {
+	var b CacheBytes
+	for _, tc := range []struct {
+		in, str string
+		want    int64
+	}{{"256M", "256M", 256 << 20}, {"0", "0", -1}, {"1G", "1G", 1 << 30}} {
+		if err := b.Set(tc.in); err != nil || int64(b) != tc.want || b.String() != tc.str {
+			t.Errorf("Set(%q): %v, %d %q; want %d %q", tc.in, err, int64(b), b.String(), tc.want, tc.str)
+		}
+	}
+	if err := b.Set("-1"); err == nil {
+		t.Error("negative size accepted")
+	}
+}

@@ -52,6 +52,7 @@ func run(args []string) error {
 		trackers string
 		cacheDir string
 		maxBytes = flagenv.Bytes(10 << 30)
+		memory   = flagenv.CacheBytes(256 << 20)
 	)
 	fs.StringVar(&listen, "listen", ":7200", "address to serve SPP (gRPC) on")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
@@ -60,6 +61,8 @@ func run(args []string) error {
 	fs.StringVar(&cacheDir, "cache-dir", "", "directory of the chunk store (required)")
 	fs.Var(&maxBytes, "max-bytes", "most chunk bytes to keep: a `size` in bytes, or with a K, M, G or T suffix (powers of 1024)")
 	fs.BoolVar(&cfg.FetchMisses, "fetch", true, "fetch chunks not held from other nodes (false: serve only what is held)")
+	fs.Var(&memory, "memory-cache", "verified chunks kept in memory in front of the store, served with no disk read and no second digest: a `size`, 0 for none")
+	fs.IntVar(&cfg.Prefetch, "prefetch", 16, "chunks fetched ahead of sequential playback, past the end of the viewer's request (0: none)")
 	common.Register(fs, "127.0.0.1:9092")
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
@@ -77,6 +80,10 @@ func run(args []string) error {
 		return err
 	}
 	cfg.Logger = log
+	cfg.MemoryCacheBytes = int64(memory)
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = -1 // the config's "none"
+	}
 	ctx, stop := service.SignalContext()
 	defer stop()
 

@@ -43,10 +43,12 @@ func run(args []string) error {
 		listen   string
 		trackers string
 		nodeID   string
+		memory   = flagenv.CacheBytes(256 << 20)
 	)
 	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports (default: edge@HOSTNAME)")
+	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
 	common.Register(fs, "127.0.0.1:9093")
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
@@ -73,11 +75,12 @@ func run(args []string) error {
 	defer tc.Close()
 	ops := service.NewOps()
 	edge, err := edgeserver.New(edgeserver.Config{
-		Tracker:  tc,
-		NodeID:   nodeID,
-		Registry: ops.Registry,
-		Logger:   log,
-		TraceID:  telemetry.TraceID,
+		Tracker:          tc,
+		NodeID:           nodeID,
+		MemoryCacheBytes: int64(memory),
+		Registry:         ops.Registry,
+		Logger:           log,
+		TraceID:          telemetry.TraceID,
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package cacheserver
 
 import (
+	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,7 +26,7 @@ type metrics struct {
 	prefetched     prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, store *chunkstore.Store) *metrics {
+func newMetrics(reg prometheus.Registerer, store *chunkstore.Store, hot *chunkcache.Cache) *metrics {
 	m := &metrics{
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2pd_cachenode_bytes_served_total",
@@ -85,6 +86,14 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store) *metrics {
 			Name: "p2pd_cachenode_store_bytes",
 			Help: "Chunk bytes held in the store.",
 		}, func() float64 { return float64(store.Bytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "p2pd_cachenode_memory_cache_bytes",
+			Help: "Verified chunk bytes held in memory in front of the store.",
+		}, func() float64 { return float64(hot.Bytes()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "p2pd_cachenode_memory_cache_hits_total",
+			Help: "Chunks served from memory: no disk read, no second digest.",
+		}, func() float64 { h, _, _ := hot.Stats(); return float64(h) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "p2pd_cachenode_store_max_bytes",
 			Help: "The store's size limit.",

@@ -76,16 +76,17 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 	if pool == nil && tracker != nil {
 		return nil, errors.New("cacheserver: no connection pool")
 	}
+	hot := chunkcache.New(cfg.MemoryCacheBytes)
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger.With("node", cfg.NodeID),
 		store:     store,
 		tracker:   tracker,
 		pool:      pool,
-		metrics:   newMetrics(reg, store),
+		metrics:   newMetrics(reg, store, hot),
+		hot:       hot,
 		started:   time.Now(),
 		flights:   flights{m: map[chunkKey]*flight{}},
-		hot:       chunkcache.New(cfg.MemoryCacheBytes),
 		manifests: manifestCache{max: cfg.ManifestCache, m: map[manifest.Digest]*manifest.Manifest{}},
 		mflights:  group[manifest.Digest, *manifest.Manifest]{m: map[manifest.Digest]*call[*manifest.Manifest]{}},
 		dirty:     dirtySet{m: map[manifest.Digest]bool{}},
