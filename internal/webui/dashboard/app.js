@@ -179,7 +179,9 @@ function renderNodes(nodes) {
 
 function renderFiles(files, nodes) {
   document.getElementById('file-count').textContent = `(${files.length})`;
-  const edge = nodes.find(n => n.role === 'edge' && n.httpAddr);
+  // Any node with a viewers' address can play: edges, and in a single
+  // p2pd process the server and caches themselves.
+  const edge = nodes.find(n => n.role === 'edge' && n.httpAddr) || nodes.find(n => n.httpAddr);
   const rows = files.map(f => {
     const watch = edge && (f.contentType || '').match(/^(video|audio)\//)
       ? el('a', { href: `http://${edge.httpAddr}/?watch=${encodeURIComponent(f.name)}`, target: '_blank', rel: 'noopener' }, 'watch')
