@@ -30,10 +30,13 @@ type config struct {
 	nodeID      string
 	maxBytes    string
 	memoryCache string
+	prefetch    int
 	chunkSize   int
 	etcdDir     string
-	rescan      string
-	common      service.Common
+	// adminTokenFile holds the admin API token (server).
+	adminTokenFile string
+	rescan         string
+	common         service.Common
 }
 
 const manPage = `p2pd — a peer-assisted CDN for video on demand, in one binary.
@@ -77,10 +80,17 @@ OPTIONS
                         verified chunks kept in memory in front of the
                         cache's disk, served with no disk read and no
                         second digest (default 256M; 0 disables)
+      --prefetch N      chunks a cache fetches ahead of sequential
+                        playback, past the viewer's request (default 16;
+                        0 disables)
       --chunk-size N    chunk size for published files (default 1048576)
       --etcd-dir DIR    data directory of the server's embedded etcd
                         (default: a temporary directory)
       --rescan DURATION rescan the published directory this often (10s)
+      --admin-token-file FILE
+                        bearer token of the admin API on the ops listener
+                        (server; default $P2PD_ADMIN_TOKEN; none: the API
+                        refuses every call)
       --node-id ID      node id (default: derived from the address)
       --ops ADDR        ops listener: /metrics /healthz /readyz /debug/pprof/
                         (default 127.0.0.1:9090, or the -B address port
@@ -130,8 +140,10 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.nodeID, "node-id", "", "")
 	fs.StringVar(&c.maxBytes, "max-bytes", "10G", "")
 	fs.StringVar(&c.memoryCache, "memory-cache", "256M", "")
+	fs.IntVar(&c.prefetch, "prefetch", 16, "")
 	fs.IntVar(&c.chunkSize, "chunk-size", manifest.DefaultChunkSize, "")
 	fs.StringVar(&c.etcdDir, "etcd-dir", "", "")
+	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")
 	c.common.Register(fs, defaultOps)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), manPage) }

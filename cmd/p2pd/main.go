@@ -14,13 +14,14 @@ import (
 )
 
 func main() {
-	var err error
 	if len(os.Args) > 1 && os.Args[1] == "admin" {
-		err = runAdmin(os.Args[2:])
-	} else {
-		err = runNode(os.Args[1:])
+		if err := runAdmin(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "p2pd admin:", err)
+			os.Exit(adminExitCode(err))
+		}
+		return
 	}
-	if err != nil {
+	if err := runNode(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "p2pd:", err)
 		os.Exit(1)
 	}

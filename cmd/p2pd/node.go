@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -20,8 +21,10 @@ import (
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
+	"github.com/p2pd/p2pd/internal/webui"
 	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
 	"github.com/p2pd/p2pd/services/edge/edgeserver"
+	"github.com/p2pd/p2pd/services/origin/adminserver"
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
@@ -46,6 +49,8 @@ type node struct {
 	self string
 	// advertise is where other nodes dial this one.
 	advertise string
+	// tracker is this node's tracker client (its own tracker on a server).
+	tracker *trackerclient.Client
 }
 
 func newNode(cfg *config) (*node, error) {
@@ -139,7 +144,7 @@ func (n *node) run() error {
 		return err
 	}
 	defer edge.Close()
-	httpSrv := service.NewHTTPServer(n.restrict(telemetry.HTTPHandler(edge, "edge")))
+	httpSrv := service.NewHTTPServer(n.restrict(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(n.tracker), edge), "edge")))
 	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
 	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
 	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
@@ -202,6 +207,17 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err != nil {
 		return nil, err
 	}
+	n.tracker = tc
+	token, err := adminserver.LoadToken(n.cfg.adminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := adminserver.New(adminserver.Config{Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize, Metrics: n.ops.Registry, Logger: n.log}, origin, tc)
+	if err != nil {
+		return nil, err
+	}
+	admin.Mount(n.ops.Mux)
+	g.Go(func() error { <-ctx.Done(); return admin.Close() })
 	g.Go(func() error {
 		defer tc.Close()
 		if err := tr.WaitReady(ctx); err != nil {
@@ -243,12 +259,14 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, err
 	}
+	n.tracker = tc
 	cache, err := cacheserver.New(cacheserver.Config{
 		NodeID:           n.cfg.nodeID,
 		Advertise:        n.advertise,
 		HTTPAddr:         n.advertise,
 		FetchMisses:      n.cfg.fetch,
 		MemoryCacheBytes: memory,
+		Prefetch:         cmp.Or(n.cfg.prefetch, -1), // the config's 0 is "default"
 		Logger:           n.log,
 	}, store, tc, n.pool, n.ops.Registry)
 	if err != nil {

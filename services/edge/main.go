@@ -13,6 +13,7 @@ import (
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
+	"github.com/p2pd/p2pd/internal/webui"
 	"github.com/p2pd/p2pd/services/edge/edgeserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"google.golang.org/grpc"
@@ -98,7 +99,7 @@ func run(args []string) error {
 
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()
-	go func() { errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(telemetry.HTTPHandler(edge, "edge"))) }()
+	go func() { errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge"))) }()
 	ops.SetReady(true)
 	log.Info("edge ready", "listen", l.Addr().String(), "tracker", trackers, "ops", common.Ops)
 	var first error

@@ -16,6 +16,7 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
+	"github.com/p2pd/p2pd/services/origin/adminserver"
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"golang.org/x/sync/errgroup"
@@ -49,6 +50,7 @@ func run(args []string) error {
 		listen    string
 		trackers  string
 		chunkSize int
+		tokenFile string
 	)
 	fs.StringVar(&cfg.MediaDir, "media-dir", "", "directory of media files to publish (required)")
 	fs.StringVar(&listen, "listen", ":7100", "address to serve SPP (gRPC) on")
@@ -57,6 +59,7 @@ func run(args []string) error {
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.IntVar(&chunkSize, "chunk-size", manifest.DefaultChunkSize, "chunk size in bytes for newly published files")
 	fs.DurationVar(&cfg.Rescan, "rescan", 0, "rescan the media directory this often (0: only at start)")
+	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (default: $"+adminserver.TokenEnv+"; none: the API refuses every call)")
 	common.Register(fs, "127.0.0.1:9090")
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
@@ -99,6 +102,16 @@ func run(args []string) error {
 		return err
 	}
 	defer tc.Close()
+	token, err := adminserver.LoadToken(tokenFile)
+	if err != nil {
+		return err
+	}
+	admin, err := adminserver.New(adminserver.Config{Token: token, MediaDir: cfg.MediaDir, ChunkSize: cfg.ChunkSize, Metrics: ops.Registry, Logger: log}, origin, tc)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	admin.Mount(ops.Mux)
 
 	srv := grpc.NewServer(service.GRPCServerOptions()...)
 	sppv1.RegisterChunkServiceServer(srv, origin)
