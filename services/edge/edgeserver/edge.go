@@ -249,7 +249,12 @@ func (s *Server) fail(rw *responseWriter, r *http.Request, err error) outcome {
 // rangeRequest returns r with a Range header ServeContent should see.
 // ServeContent answers 416 to any Range it cannot parse; RFC 9110 §14.2
 // wants a range unit the server does not know ignored, and the unit is
-// case-insensitive. Too many ranges are ignored as well.
+// case-insensitive. Too many ranges are ignored as well. A suffix range
+// of length zero ("-0") is unsatisfiable (RFC 9110 §14.1.1), but
+// ServeContent answers it with an empty part whose Content-Range is
+// "bytes SIZE-(SIZE-1)/SIZE" (found by FuzzServeRange): such ranges are
+// dropped, and a set of nothing else becomes a range that starts past any
+// end, which ServeContent answers 416.
 func (s *Server) rangeRequest(r *http.Request) *http.Request {
 	v := r.Header.Get("Range")
 	if v == "" {
@@ -261,7 +266,7 @@ func (s *Server) rangeRequest(r *http.Request) *http.Request {
 	case !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes"):
 	case strings.Count(spec, ",") >= s.cfg.MaxRanges:
 	default:
-		keep = "bytes=" + spec
+		keep = "bytes=" + dropEmptySuffixes(spec)
 		if keep == v {
 			return r
 		}
@@ -273,6 +278,26 @@ func (s *Server) rangeRequest(r *http.Request) *http.Request {
 		r.Header.Set("Range", keep)
 	}
 	return r
+}
+
+// dropEmptySuffixes removes the "-0" ranges of a range set; a set of
+// nothing else becomes one unsatisfiable range.
+func dropEmptySuffixes(spec string) string {
+	parts := strings.Split(spec, ",")
+	kept := parts[:0]
+	for _, p := range parts {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(p), "-"); ok && n != "" && strings.Trim(n, "0") == "" {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if len(kept) == len(parts) {
+		return spec
+	}
+	if len(kept) == 0 {
+		return strconv.FormatInt(math.MaxInt64, 10) + "-"
+	}
+	return strings.Join(kept, ",")
 }
 
 // rangeEnd returns the end (exclusive) of a single "bytes=a-b" range. It
