@@ -40,6 +40,7 @@ type hotStream struct {
 
 	up     rangeio.ChunkStream // upstream for misses, nil when none
 	upNext int                 // the chunk up delivers next
+	hits   memoryRuns
 }
 
 // Next implements rangeio.ChunkStream.
@@ -52,6 +53,7 @@ func (h *hotStream) Next(buf []byte) (int, []byte, error) {
 	}
 	if data, ok := h.s.hot.Get(h.m.Root, h.next); ok {
 		h.s.metrics.memoryHits.Inc()
+		h.hits.hit(h.ctx, h.next)
 		if h.up != nil && h.upNext == h.next {
 			h.closeUp() // it would send this chunk again
 		}
@@ -59,6 +61,7 @@ func (h *hotStream) Next(buf []byte) (int, []byte, error) {
 		return h.next - 1, data, nil
 	}
 	if h.up == nil || h.upNext != h.next {
+		h.hits.flush(h.ctx)
 		h.closeUp()
 		// The run of misses ahead: a later hit ends it.
 		end := h.next
@@ -122,4 +125,7 @@ func (h *hotStream) closeUp() {
 }
 
 // Close implements rangeio.ChunkStream.
-func (h *hotStream) Close() { h.closeUp() }
+func (h *hotStream) Close() {
+	h.hits.flush(h.ctx)
+	h.closeUp()
+}

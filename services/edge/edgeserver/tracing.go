@@ -1,6 +1,7 @@
 package edgeserver
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -31,4 +32,29 @@ func annotate(r *http.Request, code int, written int64, out outcome) {
 		span.RecordError(out.err)
 		span.SetStatus(codes.Error, out.err.Error())
 	}
+}
+
+// memoryRuns records on the request's span the runs of consecutive chunks
+// served from the edge's memory cache: one event per run, as a cachenode
+// records its hits, never one per chunk.
+type memoryRuns struct{ first, n int }
+
+func (m *memoryRuns) hit(ctx context.Context, idx int) {
+	if m.n > 0 && idx == m.first+m.n {
+		m.n++
+		return
+	}
+	m.flush(ctx)
+	m.first, m.n = idx, 1
+}
+
+func (m *memoryRuns) flush(ctx context.Context) {
+	if m.n == 0 {
+		return
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.AddEvent("chunks", trace.WithAttributes(telemetry.KeySource.String("memory"),
+			telemetry.KeyFirstChunk.Int(m.first), telemetry.KeyChunks.Int(m.n)))
+	}
+	m.n = 0
 }
