@@ -113,6 +113,13 @@ func TestMetrics(t *testing.T) {
 	edgeBytes := counter{c.edgeOps, "p2pd_edge_bytes_sent_total", "", ""}
 	edge200 := counter{c.edgeOps, "p2pd_edge_requests_total", "code", "200"}
 	edge206 := counter{c.edgeOps, "p2pd_edge_requests_total", "code", "206"}
+	edgeMemory := counter{c.edgeOps, "p2pd_edge_memory_cache_hits_total", "", ""}
+	// A second edge without a memory cache: its requests reach the
+	// cachenode's store.
+	edge2URL, edge2Ops := c.startEdge(t, "edge2", "--memory-cache", "0")
+	edge2Bytes := counter{edge2Ops, "p2pd_edge_bytes_sent_total", "", ""}
+	edge2206 := counter{edge2Ops, "p2pd_edge_requests_total", "code", "206"}
+	edge2200 := counter{edge2Ops, "p2pd_edge_requests_total", "code", "200"}
 	servedLocal := counter{c.cacheOps, "p2pd_cachenode_bytes_served_total", "source", "local"}
 	servedPeer := counter{c.cacheOps, "p2pd_cachenode_bytes_served_total", "source", "peer"}
 	servedOrigin := counter{c.cacheOps, "p2pd_cachenode_bytes_served_total", "source", "origin"}
@@ -123,7 +130,8 @@ func TestMetrics(t *testing.T) {
 	egress := counter{c.originOps, "p2pd_origin_egress_bytes_total", "", ""}
 	originChunks := counter{c.originOps, "p2pd_origin_chunks_served_total", "", ""}
 	originDigest := counter{c.originOps, "p2pd_origin_digest_failures_total", "", ""}
-	all := map[counter]float64{edgeBytes: 0, edge200: 0, edge206: 0, servedLocal: 0, servedPeer: 0, servedOrigin: 0,
+	all := map[counter]float64{edgeBytes: 0, edge200: 0, edge206: 0, edgeMemory: 0,
+		edge2Bytes: 0, edge2200: 0, edge2206: 0, servedLocal: 0, servedPeer: 0, servedOrigin: 0,
 		chunksLocal: 0, chunksOrigin: 0, fetchedOrigin: 0, cacheDigest: 0, egress: 0, originChunks: 0, originDigest: 0}
 	// with returns deltas: every followed counter still, except those given.
 	with := func(moved map[counter]float64) map[counter]float64 {
@@ -179,28 +187,40 @@ func TestMetrics(t *testing.T) {
 		idle(t)
 	})
 
-	t.Run("hot full GET", func(t *testing.T) {
+	t.Run("hot full GET from the edge's memory", func(t *testing.T) {
 		before := snapshot(t, all)
 		resp, body := get(t, "GET", url, nil)
 		if resp.StatusCode != 200 || !bytes.Equal(body, data) {
 			t.Fatalf("GET: status %d, %d bytes", resp.StatusCode, len(body))
 		}
 		settle(t, before, with(map[counter]float64{
-			edgeBytes: float64(len(body)), edge200: 1,
+			edgeBytes: float64(len(body)), edge200: 1, edgeMemory: chunks,
+		}))
+		idle(t)
+	})
+
+	t.Run("hot full GET from the cachenode", func(t *testing.T) {
+		before := snapshot(t, all)
+		resp, body := get(t, "GET", edge2URL+"/"+name, nil)
+		if resp.StatusCode != 200 || !bytes.Equal(body, data) {
+			t.Fatalf("GET: status %d, %d bytes", resp.StatusCode, len(body))
+		}
+		settle(t, before, with(map[counter]float64{
+			edge2Bytes: float64(len(body)), edge2200: 1,
 			servedLocal: size, chunksLocal: chunks,
 		}))
 		idle(t)
 	})
 
-	t.Run("hot range", func(t *testing.T) {
+	t.Run("hot range from the cachenode", func(t *testing.T) {
 		before := snapshot(t, all)
-		resp, body := get(t, "GET", url, map[string]string{"Range": fmt.Sprintf("bytes=100-%d", chunk+99)})
+		resp, body := get(t, "GET", edge2URL+"/"+name, map[string]string{"Range": fmt.Sprintf("bytes=100-%d", chunk+99)})
 		if resp.StatusCode != 206 || !bytes.Equal(body, data[100:chunk+100]) {
 			t.Fatalf("GET range: status %d, %d bytes", resp.StatusCode, len(body))
 		}
 		// The range touches chunks 0 and 1: exactly those are read.
 		settle(t, before, with(map[counter]float64{
-			edgeBytes: chunk, edge206: 1,
+			edge2Bytes: chunk, edge2206: 1,
 			servedLocal: 2 * chunk, chunksLocal: 2,
 		}))
 		idle(t)
@@ -236,7 +256,7 @@ func TestMetrics(t *testing.T) {
 	t.Run("every service exposes its metrics", func(t *testing.T) {
 		for ops, names := range map[string][]string{
 			c.edgeOps: {"p2pd_edge_requests_total", "p2pd_edge_bytes_sent_total", "p2pd_edge_request_duration_seconds",
-				"p2pd_edge_active_requests", "p2pd_edge_failovers_total"},
+				"p2pd_edge_active_requests", "p2pd_edge_failovers_total", "p2pd_edge_memory_cache_hits_total"},
 			c.cacheOps: {"p2pd_cachenode_bytes_served_total", "p2pd_cachenode_chunks_served_total", "p2pd_cachenode_fetched_bytes_total",
 				"p2pd_cachenode_chunk_fetch_seconds", "p2pd_cachenode_digest_failures_total", "p2pd_cachenode_active_streams",
 				"p2pd_cachenode_store_bytes", "p2pd_cachenode_evictions_total"},

@@ -161,6 +161,22 @@ func ancestors(t *testing.T, spans []*span, s *span, root *span) []*span {
 	return out
 }
 
+// startEdge starts one more edge on c's tracker with extra flags and
+// returns its URL and ops address.
+func (c *cdn) startEdge(t *testing.T, name string, args ...string) (string, string) {
+	t.Helper()
+	tracker := ""
+	for i, a := range c.tracker.cmd.Args {
+		if a == "--listen" && i+1 < len(c.tracker.cmd.Args) {
+			tracker = c.tracker.cmd.Args[i+1]
+		}
+	}
+	addr, ops := freeAddr(t, "127.0.0.6"), freeAddr(t, "127.0.0.6")
+	start(t, name, "edge", append([]string{"--listen", addr, "--tracker", tracker, "--ops", ops}, args...)...)
+	waitReady(t, ops)
+	return "http://" + addr, ops
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
@@ -197,7 +213,6 @@ func TestTracing(t *testing.T) {
 		}
 		return nil
 	})
-	url := c.edgeURL + "/" + name
 	// Chunks 1 and 2: within the edge's first read-ahead window, so the
 	// request asks the cachenode for exactly these two.
 	from, to := chunk+100, 2*chunk+50
@@ -205,10 +220,10 @@ func TestTracing(t *testing.T) {
 
 	// request sends the ranged GET as part of a new trace and returns the
 	// trace id and the id of the caller's span.
-	request := func(t *testing.T) (string, string) {
+	request := func(t *testing.T, base string) (string, string) {
 		t.Helper()
 		traceID, parent := randomHex(16), randomHex(8)
-		resp, body := get(t, "GET", url, map[string]string{
+		resp, body := get(t, "GET", base+"/"+name, map[string]string{
 			"Range":       rng,
 			"traceparent": "00-" + traceID + "-" + parent + "-01",
 		})
@@ -249,7 +264,7 @@ func TestTracing(t *testing.T) {
 
 	var coldTrace string
 	t.Run("cold", func(t *testing.T) {
-		traceID, parent := request(t)
+		traceID, parent := request(t, c.edgeURL)
 		coldTrace = traceID
 		root := edgeSpan(t, traceID, parent)
 		var spans []*span
@@ -355,39 +370,48 @@ func TestTracing(t *testing.T) {
 		}
 	})
 
-	t.Run("hot", func(t *testing.T) {
+	// hot checks a second request for the same range: served without
+	// the origin, from the edge's memory or the cachenode's store.
+	hot := func(t *testing.T, url, where string) {
+		t.Helper()
 		if coldTrace == "" {
 			t.Skip("the cold request failed")
 		}
-		// Chunks are stored beside the stream: wait until they are.
-		eventually(t, 10*time.Second, "chunks stored", func() error {
-			if b := metric(t, c.cacheOps, "p2pd_cachenode_store_bytes", nil); b < 2*chunk {
-				return fmt.Errorf("%v bytes stored", b)
-			}
-			return nil
-		})
-		time.Sleep(100 * time.Millisecond)
-		traceID, parent := request(t)
+		traceID, parent := request(t, url)
 		root := edgeSpan(t, traceID, parent)
 		var serves []*span
-		eventually(t, 10*time.Second, "the cachenode's serve span", func() error {
-			serves = find(col.trace(traceID), "cachenode", "spp.v1.ChunkService/Fetch")
-			if len(serves) == 0 {
-				return fmt.Errorf("not received")
-			}
-			return nil
-		})
+		if where == "cachenode" {
+			eventually(t, 10*time.Second, "the cachenode's serve span", func() error {
+				serves = find(col.trace(traceID), "cachenode", "spp.v1.ChunkService/Fetch")
+				if len(serves) == 0 {
+					return fmt.Errorf("not received")
+				}
+				return nil
+			})
+		}
 		time.Sleep(300 * time.Millisecond)
 		spans := col.trace(traceID)
-		serves = find(spans, "cachenode", "spp.v1.ChunkService/Fetch")
-		var hits int64
 		for _, s := range spans {
+			ancestors(t, spans, s, root)
 			if s.failed {
 				t.Errorf("span failed: %v", s)
 			}
+			if s.service == "origin" || (s.service == "cachenode" && s.name == "spp.fetch") {
+				t.Errorf("hot request reached past the cachenode: %v", s)
+			}
+			if where == "edge" && s.service != "edge" {
+				t.Errorf("request served from the edge's memory reached %v", s)
+			}
 		}
-		for _, s := range serves {
-			ancestors(t, spans, s, root)
+		var hits int64
+		if where == "edge" {
+			for _, e := range root.events {
+				if e.name == "chunks" && e.attrs["p2pd.source"] == "memory" {
+					hits += e.attrs["p2pd.chunk.count"].(int64)
+				}
+			}
+		}
+		for _, s := range find(spans, "cachenode", "spp.v1.ChunkService/Fetch") {
 			if s.str("p2pd.cache") != "hit" || s.int("p2pd.chunk.misses") != 0 {
 				t.Errorf("hot serve span: %v", s)
 			}
@@ -399,17 +423,26 @@ func TestTracing(t *testing.T) {
 			}
 		}
 		if hits != 2 {
-			t.Errorf("%d hits, want 2", hits)
+			t.Errorf("%d hits in the %s, want 2", hits, where)
 		}
-		for _, s := range spans {
-			if s.service == "origin" || (s.service == "cachenode" && s.name == "spp.fetch") {
-				t.Errorf("hot request reached past the cachenode: %v", s)
+	}
+	t.Run("hot in the edge's memory", func(t *testing.T) { hot(t, c.edgeURL, "edge") })
+	t.Run("hot in the cachenode", func(t *testing.T) {
+		// Chunks are stored beside the stream: wait until they are.
+		eventually(t, 10*time.Second, "chunks stored", func() error {
+			if b := metric(t, c.cacheOps, "p2pd_cachenode_store_bytes", nil); b < 2*chunk {
+				return fmt.Errorf("%v bytes stored", b)
 			}
-		}
+			return nil
+		})
+		time.Sleep(100 * time.Millisecond)
+		// A second edge, without a memory cache, asks the cachenode.
+		edge2, _ := c.startEdge(t, "edge2", "--memory-cache", "0")
+		hot(t, edge2, "cachenode")
 	})
 
 	t.Run("no traceparent", func(t *testing.T) {
-		resp, _ := get(t, "GET", url, map[string]string{"Range": "bytes=0-99"})
+		resp, _ := get(t, "GET", c.edgeURL+"/"+name, map[string]string{"Range": "bytes=0-99"})
 		id := resp.Header.Get("X-Trace-Id")
 		if len(id) != 32 || id == coldTrace || strings.Trim(id, "0") == "" {
 			t.Fatalf("X-Trace-Id %q: want a fresh trace id", id)
