@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/p2pd/p2pd/internal/manifest"
 	"google.golang.org/grpc/codes"
@@ -69,7 +70,9 @@ func (s *Server) resolvePath(p string) (string, error) {
 func (s *Server) statRegular(name string) (fs.FileInfo, error) {
 	st, err := s.media.Lstat(filepath.FromSlash(name))
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		// ENOTDIR: a segment of the path is a file ("a.mp4/x"); nothing
+		// is there either (found by FuzzRequest: it was a 500).
 		return nil, newError(CodePathNotFound, http.StatusNotFound, codes.NotFound, err,
 			"no file %s under the media directory %s: check the path (it is relative to the media directory), or upload the file (p2pd admin publish FILE)", name, s.cfg.MediaDir)
 	case err != nil && isEscape(err):
