@@ -5,7 +5,7 @@ BIN       := $(CURDIR)/bin
 SERVICES  := tracker origin cachenode edge
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test lint proto run clean
+.PHONY: all build test lint proto run clean fuzz
 
 all: build
 
@@ -28,6 +28,20 @@ lint:
 # (processes, compose, a browser) is the long one; the timeout bounds it.
 test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 45m ./...
+
+# Fuzz targets, each fuzzed for FUZZTIME. `make test` (plain go test)
+# runs their seed corpora (testdata/fuzz and f.Add) only.
+FUZZTIME ?= 10s
+FUZZ := ./internal/manifest:FuzzFromProto ./internal/bitmap:FuzzDecode \
+	./services/edge/edgeserver:FuzzNameOf ./services/edge/edgeserver:FuzzServeRange \
+	./services/origin/originserver:FuzzFetch ./services/cachenode/cacheserver:FuzzFetch \
+	./services/origin/adminserver:FuzzRequest
+
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		echo "fuzz $${t%%:*} $${t##*:} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
 
 run: build
 	./scripts/run.sh
