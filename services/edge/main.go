@@ -99,7 +99,9 @@ func run(args []string) error {
 
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()
-	go func() { errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge"))) }()
+	go func() {
+		errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge")))
+	}()
 	ops.SetReady(true)
 	log.Info("edge ready", "listen", l.Addr().String(), "tracker", trackers, "ops", common.Ops)
 	var first error

@@ -102,8 +102,8 @@ type sppNode struct {
 	mu        sync.Mutex
 	f         faults
 	stalled   map[int]bool // stallOnce chunks already stalled
-	sent      int // chunks sent whole
-	requested int // chunks asked for, counted before any is sent
+	sent      int          // chunks sent whole
+	requested int          // chunks asked for, counted before any is sent
 	fetches   int
 }
 
