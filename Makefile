@@ -5,7 +5,7 @@ BIN       := $(CURDIR)/bin
 SERVICES  := tracker origin cachenode edge
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test lint proto run clean fuzz
+.PHONY: all build test lint proto run clean fuzz bench
 
 all: build
 
@@ -45,6 +45,12 @@ fuzz:
 
 run: build
 	./scripts/run.sh
+
+# p2pd against nginx on this machine, in one run (nginx and wrk are
+# installed from Debian when missing); rewrites the results section of
+# docs/benchmarks.md. BENCH_ARGS="-scale 0.1 -duration 5s" for a quick run.
+bench:
+	$(GO) run ./cmd/p2pd-bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BIN) .run

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+type hotResult struct {
+	Name     string
+	Wrk      wrkResult         // the best run
+	Runs     []float64         // req/s of every run
+	RSS      map[string]int64  // peak during the runs, by process
+	Profiles map[string]string // pprof -top, by process
+}
+
+type offloadResult struct {
+	Egress  float64 // origin bytes sent
+	Fetched float64 // bytes the caches fetched from anyone (p2pd)
+	Took    time.Duration
+}
+
+type results struct {
+	Machine               map[string]string
+	LoadBefore, LoadAfter string
+	Scale                 float64
+	Sizes                 map[string]int64
+
+	Hot      map[string]hotResult
+	HotOrder []string
+	Seq      map[string][2]float64 // MB/s: first (cold) and second pass
+
+	ChunkDirect, ChunkP2PD, ChunkNginx time.Duration
+	ColdP2PD, ColdNginx                download
+
+	OffloadP2PD, OffloadNginx offloadResult
+}
+
+const (
+	beginMark = "<!-- bench:begin (written by `make bench`; edit outside the markers) -->"
+	endMark   = "<!-- bench:end -->"
+)
+
+func yes(ok bool) string {
+	if ok {
+		return "**met**"
+	}
+	return "not met"
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// markdown renders the results section.
+func (r *results) markdown() string {
+	var w strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&w, format+"\n", args...) }
+	m := r.Machine
+	p("Measured %s on %s CPUs (%s), %s RAM, %s; Go %s, nginx %s, wrk %s. Load average %s before, %s after (the machine may be shared: each wrk target ran %d times, the best run counts).",
+		m["date"], m["nproc"], m["cpu"], m["memory"], m["kernel"], strings.TrimPrefix(m["go"], "go"), m["nginx"], m["wrk"],
+		r.LoadBefore, r.LoadAfter, len(r.Hot[r.HotOrder[0]].Runs))
+	p("")
+	if r.Scale != 1 {
+		p("**Scaled run (-scale %g)**: sizes below are not the targets' sizes.", r.Scale)
+		p("")
+	}
+	sz := func(name string) string { return fmtBytes(float64(r.Sizes[name])) }
+
+	p("### Targets (DESIGN §6)")
+	p("")
+	p("| measure | p2pd | nginx | ratio | target | |")
+	p("|---|---|---|---|---|---|")
+	edge, slice := r.Hot["p2pd-edge"].Wrk.ReqPerSec, r.Hot["nginx-slice"].Wrk.ReqPerSec
+	single, disk := r.Hot["p2pd-single"].Wrk.ReqPerSec, r.Hot["nginx-disk"].Wrk.ReqPerSec
+	p("| hot 1 MiB random ranges, %s file: edge vs proxy_cache+slice | %.0f req/s | %.0f req/s | %.2f× | ≥ 1.0× | %s |",
+		sz("hot.bin"), edge, slice, ratio(edge, slice), yes(ratio(edge, slice) >= 1.0))
+	p("| hot 1 MiB random ranges: single p2pd cache node vs nginx from local disk | %.0f req/s | %.0f req/s | %.2f× | ≥ 0.9× | %s |",
+		single, disk, ratio(single, disk), yes(ratio(single, disk) >= 0.9))
+	fs := float64(r.Sizes["swarm.bin"])
+	p("| origin egress, %d caches × 32 viewers, cold %s file | %s (%.2f× file) | %s (%.2f× file) | %.2f× | ≤ 1.1× file | %s |",
+		caches, sz("swarm.bin"), fmtBytes(r.OffloadP2PD.Egress), r.OffloadP2PD.Egress/fs,
+		fmtBytes(r.OffloadNginx.Egress), r.OffloadNginx.Egress/fs, ratio(r.OffloadP2PD.Egress, r.OffloadNginx.Egress),
+		yes(r.OffloadP2PD.Egress <= 1.1*fs))
+	p("| cold miss, %s file: time to first byte | %s | %s | %.2f× | ≤ one chunk fetched and verified through the same path (%s) | %s |",
+		sz("cold.bin"), fmtDur(r.ColdP2PD.TTFB), fmtDur(r.ColdNginx.TTFB), ratio(float64(r.ColdP2PD.TTFB), float64(r.ColdNginx.TTFB)),
+		fmtDur(r.ChunkP2PD), yes(r.ColdP2PD.TTFB <= r.ChunkP2PD))
+	p("")
+
+	p("### Hot cache: 1 MiB Range requests at random offsets (wrk, %d connections, %s file)", 50, sz("hot.bin"))
+	p("")
+	p("| server | req/s (best) | all runs | MB/s | p50 | p99 | errors | peak RSS |")
+	p("|---|---|---|---|---|---|---|---|")
+	for _, k := range r.HotOrder {
+		h := r.Hot[k]
+		var runs []string
+		for _, v := range h.Runs {
+			runs = append(runs, fmt.Sprintf("%.0f", v))
+		}
+		var rss []string
+		names := make([]string, 0, len(h.RSS))
+		for n := range h.RSS {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			rss = append(rss, fmt.Sprintf("%s %s", n, fmtBytes(float64(h.RSS[n]))))
+		}
+		p("| %s | %.0f | %s | %.0f | %s | %s | %d | %s |", h.Name, h.Wrk.ReqPerSec, strings.Join(runs, ", "), h.Wrk.MBPerSec,
+			fmtDur(h.Wrk.P50), fmtDur(h.Wrk.P99), h.Wrk.Errors, strings.Join(rss, ", "))
+	}
+	p("")
+
+	p("### One sequential download of a %s file (MB/s, 10⁶ bytes)", sz("big.bin"))
+	p("")
+	p("| server | first (cold) | second (hot) |")
+	p("|---|---|---|")
+	for _, k := range []struct{ key, name string }{
+		{"nginx-disk", "nginx, file on local disk"},
+		{"nginx-slice", "nginx proxy_cache + slice"},
+		{"p2pd-edge", "p2pd edge + cachenode"},
+		{"p2pd-single", "p2pd single cache node"},
+	} {
+		s := r.Seq[k.key]
+		p("| %s | %.0f | %.0f |", k.name, s[0], s[1])
+	}
+	p("")
+	p("Hot edge vs nginx proxy_cache+slice: %.2f×; single cache node vs nginx from disk: %.2f×.",
+		ratio(r.Seq["p2pd-edge"][1], r.Seq["nginx-slice"][1]), ratio(r.Seq["p2pd-single"][1], r.Seq["nginx-disk"][1]))
+	p("")
+
+	p("### Cold miss (%s file, never requested before)", sz("cold.bin"))
+	p("")
+	p("| | p2pd edge + cachenode | nginx proxy_cache + slice |")
+	p("|---|---|---|")
+	p("| time to first byte | %s | %s |", fmtDur(r.ColdP2PD.TTFB), fmtDur(r.ColdNginx.TTFB))
+	p("| time to last byte | %s | %s |", fmtDur(r.ColdP2PD.TTLB), fmtDur(r.ColdNginx.TTLB))
+	p("| rate | %.0f MB/s | %.0f MB/s |", r.ColdP2PD.MBps(), r.ColdNginx.MBps())
+	p("| one cold 1 MiB chunk, whole request (median of %d) | %s | %s |", probes, fmtDur(r.ChunkP2PD), fmtDur(r.ChunkNginx))
+	p("")
+	p("One chunk fetched over SPP straight from the origin and verified (median of %d): %s.", probes, fmtDur(r.ChunkDirect))
+	p("")
+
+	p("### Origin offload: %d caches, 4 viewers each, all starting the same cold %s file", caches, sz("swarm.bin"))
+	p("")
+	p("| | origin egress | × file | all 32 downloads done in |")
+	p("|---|---|---|---|")
+	p("| p2pd (single binary, -i) | %s | %.2f | %s |", fmtBytes(r.OffloadP2PD.Egress), r.OffloadP2PD.Egress/fs, fmtDur(r.OffloadP2PD.Took))
+	p("| 8 independent nginx proxy_cache+slice | %s | %.2f | %s |", fmtBytes(r.OffloadNginx.Egress), r.OffloadNginx.Egress/fs, fmtDur(r.OffloadNginx.Took))
+	p("")
+	p("The p2pd caches fetched %s in all, the origin's %s and the rest from each other.", fmtBytes(r.OffloadP2PD.Fetched), fmtBytes(r.OffloadP2PD.Egress))
+	p("")
+
+	p("### CPU profiles during the hot test")
+	p("")
+	for _, k := range r.HotOrder {
+		h := r.Hot[k]
+		names := make([]string, 0, len(h.Profiles))
+		for n := range h.Profiles {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			p("%s — %s:", h.Name, n)
+			p("")
+			p("```")
+			p("%s", h.Profiles[n])
+			p("```")
+			p("")
+		}
+	}
+	return w.String()
+}
+
+// writeResults replaces the marked section of path with section, creating
+// the file (with a title) when it does not exist.
+func writeResults(path, section string) error {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		b = []byte("# Benchmarks\n\n" + beginMark + "\n" + endMark + "\n")
+	} else if err != nil {
+		return err
+	}
+	s := string(b)
+	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
+	if i < 0 || j < i {
+		s += "\n" + beginMark + "\n" + endMark + "\n"
+		i, j = strings.Index(s, beginMark), strings.Index(s, endMark)
+	}
+	s = s[:i+len(beginMark)] + "\n" + section + s[j:]
+	return os.WriteFile(path, []byte(s), 0o644)
+}
