@@ -361,7 +361,11 @@ func (j *job) stream(ctx context.Context, wk *worker) (int, int64, int64, error)
 		first := !w.done
 		w.done = true
 		if first {
-			j.cutCovered()
+			var done *worker
+			if i == len(wk.ws)-1 {
+				done = wk // its stream is about to end by itself
+			}
+			j.cutCovered(done)
 		}
 		j.mu.Unlock()
 		if first {
@@ -373,9 +377,15 @@ func (j *job) stream(ctx context.Context, wk *worker) (int, int64, int64, error)
 }
 
 // cutCovered cancels the workers whose remaining chunks were all delivered
-// by others. Called with j.mu held.
-func (j *job) cutCovered() {
+// by others. Called with j.mu held. done, if not nil, is a worker that
+// just delivered its last chunk: it is left to end its stream cleanly,
+// which cancelling would cut (traces would show a cancelled fetch that
+// succeeded).
+func (j *job) cutCovered(done *worker) {
 	for wk := range j.workers {
+		if wk == done {
+			continue
+		}
 		covered := true
 		for _, w := range wk.ws {
 			if !w.done {
