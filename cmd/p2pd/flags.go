@@ -9,6 +9,7 @@ import (
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/internal/tlsconfig"
 )
 
 // defaultOps is the ops listener without -B; with -B it moves to that
@@ -37,6 +38,8 @@ type config struct {
 	adminTokenFile string
 	rescan         string
 	common         service.Common
+	// tls is mutual TLS between nodes (their gRPC on the shared port).
+	tls tlsconfig.Flags
 }
 
 const manPage = `p2pd — a peer-assisted CDN for video on demand, in one binary.
@@ -91,6 +94,15 @@ OPTIONS
                         bearer token of the admin API on the ops listener
                         (server; default $P2PD_ADMIN_TOKEN; none: the API
                         refuses every call)
+      --tls-cert FILE, --tls-key FILE, --tls-ca FILE
+                        mutual TLS between nodes: this node's certificate
+                        and key (PEM) and the CA that signs every node's;
+                        nodes without a valid certificate can neither
+                        fetch chunks nor register. The certificate must
+                        name the addresses other nodes dial (-B, -S,
+                        --advertise) and 127.0.0.1 or -B, and allow both
+                        server and client use. Viewers' HTTP is not
+                        affected.
       --node-id ID      node id (default: derived from the address)
       --ops ADDR        ops listener: /metrics /healthz /readyz /debug/pprof/
                         (default 127.0.0.1:9090, or the -B address port
@@ -146,6 +158,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")
 	c.common.Register(fs, defaultOps)
+	c.tls.Register(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), manPage) }
 	if err := flagenv.Parse(fs, args); err != nil {
 		return nil, err

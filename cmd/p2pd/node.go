@@ -21,6 +21,7 @@ import (
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
+	"github.com/p2pd/p2pd/internal/tlsconfig"
 	"github.com/p2pd/p2pd/internal/webui"
 	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
 	"github.com/p2pd/p2pd/services/edge/edgeserver"
@@ -30,7 +31,6 @@ import (
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -51,6 +51,8 @@ type node struct {
 	advertise string
 	// tracker is this node's tracker client (its own tracker on a server).
 	tracker *trackerclient.Client
+	// creds secure the nodes' gRPC (nil: plaintext).
+	creds *tlsconfig.Creds
 }
 
 func newNode(cfg *config) (*node, error) {
@@ -74,9 +76,12 @@ func newNode(cfg *config) (*node, error) {
 		l.Close()
 		return nil, err
 	}
-	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
-	n.pool = spp.NewPool(append(service.GRPCDialOptions(), creds)...)
-	n.grpc = grpc.NewServer(service.GRPCServerOptions()...)
+	if n.creds, err = cfg.tls.Load(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	n.pool = spp.NewPool(append(service.GRPCDialOptions(), n.creds.DialOption())...)
+	n.grpc = grpc.NewServer(append(service.GRPCServerOptions(), n.creds.ServerOption())...)
 	n.health = service.AddHealth(n.grpc)
 	return n, nil
 }
@@ -203,7 +208,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err := origin.Scan(ctx); err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.Dial(n.self)
+	tc, err := trackerclient.Dial(n.self, n.creds.DialOption())
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +260,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.Dial(n.cfg.server)
+	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption())
 	if err != nil {
 		return nil, err
 	}

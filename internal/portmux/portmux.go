@@ -1,8 +1,9 @@
 // Package portmux serves gRPC and plain HTTP on one port, as p2pd nodes do
 // (viewers' HTTP and the nodes' SPP and tracker gRPC share -P). A
-// connection that opens with the HTTP/2 client preface is gRPC; anything
-// else is HTTP/1.x from a viewer. Browsers never speak cleartext HTTP/2,
-// so the split is exact for them.
+// connection that opens with the HTTP/2 client preface is gRPC, and so is
+// one that opens with a TLS handshake (nodes under mutual TLS; viewers'
+// HTTP is cleartext); anything else is HTTP/1.x from a viewer. Browsers
+// never speak cleartext HTTP/2, so the split is exact for them.
 package portmux
 
 import (
@@ -80,7 +81,7 @@ func (m *Mux) route(c net.Conn) {
 	}
 	pc := &prefixConn{Conn: c, prefix: buf[:n]}
 	dst := m.http
-	if n >= 3 && bytes.Equal(buf[:3], preface[:3]) {
+	if n >= 3 && (bytes.Equal(buf[:3], preface[:3]) || isTLSHandshake(buf[:3])) {
 		dst = m.grpc
 	}
 	select {
@@ -88,6 +89,12 @@ func (m *Mux) route(c net.Conn) {
 	case <-m.done:
 		c.Close()
 	}
+}
+
+// isTLSHandshake reports whether b starts a TLS handshake record (type 22,
+// version 3.x): never the start of an HTTP/1 request line.
+func isTLSHandshake(b []byte) bool {
+	return b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04
 }
 
 // prefixConn replays the sniffed bytes before reading on.

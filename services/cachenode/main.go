@@ -17,11 +17,11 @@ import (
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
+	"github.com/p2pd/p2pd/internal/tlsconfig"
 	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -53,6 +53,7 @@ func run(args []string) error {
 		cacheDir string
 		maxBytes = flagenv.Bytes(10 << 30)
 		memory   = flagenv.CacheBytes(256 << 20)
+		tlsFlags tlsconfig.Flags
 	)
 	fs.StringVar(&listen, "listen", ":7200", "address to serve SPP (gRPC) on")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
@@ -64,6 +65,7 @@ func run(args []string) error {
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory in front of the store, served with no disk read and no second digest: a `size`, 0 for none")
 	fs.IntVar(&cfg.Prefetch, "prefetch", 16, "chunks fetched ahead of sequential playback, past the end of the viewer's request (0: none)")
 	common.Register(fs, "127.0.0.1:9092")
+	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
 		if err == flag.ErrHelp {
@@ -80,6 +82,10 @@ func run(args []string) error {
 		return err
 	}
 	cfg.Logger = log
+	tlsCreds, err := tlsFlags.Load()
+	if err != nil {
+		return err
+	}
 	cfg.MemoryCacheBytes = int64(memory)
 	if cfg.Prefetch == 0 {
 		cfg.Prefetch = -1 // the config's "none"
@@ -98,7 +104,7 @@ func run(args []string) error {
 	if cfg.Advertise == "" {
 		cfg.Advertise = service.HostPort(listen, l)
 	}
-	creds := grpc.WithTransportCredentials(insecure.NewCredentials())
+	creds := tlsCreds.DialOption()
 	tc, err := trackerclient.Dial(trackers, creds)
 	if err != nil {
 		return err
@@ -117,7 +123,7 @@ func run(args []string) error {
 		return err
 	}
 	defer tel.Close() // flushes the spans of the last requests
-	srv := grpc.NewServer(service.GRPCServerOptions()...)
+	srv := grpc.NewServer(append(service.GRPCServerOptions(), tlsCreds.ServerOption())...)
 	sppv1.RegisterChunkServiceServer(srv, cache)
 	health := service.AddHealth(srv)
 

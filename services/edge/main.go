@@ -12,12 +12,12 @@ import (
 
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
+	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
+	"github.com/p2pd/p2pd/internal/tlsconfig"
 	"github.com/p2pd/p2pd/internal/webui"
 	"github.com/p2pd/p2pd/services/edge/edgeserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 const usage = `edge — the viewers' HTTP front of the p2pd CDN.
@@ -45,12 +45,14 @@ func run(args []string) error {
 		trackers string
 		nodeID   string
 		memory   = flagenv.CacheBytes(256 << 20)
+		tlsFlags tlsconfig.Flags
 	)
 	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports (default: edge@HOSTNAME)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
 	common.Register(fs, "127.0.0.1:9093")
+	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -66,17 +68,24 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	creds, err := tlsFlags.Load()
+	if err != nil {
+		return err
+	}
 	ctx, stop := service.SignalContext()
 	defer stop()
 
-	tc, err := trackerclient.Dial(trackers, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	tc, err := trackerclient.Dial(trackers, creds.DialOption())
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
+	pool := spp.NewPool(append(service.GRPCDialOptions(), creds.DialOption())...)
+	defer pool.Close() // after the edge's Close below
 	ops := service.NewOps()
 	edge, err := edgeserver.New(edgeserver.Config{
 		Tracker:          tc,
+		Nodes:            pool,
 		NodeID:           nodeID,
 		MemoryCacheBytes: int64(memory),
 		Registry:         ops.Registry,

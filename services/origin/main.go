@@ -16,12 +16,12 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
+	"github.com/p2pd/p2pd/internal/tlsconfig"
 	"github.com/p2pd/p2pd/services/origin/adminserver"
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -51,6 +51,7 @@ func run(args []string) error {
 		trackers  string
 		chunkSize int
 		tokenFile string
+		tlsFlags  tlsconfig.Flags
 	)
 	fs.StringVar(&cfg.MediaDir, "media-dir", "", "directory of media files to publish (required)")
 	fs.StringVar(&listen, "listen", ":7100", "address to serve SPP (gRPC) on")
@@ -61,6 +62,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.Rescan, "rescan", 0, "rescan the media directory this often (0: only at start)")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (default: $"+adminserver.TokenEnv+"; none: the API refuses every call)")
 	common.Register(fs, "127.0.0.1:9090")
+	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
 		if err == flag.ErrHelp {
@@ -74,6 +76,10 @@ func run(args []string) error {
 	}
 	cfg.ChunkSize = chunkSize
 	log, err := common.Logger("origin")
+	if err != nil {
+		return err
+	}
+	creds, err := tlsFlags.Load()
 	if err != nil {
 		return err
 	}
@@ -97,7 +103,7 @@ func run(args []string) error {
 		return err
 	}
 	defer tel.Close() // flushes the spans of the last requests
-	tc, err := trackerclient.Dial(trackers, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	tc, err := trackerclient.Dial(trackers, creds.DialOption())
 	if err != nil {
 		return err
 	}
@@ -113,7 +119,7 @@ func run(args []string) error {
 	defer admin.Close()
 	admin.Mount(ops.Mux)
 
-	srv := grpc.NewServer(service.GRPCServerOptions()...)
+	srv := grpc.NewServer(append(service.GRPCServerOptions(), creds.ServerOption())...)
 	sppv1.RegisterChunkServiceServer(srv, origin)
 	health := service.AddHealth(srv)
 

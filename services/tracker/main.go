@@ -13,6 +13,7 @@ import (
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
+	"github.com/p2pd/p2pd/internal/tlsconfig"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 )
 
@@ -39,6 +40,7 @@ func run(args []string) error {
 		common    service.Common
 		cfg       trackerserver.ServeConfig
 		endpoints string
+		tlsFlags  tlsconfig.Flags
 	)
 	fs.StringVar(&cfg.Listen, "listen", ":7000", "address to serve the tracker (gRPC) on")
 	fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated host:port of an external etcd cluster")
@@ -48,6 +50,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.Tracker.LeaseTTL, "lease-ttl", 10*time.Second, "lease time to live of registered nodes: how long a dead node lingers")
 	fs.BoolVar(&cfg.Tracker.PeerSharing, "peer-sharing", true, "let cachenodes fetch from each other; when false they are sent to origins only")
 	common.Register(fs, "127.0.0.1:9091")
+	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -73,6 +76,11 @@ func run(args []string) error {
 	}
 	cfg.Tracker.Logger = log
 	cfg.Ops = common.Ops
+	creds, err := tlsFlags.Load()
+	if err != nil {
+		return err
+	}
+	cfg.ServerOptions = append(cfg.ServerOptions, creds.ServerOption())
 	ctx, stop := service.SignalContext()
 	defer stop()
 	// A tracker has no node id of its own: its host names it in traces.
