@@ -227,28 +227,7 @@ func (c *countingTracker) Locate(ctx context.Context, in *trackerv1.LocateReques
 // each env keeps its tracker state under a prefix of its own.
 var testEtcd []string
 
-func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "edgeserver-etcd-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	e, err := etcdembed.Start(ctx, dir, "127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer e.Close()
-	testEtcd = e.Endpoints()
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(etcdembed.RunTests(m, &testEtcd)) }
 
 // startTracker runs a real tracker over the shared etcd, on a gRPC server
 // on loopback, and returns a client and the gRPC server (stop it to take

@@ -28,28 +28,7 @@ import (
 // each test works under its own key prefix.
 var testEndpoints []string
 
-func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "trackerclient-etcd-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	e, err := etcdembed.Start(ctx, dir, "127.0.0.1:0", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer e.Close()
-	testEndpoints = e.Endpoints()
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(etcdembed.RunTests(m, &testEndpoints)) }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
