@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,11 +23,20 @@ type daemon struct {
 	args []string
 	ops  string
 	p    *proc
+	// netns, when set, is the network namespace the process runs in;
+	// http then reaches its ops listener from there.
+	netns string
+	http  *http.Client
 }
 
 func (s *daemon) start() {
 	s.t.Helper()
-	s.p = start(s.t, s.name, s.bin, s.args...)
+	if s.netns == "" {
+		s.p = start(s.t, s.name, s.bin, s.args...)
+		return
+	}
+	// ip netns exec replaces itself with the binary: the pid is the node's.
+	s.p = startExe(s.t, s.name, "ip", append([]string{"netns", "exec", s.netns, filepath.Join(binDir, s.bin)}, s.args...)...)
 }
 
 // restart starts the process again after it died or was killed, and waits
@@ -35,7 +45,27 @@ func (s *daemon) restart() {
 	s.t.Helper()
 	s.p.stop(syscall.SIGKILL) // a no-op when it is gone already
 	s.start()
-	waitReady(s.t, s.ops)
+	s.waitReady()
+}
+
+// waitReady waits for the process's /readyz.
+func (s *daemon) waitReady() {
+	s.t.Helper()
+	if s.http == nil {
+		waitReady(s.t, s.ops)
+		return
+	}
+	eventually(s.t, 30*time.Second, "ready "+s.name, func() error {
+		resp, err := s.http.Get("http://" + s.ops + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 }
 
 // signal sends sig without waiting (SIGSTOP, SIGCONT).
@@ -59,6 +89,9 @@ func (s *daemon) alive() bool {
 // metric reads one metric from the process's ops listener.
 func (s *daemon) metric(name string, labels map[string]string) float64 {
 	s.t.Helper()
+	if s.http != nil {
+		return metricVia(s.t, s.http, s.ops, name, labels)
+	}
 	return metric(s.t, s.ops, name, labels)
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -39,7 +41,7 @@ func TestFaultCachenodeKilledMidStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(15 * time.Millisecond)
-		if len(d.got) < 8<<20 || len(d.got)%(1<<20) != 0 {
+		if len(d.got) < 8<<20 {
 			continue
 		}
 		for _, cn := range c.caches {

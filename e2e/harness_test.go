@@ -64,12 +64,18 @@ type proc struct {
 // its log is printed if the test failed.
 func start(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
+	return startExe(t, name, filepath.Join(binDir, bin), args...)
+}
+
+// startExe is start for any executable.
+func startExe(t *testing.T, name, exe string, args ...string) *proc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, bin), args...)
+	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = os.Environ()
 	if err := cmd.Start(); err != nil {
@@ -160,7 +166,13 @@ func waitReady(t *testing.T, ops string) {
 // metric returns the sum of a metric's samples whose labels include want.
 func metric(t *testing.T, ops, name string, want map[string]string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + ops + "/metrics")
+	return metricVia(t, http.DefaultClient, ops, name, want)
+}
+
+// metricVia is metric scraped with client.
+func metricVia(t *testing.T, client *http.Client, ops, name string, want map[string]string) float64 {
+	t.Helper()
+	resp, err := client.Get("http://" + ops + "/metrics")
 	if err != nil {
 		t.Fatalf("scrape %s: %v", ops, err)
 	}
