@@ -32,6 +32,10 @@ func TestCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := writeMedia(t, media, "films/big.mp4", 200<<20)
+	// The kill and partition steps each stream a file no edge has seen, so
+	// a cachenode (not an edge's memory cache) is the one sending it.
+	stream1 := writeMedia(t, media, "films/stream1.mp4", 200<<20)
+	stream2 := writeMedia(t, media, "films/stream2.mp4", 200<<20)
 	never := writeMedia(t, media, "never.bin", 4<<20)
 	etcdFile := writeMedia(t, media, "etcd.bin", 16<<20)
 	var fresh []mediaFile // never fetched before the step that uses them
@@ -155,7 +159,7 @@ func TestCompose(t *testing.T) {
 		failovers := sumMetric(t, s.running("edge"), edgeOps, "p2pd_edge_failovers_total")
 		// One paced download (~8 s) and no client retry: only the edge's
 		// failover can complete it.
-		p := s.probe(3*time.Minute, "-n", "1", "-c", "1", "-attempts", "1", "-stall", "30s", "-rate", "25000000", big.arg())
+		p := s.probe(3*time.Minute, "-n", "1", "-c", "1", "-attempts", "1", "-stall", "30s", "-rate", "25000000", stream1.arg())
 		victim := busiest(t, nodes, 2*time.Second)
 		t.Logf("killing %s, streaming to an edge", victim.Name)
 		s.docker("kill", victim.ID)
@@ -173,7 +177,7 @@ func TestCompose(t *testing.T) {
 	step("partition a cachenode", 5*time.Minute, func(t *testing.T) {
 		// Two paced downloads (~7 s) with no client retry; the node cut
 		// off is one sending to an edge at that moment.
-		p := s.probe(3*time.Minute, "-n", "2", "-c", "2", "-attempts", "1", "-stall", "30s", "-rate", "30000000", big.arg())
+		p := s.probe(3*time.Minute, "-n", "2", "-c", "2", "-attempts", "1", "-stall", "30s", "-rate", "30000000", stream2.arg())
 		victim := busiest(t, s.running("cachenode"), 2*time.Second)
 		aliases := victim.NetworkSettings.Networks[s.network].Aliases
 		s.docker("network", "disconnect", s.network, victim.ID)
