@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"context"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +105,8 @@ type clusterOpts struct {
 	etcd string
 	// tracker and node flags added to every service, e.g. TLS.
 	trackerArgs, nodeArgs []string
+	// edgeArgs are added to the edge's flags.
+	edgeArgs []string
 }
 
 // cluster is the four services as separate processes on loopback:
@@ -160,7 +162,7 @@ func startCluster(t *testing.T, media string, o clusterOpts) *cluster {
 		c.cacheDirs = append(c.cacheDirs, dir)
 	}
 	edgeAddr := freeAddr(t, "127.0.0.5")
-	c.edge = c.service("edge", "edge", "127.0.0.5", append([]string{"--listen", edgeAddr, "--tracker", c.trackerAddr}, o.nodeArgs...))
+	c.edge = c.service("edge", "edge", "127.0.0.5", append(append([]string{"--listen", edgeAddr, "--tracker", c.trackerAddr}, o.edgeArgs...), o.nodeArgs...))
 	c.edgeURL = "http://" + edgeAddr
 	for _, s := range append([]*daemon{c.origin, c.edge}, c.caches...) {
 		waitReady(t, s.ops)
@@ -207,6 +209,25 @@ func (c *cluster) mustGet(name string, want []byte) {
 	if err != nil || code != 200 || sum(body) != sum(want) {
 		c.t.Fatalf("GET %s: status %d, %d bytes, byte-exact %v, err %v", name, code, len(body), sum(body) == sum(want), err)
 	}
+}
+
+// mustGetSoon is mustGet for right after a node came back: a node's
+// clients retry its address with a backoff (at most 3 s), so the first
+// requests may fail with a 5xx or be cut short. It waits for a whole
+// byte-exact answer and fails the test if any answer carries a wrong
+// byte.
+func (c *cluster) mustGetSoon(name string, want []byte) {
+	c.t.Helper()
+	eventually(c.t, 30*time.Second, "GET "+name, func() error {
+		code, body, err := getAll(c.url(name), nil)
+		if code == 200 && !bytes.Equal(body, want[:min(len(body), len(want))]) {
+			c.t.Fatalf("GET %s: %d bytes that are not the file's", name, len(body))
+		}
+		if err != nil || code != 200 || len(body) != len(want) {
+			return fmt.Errorf("status %d, %d bytes, %v", code, len(body), err)
+		}
+		return nil
+	})
 }
 
 // boundedClient bounds every request of the fault tests: a hang fails the test
@@ -302,11 +323,4 @@ func holdings(dir string) int {
 		}
 	}
 	return n
-}
-
-// withTimeout is a context for one step of a test.
-func withTimeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -63,6 +64,7 @@ func Dial(addrs string, opts ...grpc.DialOption) (*Client, error) {
 		// ListNodes of a large CDN can outgrow gRPC's 4 MiB default.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
 		telemetry.GRPCDialOption(),
+		service.ReconnectQuickly(), // a restarted tracker is asked again within seconds
 	}
 	all = append(all, extra...)
 	all = append(all, opts...)
