@@ -117,7 +117,7 @@ func TestFaultTrackerRestart(t *testing.T) {
 	media := t.TempDir()
 	data := randomFile(t, media, "known.mp4", 16<<20)
 	later := randomFile(t, media, "later.mp4", 5<<20)
-	c := startCluster(t, media, clusterOpts{})
+	c := startCluster(t, media, clusterOpts{edgeArgs: noEdgeMemory}) // every GET needs Locate and a cachenode
 	c.waitServed("known.mp4")
 	c.waitServed("later.mp4")
 	c.mustGet("known.mp4", data)
@@ -165,7 +165,7 @@ func TestFaultEtcdUnreachable(t *testing.T) {
 	t.Cleanup(func() { etcd.p.cmd.Process.Signal(syscall.SIGCONT) }) // before its SIGTERM
 	waitReady(t, etcdOps)
 
-	c := startCluster(t, media, clusterOpts{etcd: etcdAddr})
+	c := startCluster(t, media, clusterOpts{etcd: etcdAddr, edgeArgs: noEdgeMemory})
 	c.waitServed("cached.mp4")
 	c.waitServed("fresh.mp4")
 	c.mustGet("cached.mp4", data)
