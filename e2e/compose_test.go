@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -152,6 +155,57 @@ func TestCompose(t *testing.T) {
 		}
 		s.ensureRunning(victim)
 		s.waitHealthy(2*time.Minute, want)
+	})
+
+	step("a request is found in the trace viewer by its X-Trace-Id", 3*time.Minute, func(t *testing.T) {
+		// A cold range request: edge, tracker, cachenode and origin all
+		// take part, and all export to Jaeger.
+		f := fresh[0]
+		fresh = fresh[1:]
+		edge := s.running("edge")[0]
+		req, _ := http.NewRequest("GET", "http://"+edge.hostAddr(8080)+"/"+f.name, nil)
+		req.Header.Set("Range", "bytes=0-99")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		id := resp.Header.Get("X-Trace-Id")
+		if resp.StatusCode != 206 || id == "" {
+			t.Fatalf("GET: status %d, X-Trace-Id %q", resp.StatusCode, id)
+		}
+		jaeger := s.one("jaeger", 1).hostAddr(16686)
+		want := []string{"edge", "tracker", "cachenode", "origin"}
+		eventually(t, 2*time.Minute, "trace "+id+" in Jaeger with "+strings.Join(want, ", "), func() error {
+			r, err := http.Get("http://" + jaeger + "/api/traces/" + id)
+			if err != nil {
+				return err
+			}
+			defer r.Body.Close()
+			var body struct {
+				Data []struct {
+					Spans     []json.RawMessage
+					Processes map[string]struct{ ServiceName string }
+				}
+			}
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				return fmt.Errorf("status %d: %w", r.StatusCode, err)
+			}
+			if len(body.Data) == 0 {
+				return fmt.Errorf("status %d: no trace yet", r.StatusCode)
+			}
+			seen := map[string]bool{}
+			for _, p := range body.Data[0].Processes {
+				seen[p.ServiceName] = true
+			}
+			for _, svc := range want {
+				if !seen[svc] {
+					return fmt.Errorf("%d spans, services %v: no %s", len(body.Data[0].Spans), seen, svc)
+				}
+			}
+			t.Logf("trace %s: %d spans from %v", id, len(body.Data[0].Spans), seen)
+			return nil
+		})
 	})
 
 	step("kill the cachenode a download streams from", 5*time.Minute, func(t *testing.T) {
