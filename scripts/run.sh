@@ -15,6 +15,11 @@ if [ -z "$(ls -A "$MEDIA_DIR")" ]; then
   echo "note: $MEDIA_DIR is empty; put video files there (they are published at start)." >&2
 fi
 
+# The admin API's bearer token: made once, kept in the run directory.
+TOKEN_FILE="$RUN_DIR/admin-token"
+[ -s "$TOKEN_FILE" ] || head -c 18 /dev/urandom | base64 | tr '+/' '-_' > "$TOKEN_FILE"
+chmod 600 "$TOKEN_FILE"
+
 trap 'trap - INT TERM EXIT; kill 0 2>/dev/null; wait 2>/dev/null' INT TERM EXIT
 
 # prefix NAME CMD...: runs CMD with its log lines prefixed by NAME.
@@ -39,7 +44,7 @@ prefix tracker "$BIN/tracker" --listen 127.0.0.1:7000 --embedded-etcd "$RUN_DIR/
 wait_ready tracker http://127.0.0.1:9091/readyz
 
 prefix origin "$BIN/origin" --listen 127.0.0.1:7100 --tracker 127.0.0.1:7000 \
-  --media-dir "$MEDIA_DIR" --rescan 10s --ops 127.0.0.1:9090
+  --media-dir "$MEDIA_DIR" --rescan 10s --ops 127.0.0.1:9090 --admin-token-file "$TOKEN_FILE"
 prefix cachenode "$BIN/cachenode" --listen 127.0.0.1:7200 --tracker 127.0.0.1:7000 \
   --cache-dir "$RUN_DIR/cache" --ops 127.0.0.1:9092
 prefix edge "$BIN/edge" --listen "127.0.0.1:$PORT" --tracker 127.0.0.1:7000 --ops 127.0.0.1:9093
@@ -50,5 +55,7 @@ wait_ready edge http://127.0.0.1:9093/readyz
 echo
 echo "p2pd is up: http://127.0.0.1:$PORT/  (media: $MEDIA_DIR; Ctrl-C stops)"
 echo "  try: curl -r 0-99 http://127.0.0.1:$PORT/README.txt"
+echo "  admin: export P2PD_ADMIN_SERVER=http://127.0.0.1:9090 P2PD_ADMIN_TOKEN=$(cat "$TOKEN_FILE")"
+echo "         $BIN/p2pd admin publish movie.mp4    # dashboard: http://127.0.0.1:9090/ui/#token=$(cat "$TOKEN_FILE")"
 echo
 wait
