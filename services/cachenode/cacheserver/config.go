@@ -53,6 +53,9 @@ type Config struct {
 	// RateReportInterval is how often measured transfer rates are sent to
 	// the tracker.
 	RateReportInterval time.Duration
+	// SweepInterval is how often the node drops the chunks of files that
+	// are no longer published (after two sweeps that miss a file).
+	SweepInterval time.Duration
 	// ManifestCache is how many parsed manifests are kept in memory.
 	ManifestCache int
 	// StoreConcurrency bounds the fetched chunks being written to the
@@ -102,6 +105,11 @@ func (c *Config) applyDefaults() {
 	}
 	if c.AnnounceInterval <= 0 {
 		c.AnnounceInterval = 100 * time.Millisecond
+	}
+	if c.SweepInterval <= 0 {
+		// An unpublished file's chunks go within half a minute; a viewer
+		// streaming a just-replaced version has at least 15 s to finish.
+		c.SweepInterval = 15 * time.Second
 	}
 	if c.RateReportInterval <= 0 {
 		c.RateReportInterval = 2 * time.Second

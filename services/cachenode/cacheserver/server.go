@@ -135,6 +135,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer announce.Stop()
 	report := time.NewTicker(s.cfg.RateReportInterval)
 	defer report.Stop()
+	sweep := time.NewTicker(s.cfg.SweepInterval)
+	defer sweep.Stop()
+	var sw sweeper
 	for {
 		select {
 		case <-ctx.Done():
@@ -146,6 +149,8 @@ func (s *Server) Run(ctx context.Context) error {
 			s.flushHoldings(m)
 		case <-report.C:
 			s.flushRates(ctx)
+		case <-sweep.C:
+			s.sweep(ctx, &sw)
 		}
 	}
 }
