@@ -282,8 +282,8 @@ func writeRandom(path string, size int64, name string) ([32]byte, error) {
 
 // services is p2pd as four separate services.
 type services struct {
-	tracker, origin, cache, edge         *proc
-	edgeAddr, cacheAddr, originAddr      string
+	tracker, origin, cache, edge          *proc
+	edgeAddr, cacheAddr, originAddr       string
 	trackerOps, originOps, cacheOps, eOps string
 }
 

@@ -297,11 +297,19 @@ func (s *Store) evictLocked(keep *list.Element) []manifest.Digest {
 // store leaves no room) when the disk refuses the write; the store is then
 // unchanged, apart from what was evicted to make room.
 func (s *Store) Put(root manifest.Digest, idx int, data []byte, want manifest.Digest) error {
-	if idx < 0 {
-		return fmt.Errorf("put chunk %d of %s: negative index", idx, root)
-	}
 	if sha256.Sum256(data) != want {
 		return fmt.Errorf("put chunk %d of %s: %w", idx, root, manifest.ErrDigestMismatch)
+	}
+	return s.PutVerified(root, idx, data)
+}
+
+// PutVerified is Put for bytes the caller verified against the chunk's
+// digest itself, a moment ago and in this process (a chunk just received
+// and checked by spp.ChunkReader): hashing them a second time would only
+// cost CPU. Get still verifies what it reads back.
+func (s *Store) PutVerified(root manifest.Digest, idx int, data []byte) error {
+	if idx < 0 {
+		return fmt.Errorf("put chunk %d of %s: negative index", idx, root)
 	}
 	s.mu.Lock()
 	if el := s.lookupLocked(root, idx); el != nil {

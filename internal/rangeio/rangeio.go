@@ -204,6 +204,43 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// View is Read without the copy: it returns up to max bytes at the
+// current position, where they are held, and advances past them. The
+// bytes stay valid until the next call on the Reader; the caller must not
+// modify them. An HTTP handler writes them straight to the connection.
+func (r *Reader) View(max int) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	if r.pos >= r.size {
+		return nil, io.EOF
+	}
+	if max <= 0 {
+		return nil, nil
+	}
+	idx := int(r.pos / int64(r.chunkSize))
+	if r.cur == nil || r.cur.idx != idx {
+		r.release()
+		c, err := r.take(idx)
+		if err != nil {
+			return nil, r.fail(err)
+		}
+		r.cur = c
+	}
+	off := int(r.pos - int64(idx)*int64(r.chunkSize))
+	n := min(max, len(r.cur.data)-off)
+	r.pos += int64(n)
+	r.delivered.Add(int64(n))
+	// The chunk stays until the next call needs another: the caller is
+	// still reading the view.
+	return r.cur.data[off : off+n], nil
+}
+
 // Seek sets the position for the next Read. It fetches nothing; it cancels
 // the read-ahead if the new position is not where the stream goes next.
 func (r *Reader) Seek(offset int64, whence int) (int64, error) {

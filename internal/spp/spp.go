@@ -17,9 +17,10 @@ import (
 )
 
 // PieceSize is the largest piece a sender puts in one message: well under
-// gRPC's 4 MiB default message limit, large enough that per-message
-// overhead is small.
-const PieceSize = 256 << 10
+// gRPC's 4 MiB default message limit, and a whole chunk of the default
+// size, which the receiver then keeps as the chunk's buffer instead of
+// reassembling pieces into one.
+const PieceSize = 1 << 20
 
 // MaxChunksPerFetch bounds the chunk list of one Fetch request, so a
 // hostile request cannot make a node queue unbounded work.
@@ -133,10 +134,10 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 		return 0, nil, fmt.Errorf("chunk %d of %s: out of range", idx, r.m.Root)
 	}
 	size := r.m.ChunkLen(idx)
-	if cap(buf) < size {
-		buf = make([]byte, size)
+	var dst []byte
+	if cap(buf) >= size {
+		dst = buf[:size]
 	}
-	buf = buf[:size]
 	got := 0
 	for got < size {
 		msg, err := r.recv()
@@ -146,9 +147,19 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 		if int(msg.Chunk) != idx || int(msg.Offset) != got || got+len(msg.Data) > size {
 			return 0, nil, fmt.Errorf("%w: got chunk %d offset %d (%d bytes), want chunk %d offset %d", ErrProtocol, msg.Chunk, msg.Offset, len(msg.Data), idx, got)
 		}
-		got += copy(buf[got:], msg.Data)
 		r.recvd += int64(len(msg.Data))
+		if dst == nil && len(msg.Data) == size {
+			// The whole chunk in one piece, in a slice of its own (the
+			// message is ours alone): keep it rather than copy it.
+			dst, got = msg.Data, size
+			break
+		}
+		if dst == nil {
+			dst = make([]byte, size)
+		}
+		got += copy(dst[got:], msg.Data)
 	}
+	buf = dst
 	if err := r.m.Verify(idx, buf); err != nil {
 		telemetry.DigestFailure(r.ctx, r.m.Root.String(), idx)
 		return 0, nil, fmt.Errorf("chunk %d of %s: %w", idx, r.m.Root, err)

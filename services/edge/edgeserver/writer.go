@@ -2,7 +2,11 @@ package edgeserver
 
 import (
 	"fmt"
+	"io"
+	"math"
 	"net/http"
+
+	"github.com/p2pd/p2pd/internal/rangeio"
 )
 
 // maxHeld bounds the body bytes held back before content has started:
@@ -69,6 +73,43 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// ReadFrom is where ServeContent's io.CopyN of a single range lands: a
+// body read from a rangeio.Reader is written in place, a chunk (or what
+// is left of the range in it) per Write, instead of being copied once
+// more through io.Copy's 32 KiB buffer and written 32 KiB at a time.
+func (rw *responseWriter) ReadFrom(src io.Reader) (int64, error) {
+	lr, ok := src.(*io.LimitedReader)
+	var rd *rangeio.Reader
+	if ok {
+		rd, ok = lr.R.(*rangeio.Reader)
+	}
+	if !ok {
+		return io.Copy(writerOnly{rw}, src)
+	}
+	var n int64
+	for lr.N > 0 {
+		b, err := rd.View(int(min(lr.N, math.MaxInt32)))
+		if len(b) > 0 {
+			lr.N -= int64(len(b))
+			w, werr := rw.Write(b)
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// writerOnly hides ReadFrom, so io.Copy does not call it again.
+type writerOnly struct{ io.Writer }
 
 // commit sends the status, the headers and the held bytes.
 func (rw *responseWriter) commit() error {
