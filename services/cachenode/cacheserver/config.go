@@ -70,10 +70,14 @@ func (c *Config) applyDefaults() {
 		c.NodeID = "cachenode@" + c.Advertise
 	}
 	if c.StallTimeout <= 0 {
-		// Long enough for a loaded peer to start sending a chunk; a dead
-		// source costs the waiting requests at most this before the next
-		// ranked source is asked.
-		c.StallTimeout = 5 * time.Second
+		// Shorter than the edge's 2 s: a cachenode waiting on a source
+		// that went silent (a partition, a hung peer) must give up on it
+		// and ask the next one before the edge waiting on this node gives
+		// up on it in turn. With 5 s, the edge abandoned the healthy node
+		// too and a partition cut viewers' responses (TestNetworkFaults,
+		// docs/reliability.md). A loaded peer slow to start sending is
+		// asked again elsewhere, not failed for good.
+		c.StallTimeout = 1500 * time.Millisecond
 	}
 	if c.ReadAhead <= 0 {
 		// 8 MiB per stream at the default chunk size: enough to keep a
