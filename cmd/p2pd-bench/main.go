@@ -59,6 +59,7 @@ type config struct {
 	work        string
 	keep        bool
 	skipInstall bool
+	only        string
 }
 
 func main() {
@@ -71,6 +72,7 @@ func main() {
 	flag.StringVar(&cfg.work, "work", "", "working directory (default: a new temporary one, removed afterwards)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the working directory")
 	flag.BoolVar(&cfg.skipInstall, "no-install", false, "do not apt-get install nginx and wrk when missing")
+	flag.StringVar(&cfg.only, "only", "", "run only these measures, comma-separated: hot, sequential, cold, offload (numbers in the log, no report)")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "p2pd-bench:", err)
@@ -127,9 +129,12 @@ func run(cfg config) error {
 		{"hot random ranges", b.hot},
 		{"sequential download", b.sequential},
 		{"cold miss", b.cold},
-		{"origin offload", b.offload},
+		{"offload of the origin", b.offload},
 	}
-	for _, s := range steps {
+	for i, s := range steps {
+		if i > 0 && cfg.only != "" && !slices.Contains(strings.Split(cfg.only, ","), strings.Fields(s.name)[0]) {
+			continue
+		}
 		b.logf("== %s", s.name)
 		start := time.Now()
 		if err := s.f(ctx); err != nil {
@@ -138,6 +143,9 @@ func run(cfg config) error {
 		b.logf("   %s done in %v", s.name, time.Since(start).Round(time.Second))
 	}
 	b.res.LoadAfter = loadavg()
+	if cfg.only != "" {
+		return nil // a partial run: the log has the numbers
+	}
 	report := b.res.markdown()
 	fmt.Println(report)
 	if cfg.out != "" {
@@ -301,12 +309,16 @@ const caches = 8
 
 func (b *bench) start(ctx context.Context) error {
 	var err error
+	start := time.Now()
 	if b.svc, err = b.startServices(); err != nil {
 		return err
 	}
+	b.logf("   p2pd services ready in %v", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
 	if b.p2p, err = b.startSwarm(); err != nil {
 		return err
 	}
+	b.logf("   p2pd single-binary swarm ready in %v", time.Since(start).Round(time.Millisecond))
 	hosts := []string{"127.0.0.90", "127.0.0.91"}
 	for i := range caches {
 		hosts = append(hosts, fmt.Sprintf("127.0.0.%d", 92+i))

@@ -131,15 +131,15 @@ func samePort(taken []string, hosts ...string) (string, error) {
 	return "", fmt.Errorf("no port free on all of %v", hosts)
 }
 
-// waitHTTP polls url until it answers want, or fails after d; p, when
-// given, failing meanwhile ends the wait at once.
+// waitHTTP polls url until it answers want (any status when 0), or fails
+// after d; p, when given, failing meanwhile ends the wait at once.
 func waitHTTP(url string, want int, d time.Duration, p *proc) error {
 	deadline := time.Now().Add(d)
 	for {
 		resp, err := http.Head(url)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == want {
+			if resp.StatusCode == want || want == 0 {
 				return nil
 			}
 			err = fmt.Errorf("status %d", resp.StatusCode)
