@@ -199,7 +199,7 @@ func (b *bench) setup() error {
 		return fmt.Errorf("build: %v\n%s", err, out)
 	}
 	files := map[string]int64{"hot.bin": hotSize, "big.bin": bigSize, "cold.bin": coldSize, "swarm.bin": swarmSize}
-	for i := range 2 * probes {
+	for i := range 4 * probes {
 		files[fmt.Sprintf("probe%d.bin", i)] = probeSize
 	}
 	for name, size := range files {
@@ -612,6 +612,17 @@ func (b *bench) cold(ctx context.Context) error {
 			return err
 		}
 		nginxOne = append(nginxOne, d.TTLB)
+		// The first byte of whole cold files: one sample is noise.
+		d, err = b.fetchFull(ctx, b.svc.edgeAddr, fmt.Sprintf("probe%d.bin", 2*probes+i))
+		if err != nil {
+			return err
+		}
+		b.res.TTFBP2PD = append(b.res.TTFBP2PD, d.TTFB)
+		d, err = b.fetchFull(ctx, b.nginx.caches[0], fmt.Sprintf("probe%d.bin", 3*probes+i))
+		if err != nil {
+			return err
+		}
+		b.res.TTFBNginx = append(b.res.TTFBNginx, d.TTFB)
 	}
 	b.res.ChunkDirect, b.res.ChunkP2PD, b.res.ChunkNginx = median(direct), median(p2pdOne), median(nginxOne)
 
@@ -624,6 +635,8 @@ func (b *bench) cold(ctx context.Context) error {
 		return fmt.Errorf("nginx: %w", err)
 	}
 	b.res.ColdP2PD, b.res.ColdNginx = p, n
+	b.res.TTFBP2PD = append(b.res.TTFBP2PD, p.TTFB)
+	b.res.TTFBNginx = append(b.res.TTFBNginx, n.TTFB)
 	b.logf("   p2pd TTFB %v TTLB %v; nginx TTFB %v TTLB %v; one chunk: direct %v, p2pd %v, nginx %v",
 		p.TTFB, p.TTLB, n.TTFB, n.TTLB, b.res.ChunkDirect, b.res.ChunkP2PD, b.res.ChunkNginx)
 	return nil

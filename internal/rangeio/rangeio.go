@@ -41,6 +41,13 @@ type ChunkStream interface {
 	Close()
 }
 
+// Sharer is implemented by a ChunkStream whose chunks are always shared
+// bytes (a memory cache's): the Reader then lends it no buffer, so a
+// request served from memory holds no buffer of its own at all.
+type Sharer interface {
+	SharesChunks() bool
+}
+
 // Window sizes and read-ahead depth used when Options leaves them zero.
 const (
 	DefaultMinWindow = 2
@@ -435,9 +442,16 @@ func (r *Reader) window(ctx context.Context, first, last int, send func(*chunk) 
 		return false
 	}
 	defer cs.Close()
+	sh, ok := cs.(Sharer)
+	shares := ok && sh.SharesChunks()
 	for i := first; i <= last; i++ {
-		bp := r.opts.Buffers.get(r.chunkSize)
-		idx, data, err := cs.Next(*bp)
+		var bp *[]byte
+		var buf []byte
+		if !shares {
+			bp = r.opts.Buffers.get(r.chunkSize)
+			buf = *bp
+		}
+		idx, data, err := cs.Next(buf)
 		switch {
 		case err == io.EOF:
 			err = fmt.Errorf("chunk %d: stream ended early: %w", i, io.ErrUnexpectedEOF)
@@ -452,7 +466,7 @@ func (r *Reader) window(ctx context.Context, first, last int, send func(*chunk) 
 			return false
 		}
 		c := &chunk{idx: idx, data: data, buf: bp}
-		if len(data) > 0 && &data[0] != &(*bp)[0] {
+		if bp != nil && len(data) > 0 && &data[0] != &(*bp)[0] {
 			// Shared bytes: read them where they are instead of copying
 			// a chunk per request, and give the buffer back.
 			r.opts.Buffers.put(bp)

@@ -55,3 +55,32 @@ func TestViewMatchesRead(t *testing.T) {
 		}
 	}
 }
+
+// sharingSource hands out its own bytes and says so.
+type sharingSource struct{ *memSource }
+
+func (s sharingSource) Stream(ctx context.Context, first, last int) (ChunkStream, error) {
+	cs, err := s.memSource.Stream(ctx, first, last)
+	return sharingStream{cs}, err
+}
+
+type sharingStream struct{ ChunkStream }
+
+func (sharingStream) SharesChunks() bool { return true }
+
+// A stream that shares its chunks is lent no buffer at all.
+func TestSharerIsLentNoBuffer(t *testing.T) {
+	src := newMemSource(20*1000, 1000, 4)
+	src.foreign = true
+	src.bufs = &Buffers{}
+	src.bound = 0
+	r := NewReader(context.Background(), sharingSource{src}, int64(len(src.data)), src.chunkSize, Options{Buffers: src.bufs})
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, src.data) {
+		t.Fatalf("read: %v", err)
+	}
+	if src.maxInUse != 0 {
+		t.Fatalf("%d buffers lent to a sharing stream", src.maxInUse)
+	}
+}

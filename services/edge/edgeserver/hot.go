@@ -43,8 +43,8 @@ type hotStream struct {
 	hits   memoryRuns
 }
 
-// Next implements rangeio.ChunkStream.
-func (h *hotStream) Next(buf []byte) (int, []byte, error) {
+// Next implements rangeio.ChunkStream; it never uses buf.
+func (h *hotStream) Next(_ []byte) (int, []byte, error) {
 	if h.next > h.last {
 		return 0, nil, io.EOF
 	}
@@ -74,12 +74,9 @@ func (h *hotStream) Next(buf []byte) (int, []byte, error) {
 		}
 		h.up, h.upNext = up, h.next
 	}
-	if h.s.hot != nil {
-		// A buffer of its own, which the cache keeps: the reader's
-		// buffer goes back to its pool.
-		buf = nil
-	}
-	idx, data, err := h.up.Next(buf)
+	// A buffer of its own, which the cache keeps or the local node fills
+	// from memory (see SharesChunks).
+	idx, data, err := h.up.Next(nil)
 	if err == io.EOF {
 		h.closeUp()
 		return 0, nil, fmt.Errorf("chunk %d: %w", h.next, io.ErrUnexpectedEOF)
@@ -129,3 +126,8 @@ func (h *hotStream) Close() {
 	h.hits.flush(h.ctx)
 	h.closeUp()
 }
+
+// SharesChunks implements rangeio.Sharer: hits are the memory cache's
+// bytes, misses land in buffers of their own (kept by the cache), and a
+// local node hands out its memory cache's bytes or fresh buffers.
+func (h *hotStream) SharesChunks() bool { return true }
