@@ -63,8 +63,17 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 // slot is one requested chunk on its way to the requester.
 type slot struct {
 	idx  int
-	held bool    // read from the store when its turn comes
-	f    *flight // or brought by this fetch
+	held bool       // read from the store when its turn comes
+	read *storeRead // or read ahead of its turn
+	f    *flight    // or brought by this fetch
+}
+
+// storeRead is a held chunk being read from the store ahead of its turn,
+// so reading and verifying chunk k+1 overlaps sending chunk k.
+type storeRead struct {
+	done chan struct{}
+	data []byte
+	err  error
 }
 
 // pipeline serves one Fetch: it launches the fetches of misses up to
@@ -138,6 +147,7 @@ func (p *pipeline) finish(err error) {
 func (p *pipeline) launch(n int) {
 	slots := p.slots[p.launched : p.launched+n]
 	p.launched += n
+	defer p.readAhead(slots)
 	if !p.fetch {
 		for i := range slots {
 			slots[i].held = true
@@ -162,13 +172,46 @@ func (p *pipeline) launch(n int) {
 	}
 }
 
+// readAhead starts reading the held slots that are on disk only. Reads go
+// to buffers of their own, which the memory cache keeps: without it a
+// held chunk is read into the request's one buffer when its turn comes.
+func (p *pipeline) readAhead(slots []slot) {
+	if p.s.hot == nil {
+		return
+	}
+	for i := range slots {
+		if !slots[i].held || p.s.hot.Contains(p.m.Root, slots[i].idx) {
+			continue
+		}
+		rd := &storeRead{done: make(chan struct{})}
+		slots[i].read = rd
+		idx := slots[i].idx
+		go func() {
+			defer close(rd.done)
+			rd.data, rd.err = p.s.held(p.m, idx, nil)
+		}()
+	}
+}
+
 // obtain returns the verified bytes of the slot's chunk and where they
 // came from. Bytes read from the store land in *bp, reused by the next
 // chunk, unless the memory cache keeps them; any other bytes are shared
 // and must not be modified.
 func (p *pipeline) obtain(sl *slot, bp *[]byte) ([]byte, string, error) {
 	if sl.held {
-		data, err := p.s.held(p.m, sl.idx, bp)
+		var data []byte
+		var err error
+		if rd := sl.read; rd != nil {
+			select {
+			case <-rd.done:
+			case <-p.ctx.Done():
+				return nil, "", status.FromContextError(p.ctx.Err()).Err()
+			}
+			data, err = rd.data, rd.err
+			sl.read = nil
+		} else {
+			data, err = p.s.held(p.m, sl.idx, bp)
+		}
 		if err == nil {
 			return data, sourceLocal, nil
 		}
