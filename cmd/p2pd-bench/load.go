@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -214,9 +213,4 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%d µs", d.Microseconds())
 	}
-}
-
-func trimLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[:min(n, len(lines))], "\n")
 }
