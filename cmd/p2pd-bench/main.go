@@ -555,7 +555,16 @@ func (b *bench) sequential(ctx context.Context) error {
 	for _, t := range targets {
 		var rates [2]float64
 		for pass := range 2 {
+			var stop func()
+			if t.key == "p2pd-edge" && pass == 1 {
+				// Where the time of a hot sequential read goes.
+				stop = b.profileDuring(ctx, "sequential", 2, map[string]string{
+					"cachenode": b.svc.cacheOps, "edge": b.svc.eOps})
+			}
 			d, err := b.fetchFull(ctx, t.addr, name)
+			if stop != nil {
+				stop()
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.key, err)
 			}
@@ -626,7 +635,10 @@ func (b *bench) cold(ctx context.Context) error {
 	}
 	b.res.ChunkDirect, b.res.ChunkP2PD, b.res.ChunkNginx = median(direct), median(p2pdOne), median(nginxOne)
 
+	stop := b.profileDuring(ctx, "cold", 1, map[string]string{
+		"origin": b.svc.originOps, "cachenode": b.svc.cacheOps, "edge": b.svc.eOps})
 	p, err := b.fetchFull(ctx, b.svc.edgeAddr, name)
+	stop()
 	if err != nil {
 		return fmt.Errorf("p2pd: %w", err)
 	}
@@ -640,6 +652,36 @@ func (b *bench) cold(ctx context.Context) error {
 	b.logf("   p2pd TTFB %v TTLB %v; nginx TTFB %v TTLB %v; one chunk: direct %v, p2pd %v, nginx %v",
 		p.TTFB, p.TTLB, n.TTFB, n.TTLB, b.res.ChunkDirect, b.res.ChunkP2PD, b.res.ChunkNginx)
 	return nil
+}
+
+// profileDuring takes CPU profiles of the services at ops (by name) for
+// seconds, starting now; the returned function waits for them and files
+// their tops under measure in the results.
+func (b *bench) profileDuring(ctx context.Context, measure string, seconds int, ops map[string]string) func() {
+	dir := filepath.Join(b.work, "profiles")
+	os.MkdirAll(dir, 0o755)
+	bins := map[string]string{"origin": "origin", "cachenode": "cachenode", "edge": "edge"}
+	var wg sync.WaitGroup
+	paths := map[string]string{}
+	for name, addr := range ops {
+		path := filepath.Join(dir, measure+"-"+name+".pprof")
+		paths[name] = path
+		wg.Go(func() {
+			if err := profile(ctx, addr, seconds, path); err != nil {
+				b.logf("   profile %s: %v", name, err)
+			}
+		})
+	}
+	return func() {
+		wg.Wait()
+		if b.res.Profiles == nil {
+			b.res.Profiles = map[string]map[string]string{}
+		}
+		b.res.Profiles[measure] = map[string]string{}
+		for name, path := range paths {
+			b.res.Profiles[measure][name] = pprofTop(filepath.Join(b.bin, bins[name]), path, 12)
+		}
+	}
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -39,6 +39,10 @@ type results struct {
 	TTFBP2PD, TTFBNginx []time.Duration
 
 	OffloadP2PD, OffloadNginx offloadResult
+
+	// Profiles of the p2pd services by measure ("sequential", "cold") and
+	// service.
+	Profiles map[string]map[string]string
 }
 
 const (
@@ -171,12 +175,38 @@ func (r *results) markdown() string {
 		}
 		slices.Sort(names)
 		for _, n := range names {
+			if strings.Contains(h.Profiles[n], "Total samples = 0") {
+				p("%s — %s: idle (no CPU sample): every chunk came from memory in front of it.", h.Name, n)
+				p("")
+				continue
+			}
 			p("%s — %s:", h.Name, n)
 			p("")
 			p("```")
 			p("%s", h.Profiles[n])
 			p("```")
 			p("")
+		}
+	}
+	for _, m := range []struct{ key, title string }{
+		{"sequential", "the hot sequential download through the edge (second pass)"},
+		{"cold", "the cold download through the edge"},
+	} {
+		profs := r.Profiles[m.key]
+		if len(profs) == 0 {
+			continue
+		}
+		p("### CPU profiles during %s", m.title)
+		p("")
+		for _, n := range []string{"origin", "cachenode", "edge"} {
+			if prof, ok := profs[n]; ok {
+				p("%s:", n)
+				p("")
+				p("```")
+				p("%s", prof)
+				p("```")
+				p("")
+			}
 		}
 	}
 	return w.String()
