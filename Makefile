@@ -24,13 +24,15 @@ lint:
 	$(MAKE) proto
 	git diff --exit-code -- gen/
 
-# Unit tests and e2e tests, all with the race detector. The e2e package
-# (processes, compose, a browser) is the long one; the timeout bounds it.
+# Unit tests and e2e tests, all with the race detector (the e2e package —
+# processes, compose, a browser — is the long one; the timeout bounds it),
+# then every fuzz target for a few seconds beyond its seed corpus.
 test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 45m ./...
+	$(MAKE) fuzz FUZZTIME=5s
 
-# Fuzz targets, each fuzzed for FUZZTIME. `make test` (plain go test)
-# runs their seed corpora (testdata/fuzz and f.Add) only.
+# Fuzz targets, each fuzzed for FUZZTIME; go test alone runs only their
+# seed corpora (testdata/fuzz and f.Add).
 FUZZTIME ?= 10s
 FUZZ := ./internal/manifest:FuzzFromProto ./internal/bitmap:FuzzDecode \
 	./services/edge/edgeserver:FuzzNameOf ./services/edge/edgeserver:FuzzServeRange \
