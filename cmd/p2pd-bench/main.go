@@ -599,7 +599,7 @@ func (b *bench) cold(ctx context.Context) error {
 			return err
 		}
 		start := time.Now()
-		r, err := spp.Open(ctx, c, m, &sppv1.FetchRequest{Root: m.Root[:], Chunks: []uint32{1}}, 10*time.Second)
+		r, err := spp.Open(ctx, c, m, &sppv1.FetchRequest{Root: m.Root[:], Chunks: []uint32{0}}, 10*time.Second)
 		if err != nil {
 			return err
 		}
@@ -611,12 +611,12 @@ func (b *bench) cold(ctx context.Context) error {
 		direct = append(direct, time.Since(start))
 		// One chunk, cold, through the p2pd edge: manifest, locate,
 		// cachenode miss, origin, verified twice.
-		d, err := get(ctx, "http://"+b.svc.edgeAddr+"/"+pname, fmt.Sprintf("bytes=%d-%d", chunkSize, 2*chunkSize-1), false)
+		d, err := get(ctx, "http://"+b.svc.edgeAddr+"/"+pname, fmt.Sprintf("bytes=0-%d", chunkSize-1), false)
 		if err != nil {
 			return err
 		}
 		p2pdOne = append(p2pdOne, d.TTLB)
-		d, err = get(ctx, "http://"+b.nginx.caches[0]+"/"+fmt.Sprintf("probe%d.bin", probes+i), fmt.Sprintf("bytes=%d-%d", chunkSize, 2*chunkSize-1), false)
+		d, err = get(ctx, "http://"+b.nginx.caches[0]+"/"+fmt.Sprintf("probe%d.bin", probes+i), fmt.Sprintf("bytes=0-%d", chunkSize-1), false)
 		if err != nil {
 			return err
 		}

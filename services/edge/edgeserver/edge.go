@@ -198,11 +198,19 @@ func (s *Server) serve(rw *responseWriter, r *http.Request) outcome {
 	if err != nil {
 		return s.fail(rw, r, err)
 	}
-	rd := rangeio.NewReader(ctx, fileSource{s: s, m: m}, m.Size, m.ChunkSize, rangeio.Options{
+	r = s.rangeRequest(r)
+	opts := rangeio.Options{
 		MaxWindow: s.cfg.MaxWindow,
 		Ahead:     s.cfg.ReadAhead,
 		Buffers:   s.bufs,
-	})
+	}
+	if openEnded(r.Header.Get("Range")) {
+		// The first byte waits for one chunk alone, not for the one
+		// after it fetched and verified beside it on the same CPUs; the
+		// next window (two chunks) is asked for as soon as it is taken.
+		opts.MinWindow = 1
+	}
+	rd := rangeio.NewReader(ctx, fileSource{s: s, m: m}, m.Size, m.ChunkSize, opts)
 	defer rd.Close()
 	h := rw.Header()
 	h.Set("Content-Type", contentType(f, m))
@@ -211,7 +219,6 @@ func (s *Server) serve(rw *responseWriter, r *http.Request) outcome {
 	h.Set("Accept-Ranges", "bytes")
 	rw.started = func() bool { return rd.Delivered() > 0 }
 	rw.size = m.Size
-	r = s.rangeRequest(r)
 	if end, ok := rangeEnd(r.Header.Get("Range")); ok {
 		rd.HintEnd(end)
 	}
@@ -318,6 +325,20 @@ func rangeEnd(v string) (int64, bool) {
 		return 0, false
 	}
 	return last + 1, true
+}
+
+// openEnded reports a request that reads on to the end of the file: no
+// Range, or a single "bytes=N-".
+func openEnded(v string) bool {
+	if v == "" {
+		return true
+	}
+	spec, ok := strings.CutPrefix(v, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return false
+	}
+	a, b, ok := strings.Cut(spec, "-")
+	return ok && strings.TrimSpace(a) != "" && strings.TrimSpace(b) == ""
 }
 
 // nameOf maps a URL path to a published name. The path is already

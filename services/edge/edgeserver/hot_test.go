@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 	"testing"
 
@@ -124,5 +125,29 @@ func TestLocalNode(t *testing.T) {
 	resp, _, _ = e.do(t, "GET", "/films/big.mp4", "Range", fmt.Sprintf("bytes=%d-%d", 5*testChunk, 5*testChunk+10))
 	if resp.StatusCode != 404 {
 		t.Fatalf("chunk the local node does not hold: status %d, want 404", resp.StatusCode)
+	}
+}
+
+// An open-ended read asks for one chunk first, so its first byte waits for
+// that chunk alone, then for windows doubling from two.
+func TestOpenEndedReadStartsWithOneChunk(t *testing.T) {
+	big := newFixtureFile(t, "films/big.mp4", bigSize, 4) // 11 chunks
+	for _, rng := range []string{"", "bytes=0-"} {
+		e := newEnv(t, 1, []*fixtureFile{big}, nil)
+		var resp *http.Response
+		var body []byte
+		var err error
+		if rng == "" {
+			resp, body, err = e.do(t, "GET", "/films/big.mp4")
+		} else {
+			resp, body, err = e.do(t, "GET", "/films/big.mp4", "Range", rng)
+		}
+		if err != nil || (resp.StatusCode != 200 && resp.StatusCode != 206) || !bytes.Equal(body, big.data) {
+			t.Fatalf("%q: status %d err %v", rng, resp.StatusCode, err)
+		}
+		// Windows [0] [1-2] [3-6] [7-10].
+		if f, req := e.nodes[0].stats(); f != 4 || req != 11 {
+			t.Fatalf("%q: %d fetches for %d chunks, want 4 for 11", rng, f, req)
+		}
 	}
 }
