@@ -80,9 +80,10 @@ OPTIONS
                         -B:-P, or the address this cache uses to reach -S)
       --max-bytes SIZE  cache size limit, e.g. 512M, 20G (default 10G)
       --memory-cache SIZE
-                        verified chunks kept in memory in front of the
-                        cache's disk, served with no disk read and no
-                        second digest (default 256M; 0 disables)
+                        verified chunks kept in memory (a cache: in front
+                        of its disk; a server: in front of its origin),
+                        served with no disk read and no second digest
+                        (default 256M; 0 disables)
       --prefetch N      chunks a cache fetches ahead of sequential
                         playback, past the viewer's request (default 16;
                         0 disables)

@@ -234,14 +234,21 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		origin.Run(ctx)
 		return nil
 	})
+	// A server has no cachenode: --memory-cache sizes its edge's memory
+	// cache instead, the one copy of hot chunks in front of the origin.
+	memory, err := memoryBytes(n.cfg.memoryCache)
+	if err != nil {
+		return nil, err
+	}
 	return edgeserver.New(edgeserver.Config{
-		Tracker:  tc,
-		Nodes:    n.pool,
-		NodeID:   "edge@" + n.advertise,
-		Upstream: n.self,
-		Registry: n.ops.Registry,
-		Logger:   n.log,
-		TraceID:  telemetry.TraceID,
+		Tracker:          tc,
+		Nodes:            n.pool,
+		NodeID:           "edge@" + n.advertise,
+		Upstream:         n.self,
+		MemoryCacheBytes: memory,
+		Registry:         n.ops.Registry,
+		Logger:           n.log,
+		TraceID:          telemetry.TraceID,
 	})
 }
 
