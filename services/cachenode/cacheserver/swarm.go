@@ -57,10 +57,17 @@ type want struct {
 	start time.Time
 
 	// Scheduling state, guarded by job.mu.
-	done   bool            // landed, with bytes or an error
-	active int             // workers fetching it now
-	failed map[string]bool // sources that failed it
+	done    bool            // landed, with bytes or an error
+	active  int             // workers fetching it now
+	failed  map[string]bool // sources that failed it
+	retries int             // rounds of stalled sources asked again
 }
+
+// maxRetries bounds the rounds in which a chunk whose every source
+// stalled asks the stalled ones again: a stall is often a node too busy to
+// send for a moment (an overloaded machine, a home waiting on its own
+// upstream), and a viewer is better served late than cut off.
+const maxRetries = 2
 
 // job fetches a set of chunks whose flights the caller owns.
 type job struct {
@@ -72,6 +79,7 @@ type job struct {
 
 	mu       sync.Mutex
 	bad      map[string]bool    // sources that failed in this job
+	stalled  map[string]bool    // those of them that only stalled
 	queued   map[string]int64   // bytes queued per source, not yet delivered
 	workers  map[*worker]bool   // running
 	rates    map[string]float64 // estimate per source, fixed for the job
@@ -95,7 +103,7 @@ const lateSlack = 20 * time.Millisecond
 // error, and returns when all streams are over.
 func (j *job) run() {
 	slices.SortFunc(j.wants, func(a, b *want) int { return a.idx - b.idx })
-	j.bad, j.queued, j.workers, j.rates = map[string]bool{}, map[string]int64{}, map[*worker]bool{}, map[string]float64{}
+	j.bad, j.stalled, j.queued, j.workers, j.rates = map[string]bool{}, map[string]bool{}, map[string]int64{}, map[*worker]bool{}, map[string]float64{}
 	for _, w := range j.wants {
 		for _, c := range w.cands {
 			if _, ok := j.rates[c.id]; !ok {
@@ -161,6 +169,10 @@ func (j *job) schedule() {
 			continue
 		}
 		srcs := j.eligible(w)
+		if len(srcs) == 0 && w.retries < maxRetries && j.forgiveStalls(w) {
+			w.retries++
+			srcs = j.eligible(w)
+		}
 		if len(srcs) == 0 {
 			w.done = true
 			err := errors.New("no node holds it")
@@ -193,6 +205,20 @@ func (j *job) schedule() {
 		j.start(wk)
 	}
 	j.endGame()
+}
+
+// forgiveStalls lets w ask again the sources that only stalled on it,
+// and reports whether there were any.
+func (j *job) forgiveStalls(w *want) bool {
+	forgave := false
+	for id := range w.failed {
+		if j.stalled[id] {
+			delete(w.failed, id)
+			delete(j.bad, id)
+			forgave = true
+		}
+	}
+	return forgave
 }
 
 // endGame gives each idle peer source a chunk still outstanding at
@@ -309,6 +335,7 @@ func (j *job) work(ctx context.Context, wk *worker) {
 		}
 		if !notFound {
 			j.bad[src.id] = true
+			j.stalled[src.id] = errors.Is(err, spp.ErrStalled)
 			j.s.links.observe(src.id, recvd, elapsed)
 		}
 		rest := wk.ws[delivered:]

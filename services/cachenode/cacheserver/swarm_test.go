@@ -356,3 +356,40 @@ func TestLocalStream(t *testing.T) {
 		})
 	}
 }
+
+// stallOnce holds its first Fetch until the requester gives up, then
+// serves normally: a node too busy to send for a moment.
+type stallOnce struct {
+	fileSource
+	stalled atomic.Bool
+}
+
+func (s *stallOnce) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+	if s.stalled.CompareAndSwap(false, true) {
+		s.fetches.Add(1)
+		<-stream.Context().Done()
+		return stream.Context().Err()
+	}
+	return s.fileSource.Fetch(req, stream)
+}
+
+func TestLoneSourceThatStalledIsAskedAgain(t *testing.T) {
+	cl := newCluster(t)
+	dir := t.TempDir()
+	data, m := testFile(t, dir, "so.bin", 4*testChunkSize)
+	src := &stallOnce{fileSource: fileSource{m: m, path: filepath.Join(dir, "so.bin")}}
+	src.addr = serve(t, func(s *grpc.Server) { sppv1.RegisterChunkServiceServer(s, src) })
+	cl.join(&trackerv1.Node{Id: "only", Role: trackerv1.Role_ROLE_ORIGIN, GrpcAddr: src.addr}, fullHaves(m))
+	cl.waitHolders(m.Root, 0, "cache-1", "only")
+	cn := cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, Prefetch: -1, StallTimeout: time.Second})
+	got, err := cn.fetch(t.Context(), m, allChunks(m), false)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch: %v", err)
+	}
+	if f := src.fetches.Load(); f != 2 {
+		t.Fatalf("source asked %d times, want 2 (the stall, then again)", f)
+	}
+	if n := metric(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "origin"); n != 1 {
+		t.Fatalf("upstream failures = %v, want 1", n)
+	}
+}
