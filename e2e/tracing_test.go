@@ -289,7 +289,7 @@ func TestTracing(t *testing.T) {
 		spans = col.trace(traceID)
 		for _, s := range spans {
 			ancestors(t, spans, s, root) // every span hangs off the edge's
-			if s.failed {
+			if s.failed && !cancelledFetch(s) {
 				t.Errorf("span failed: %v", s)
 			}
 		}
@@ -393,7 +393,7 @@ func TestTracing(t *testing.T) {
 		spans := col.trace(traceID)
 		for _, s := range spans {
 			ancestors(t, spans, s, root)
-			if s.failed {
+			if s.failed && !cancelledFetch(s) {
 				t.Errorf("span failed: %v", s)
 			}
 			if s.service == "origin" || (s.service == "cachenode" && s.name == "spp.fetch") {
@@ -456,4 +456,11 @@ func TestTracing(t *testing.T) {
 			return fmt.Errorf("no root span from the edge")
 		})
 	})
+}
+
+// cancelledFetch reports a client's SPP stream it cancelled itself: the
+// edge drops the rest of a read-ahead window once the viewer's range is
+// sent, and gRPC marks such a span CANCELLED. That is not a failure.
+func cancelledFetch(s *span) bool {
+	return s.name == "spp.v1.ChunkService/Fetch" && s.attrs["rpc.response.status_code"] == "CANCELLED"
 }
