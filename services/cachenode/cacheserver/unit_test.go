@@ -16,6 +16,7 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -155,7 +156,7 @@ func TestGroupSharesOneCall(t *testing.T) {
 		})
 		first <- v
 	}()
-	waitFor(t, "the first call in flight", func() bool { return calls.Load() == 1 })
+	trackertest.Eventually(t, "the first call in flight", func() bool { return calls.Load() == 1 })
 
 	// While it is in flight, another caller joins it instead of calling
 	// again; this one gives up at once, which must not end the call.
