@@ -12,6 +12,7 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -89,7 +90,7 @@ func TestStatsClusterWide(t *testing.T) {
 		MetricsSources      int               `json:"metricsSources"`
 		MetricsMissing      []string          `json:"metricsMissing"`
 	}
-	eventually(t, "every node registered", func() error {
+	trackertest.EventuallyOK(t, "every node registered", func() error {
 		if code, ae := e.doJSON("GET", "/v1/stats", nil, &s); code != 200 {
 			return fmt.Errorf("%d %+v", code, ae)
 		}
