@@ -33,6 +33,7 @@ import (
 	"github.com/p2pd/p2pd/internal/rank"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -49,7 +50,7 @@ type Server struct {
 	manifests *cache[manifest.Digest, *manifest.Manifest]
 	locates   *cache[locateKey, *located]
 	health    *rank.Healths // the sources that failed lately
-	reporter  *reporter
+	reporter  *trackerclient.Reporter
 	index     *template.Template
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -69,7 +70,7 @@ func New(cfg Config) (*Server, error) {
 		// Flat (Base = Max): an edge's streams are short, and a node that
 		// fails again is back on probation at once anyway.
 		health:   rank.NewHealths(rank.HealthConfig{Base: cfg.Probation, Max: cfg.Probation}, cfg.Now),
-		reporter: newReporter(),
+		reporter: trackerclient.NewReporter(),
 		index:    template.Must(template.New("index").Funcs(template.FuncMap{"href": href}).Parse(indexHTML)),
 		done:     make(chan struct{}),
 	}
@@ -90,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 	go func() {
 		defer close(s.done)
 		if cfg.ReportInterval > 0 {
-			s.reporter.run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger)
+			s.reporter.Run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger)
 		}
 	}()
 	return s, nil
