@@ -63,7 +63,6 @@ type Server struct {
 	member    atomic.Pointer[trackerclient.Member]
 	active    atomic.Int64
 	putErrLog atomic.Int64 // unix nanos of the last store error logged
-	bufs      sync.Pool
 }
 
 // New returns a cachenode serving store. tracker locates sources and
@@ -94,7 +93,6 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 	}
 	s.life, s.stop = context.WithCancel(context.Background())
 	s.puts = make(chan struct{}, cfg.StoreConcurrency)
-	s.bufs.New = func() any { b := make([]byte, 0, manifest.DefaultChunkSize); return &b }
 	store.OnChange(s.dirty.mark)
 	return s, nil
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/bufpool"
 	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/rangeio"
@@ -44,7 +45,7 @@ type Server struct {
 	nodes     Nodes
 	pool      *spp.Pool // owned when Config.Nodes was nil
 	metrics   *metrics
-	bufs      *rangeio.Buffers
+	bufs      *bufpool.Pool     // chunks on their way to viewers
 	hot       *chunkcache.Cache // verified chunks in memory, nil when off
 	files     *cache[string, *trackerv1.File]
 	manifests *cache[manifest.Digest, *manifest.Manifest]
@@ -65,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:   cfg,
 		nodes: cfg.Nodes,
-		bufs:  &rangeio.Buffers{},
+		bufs:  &bufpool.Pool{},
 		hot:   chunkcache.New(cfg.MemoryCacheBytes),
 		// Flat (Base = Max): an edge's streams are short, and a node that
 		// fails again is back on probation at once anyway.
