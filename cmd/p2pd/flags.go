@@ -36,8 +36,11 @@ type config struct {
 	etcdDir     string
 	// adminTokenFile holds the admin API token (server).
 	adminTokenFile string
-	rescan         string
-	common         service.Common
+	// joinTokenFile holds the join token (server: demanded of caches;
+	// cache: presented to the server).
+	joinTokenFile string
+	rescan        string
+	common        service.Common
 	// tls is mutual TLS between nodes (their gRPC on the shared port).
 	tls tlsconfig.Flags
 }
@@ -95,6 +98,11 @@ OPTIONS
                         bearer token of the admin API on the ops listener
                         (server; default $P2PD_ADMIN_TOKEN; none: the API
                         refuses every call)
+      --join-token-file FILE
+                        join token (default $P2PD_JOIN_TOKEN): a server
+                        with one lets only caches presenting it join; a
+                        cache presents it to -S. Without a token or TLS a
+                        server lets any cache join (see SECURITY)
       --tls-cert FILE, --tls-key FILE, --tls-ca FILE
                         mutual TLS between nodes: this node's certificate
                         and key (PEM) and the CA that signs every node's;
@@ -103,7 +111,9 @@ OPTIONS
                         name the addresses other nodes dial (-B, -S,
                         --advertise) and 127.0.0.1 or -B, and allow both
                         server and client use. Viewers' HTTP is not
-                        affected.
+                        affected. A certificate with the URI SAN
+                        p2pd://ROLE/ID (origin, cachenode) may register
+                        only as that role and id.
       --node-id ID      node id (default: derived from the address)
       --ops ADDR        ops listener: /metrics /healthz /readyz /debug/pprof/
                         (default 127.0.0.1:9090, or the -B address port
@@ -113,6 +123,17 @@ OPTIONS
 
   Every long option can also be set in the environment as P2PD_ + its name
   in upper case with dashes as underscores (P2PD_MAX_BYTES=20G).
+
+SECURITY
+  Only the server's own origin (in the same process) or a holder of the
+  admin token may publish, unpublish or change which version a name
+  serves. On an open network (no join token, no TLS), as in scenario 3,
+  any process that reaches the server's port may join as a cache and
+  serve chunks, which every node verifies against the origin's digests,
+  so it can waste bandwidth but never change a byte a viewer gets; it can
+  never publish, unpublish, or replace or remove another node (each
+  registration has its own secret). A join token or mutual TLS closes
+  joining to strangers. See docs/security.md.
 
 EXAMPLES
   Scenario 1, a single server on port 8080 for /mediafiles:
@@ -157,6 +178,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.chunkSize, "chunk-size", manifest.DefaultChunkSize, "")
 	fs.StringVar(&c.etcdDir, "etcd-dir", "", "")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "")
+	fs.StringVar(&c.joinTokenFile, "join-token-file", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")
 	c.common.Register(fs, defaultOps)
 	c.tls.Register(fs)

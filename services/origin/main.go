@@ -14,6 +14,7 @@ import (
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/internal/tlsconfig"
@@ -51,6 +52,7 @@ func run(args []string) error {
 		trackers  string
 		chunkSize int
 		tokenFile string
+		originTok string
 		tlsFlags  tlsconfig.Flags
 	)
 	fs.StringVar(&cfg.MediaDir, "media-dir", "", "directory of media files to publish (required)")
@@ -61,6 +63,7 @@ func run(args []string) error {
 	fs.IntVar(&chunkSize, "chunk-size", manifest.DefaultChunkSize, "chunk size in bytes for newly published files")
 	fs.DurationVar(&cfg.Rescan, "rescan", 0, "rescan the media directory this often (0: only at start)")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (default: $"+adminserver.TokenEnv+"; none: the API refuses every call)")
+	fs.StringVar(&originTok, "origin-token-file", "", "file holding the origin credential the tracker demands to publish (default: $"+nodeauth.OriginTokenEnv+"; the same as the tracker's)")
 	common.Register(fs, "127.0.0.1:9090")
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
@@ -103,7 +106,11 @@ func run(args []string) error {
 		return err
 	}
 	defer tel.Close() // flushes the spans of the last requests
-	tc, err := trackerclient.Dial(trackers, creds.DialOption())
+	originToken, err := nodeauth.LoadToken(originTok, nodeauth.OriginTokenEnv, nil)
+	if err != nil {
+		return fmt.Errorf("--origin-token-file: %w", err)
+	}
+	tc, err := trackerclient.Dial(trackers, creds.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, originToken))
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/etcdembed"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/services/origin/originserver"
@@ -56,10 +57,12 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	ts := trackerserver.New(cli, trackerserver.Config{PeerSharing: true})
+	ts := trackerserver.New(cli, trackerserver.Config{PeerSharing: true, OriginToken: "test-origin"})
 	go ts.Run(ctx)
 	addr := serve(t, func(s *grpc.Server) { trackerv1.RegisterTrackerServiceServer(s, ts) })
-	tc, err := trackerclient.Dial(addr)
+	// The cluster's client speaks for origins too: it presents the origin
+	// credential.
+	tc, err := trackerclient.Dial(addr, nodeauth.WithTokens(nodeauth.OriginTokenHeader, "test-origin"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -325,7 +325,11 @@ func (s *Server) flushRates(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 	defer cancel()
-	if _, err := s.tracker.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: s.cfg.NodeID, Samples: samples}); err != nil {
+	m := s.member.Load()
+	if m == nil {
+		return // not joined: nobody to report as
+	}
+	if err := m.ReportRate(ctx, samples); err != nil {
 		s.log.Debug("report rates", "err", err)
 	}
 }

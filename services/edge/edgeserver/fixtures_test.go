@@ -21,6 +21,7 @@ import (
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/etcdembed"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
@@ -243,6 +244,7 @@ func startTracker(t *testing.T) (trackerv1.TrackerServiceClient, *grpc.Server) {
 		LeaseTTL:    time.Minute, // no heartbeats in these tests
 		PeerSharing: true,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OriginToken: "test-origin",
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -254,7 +256,8 @@ func startTracker(t *testing.T) (trackerv1.TrackerServiceClient, *grpc.Server) {
 	gs := grpc.NewServer()
 	trackerv1.RegisterTrackerServiceServer(gs, ts)
 	wg.Go(func() { gs.Serve(l) })
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The tests publish through this client: it is the origin.
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), nodeauth.WithTokens(nodeauth.OriginTokenHeader, "test-origin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +318,9 @@ func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *
 	for i := range nodes {
 		n := startNode(t, fmt.Sprintf("cache-%d", i), files)
 		e.nodes = append(e.nodes, n)
-		_, err := e.tc.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: n.id, Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: n.addr}})
+		_, err := e.tc.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: n.id, Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: n.addr},
+			// The same node in every env of a test: it may register again.
+			Secret: "secret of the test's " + n.id + strings.Repeat(".", 32)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/p2pd/p2pd/internal/bitmap"
 	"github.com/p2pd/p2pd/internal/etcdembed"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
@@ -69,7 +70,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, media: t.TempDir(), reg: prometheus.NewRegistry()}
 	trackerAddr := startTracker(t)
-	tc, err := trackerclient.Dial(trackerAddr)
+	tc, err := trackerclient.Dial(trackerAddr, nodeauth.WithTokens(nodeauth.OriginTokenHeader, "test-origin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +115,7 @@ func startTracker(t *testing.T) string {
 	}
 	srv := trackerserver.New(cli, trackerserver.Config{
 		Prefix: "/test/" + strings.ReplaceAll(t.Name(), "/", "_") + "/", Logger: quiet(),
+		OriginToken: "test-origin",
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -136,7 +138,7 @@ func startTracker(t *testing.T) string {
 
 // joinCachenode registers a cachenode with the tracker through the real
 // tracker protocol and announces that it holds chunks of m.
-func (e *env) joinCachenode(id string, m *manifest.Manifest, chunks ...int) {
+func (e *env) joinCachenode(id string, m *manifest.Manifest, chunks ...int) *trackerclient.Member {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.t.Cleanup(cancel)
@@ -150,6 +152,7 @@ func (e *env) joinCachenode(id string, m *manifest.Manifest, chunks ...int) {
 	}
 	mem.Update(&trackerv1.Have{Root: m.Root[:], ChunkCount: uint32(m.ChunkCount()), Bitmap: b.Encode()})
 	mem.SetLoad(2, uint64(len(chunks)*testChunk))
+	return mem
 }
 
 // do sends a request with the admin token unless hdr sets Authorization.
