@@ -39,6 +39,9 @@ type config struct {
 	// joinTokenFile holds the join token (server: demanded of caches;
 	// cache: presented to the server).
 	joinTokenFile string
+	// traceQueryURL is the trace store's query API the admin API reads
+	// traces from (server).
+	traceQueryURL string
 	rescan        string
 	common        service.Common
 	// tls is mutual TLS between nodes (their gRPC on the shared port).
@@ -103,6 +106,10 @@ OPTIONS
                         with one lets only caches presenting it join; a
                         cache presents it to -S. Without a token or TLS a
                         server lets any cache join (see SECURITY)
+      --trace-query-url URL
+                        Jaeger's query API (http://HOST:16686) the admin
+                        API reads a request's trace from for the
+                        dashboard's trace view (server; default none)
       --tls-cert FILE, --tls-key FILE, --tls-ca FILE
                         mutual TLS between nodes: this node's certificate
                         and key (PEM) and the CA that signs every node's;
@@ -179,6 +186,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.etcdDir, "etcd-dir", "", "")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "")
 	fs.StringVar(&c.joinTokenFile, "join-token-file", "", "")
+	fs.StringVar(&c.traceQueryURL, "trace-query-url", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")
 	c.common.Register(fs, defaultOps)
 	c.tls.Register(fs)

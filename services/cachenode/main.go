@@ -107,6 +107,7 @@ func run(args []string) error {
 	if cfg.Advertise == "" {
 		cfg.Advertise = service.HostPort(listen, l)
 	}
+	cfg.OpsAddr = service.OpsAddr(common.Ops, cfg.Advertise)
 	creds := tlsCreds.DialOption()
 	join, err := nodeauth.LoadToken(joinFile, nodeauth.JoinTokenEnv, nil)
 	if err != nil {

@@ -271,7 +271,7 @@ func (c *fakeClock) advance(d time.Duration) { c.nanos.Add(int64(d)) }
 //	cache-1  0-3          100 MB/s
 //	cache-2  2-5          10 MB/s, busy (load 8)
 //	cache-3  nothing      never measured
-//	edge-1   (an edge: never a source)
+//	edge-1   chunk 0 (an edge: never a source, whatever it announces)
 func locateSetup(f *fixture, c trackerv1.TrackerServiceClient) []byte {
 	t := f.t
 	t.Helper()
@@ -292,7 +292,9 @@ func locateSetup(f *fixture, c trackerv1.TrackerServiceClient) []byte {
 		t.Fatal(err)
 	}
 	register(t, c, "cache-3", cachenode)
-	register(t, c, "edge-1", edge)
+	le := register(t, c, "edge-1", edge)
+	// Even an edge that claims chunks is never handed out as a source.
+	announce(t, c, "edge-1", le, have(r, 8, 0))
 	if err := f.report(c, "edge-1", []*trackerv1.RateSample{
 		{Source: "origin", Bytes: 1e6, DurationNanos: int64(time.Second)},
 		{Source: "cache-1", Bytes: 100e6, DurationNanos: int64(time.Second)},
