@@ -33,6 +33,19 @@ COMPOSE_RUN     = $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_DIR)/docker-comp
 
 .PHONY: images compose-binaries up down e2e-compose compose-ps compose-logs
 
+# The origin credential (docs/security.md): made once, kept beside the
+# binaries, and set for every compose command below, so the trackers and
+# the origin agree on it and a stranger on the network cannot publish.
+COMPOSE_ORIGIN_TOKEN := $(COMPOSE_BIN)/origin-token
+ifeq ($(origin P2PD_ORIGIN_TOKEN),undefined)
+P2PD_ORIGIN_TOKEN = $(shell cat $(COMPOSE_ORIGIN_TOKEN) 2>/dev/null)
+endif
+export P2PD_ORIGIN_TOKEN
+
+$(COMPOSE_ORIGIN_TOKEN):
+	@mkdir -p $(COMPOSE_BIN)
+	@umask 077; head -c 24 /dev/urandom | base64 | tr '+/' '-_' > $@
+
 # `go build` relinks only what changed, so this is quick once built.
 compose-binaries:
 	@mkdir -p $(COMPOSE_BIN)
@@ -55,8 +68,8 @@ images: compose-binaries
 	done
 	@docker images --filter reference='p2pd/*:$(P2PD_TAG)' --format '{{.Repository}}:{{.Tag}}  {{.Size}}'
 
-up: images
-	$(COMPOSE_RUN) up -d --remove-orphans
+up: images $(COMPOSE_ORIGIN_TOKEN)
+	P2PD_ORIGIN_TOKEN=$$(cat $(COMPOSE_ORIGIN_TOKEN)) $(COMPOSE_RUN) up -d --remove-orphans
 	@echo
 	@echo "p2pd is up (project $(COMPOSE_PROJECT)). Open in a browser:"
 	@for i in $$(seq 1 $$($(COMPOSE_RUN) ps -q edge | wc -l)); do \

@@ -274,7 +274,18 @@ func (s *Server) streamEnded() {
 }
 
 func (s *Server) flushRates(ctx context.Context) {
-	if err := s.rates.Flush(ctx, s.tracker, s.cfg.NodeID, s.cfg.RPCTimeout); err != nil {
+	m := s.member.Load()
+	if m == nil {
+		return // not joined: nobody to report as
+	}
+	samples := s.rates.Take()
+	if len(samples) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
+	defer cancel()
+	// Through the membership: a report carries the registration's secret.
+	if err := m.ReportRate(ctx, samples); err != nil {
 		s.log.Debug("report rates", "err", err)
 	}
 }
