@@ -61,6 +61,29 @@ func NewFlagSet(name string) *flag.FlagSet {
 // unlike flag.FlagSet.Parse it prints nothing on an error, so the command
 // can say it in one line (Report).
 func Parse(fs *flag.FlagSet, args []string) error {
+	if err := ParseArgs(fs, args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] || len(f.Name) == 1 {
+			return
+		}
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = &UsageError{Err: fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, e)}
+			}
+		}
+	})
+	return err
+}
+
+// ParseArgs parses args as Parse does, without reading the environment:
+// for tools whose flags are not p2pd's settings (a probe's -host must not
+// come from a node's P2PD_HOST).
+func ParseArgs(fs *flag.FlagSet, args []string) error {
 	args = expand(fs, args)
 	if fs.Lookup("version") == nil && wantsVersion(fs, args) {
 		return ErrVersion
@@ -82,19 +105,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	case err != nil:
 		return &UsageError{Err: err}
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || given[f.Name] || len(f.Name) == 1 {
-			return
-		}
-		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = &UsageError{Err: fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, e)}
-			}
-		}
-	})
-	return err
+	return nil
 }
 
 // Report tells the user what err from a command means and returns the
@@ -120,17 +131,31 @@ func Report(stdout, stderr io.Writer, name string, err error) int {
 // Usage returns a usage function that prints summary, then every flag with
 // its default and environment variable, long flags with two dashes.
 func Usage(fs *flag.FlagSet, summary string) func() {
+	return usage(fs, summary, true)
+}
+
+// ToolUsage is Usage for a tool whose flags have no environment variables
+// (ParseArgs).
+func ToolUsage(fs *flag.FlagSet, summary string) func() {
+	return usage(fs, summary, false)
+}
+
+func usage(fs *flag.FlagSet, summary string, env bool) func() {
 	return func() {
 		w := fs.Output()
 		fmt.Fprint(w, summary)
-		fmt.Fprintln(w, "\nFlags (each long flag also read from the environment variable shown):")
+		if env {
+			fmt.Fprintln(w, "\nFlags (each long flag also read from the environment variable shown):")
+		} else {
+			fmt.Fprintln(w, "\nFlags:")
+		}
 		fs.VisitAll(func(f *flag.Flag) {
 			name, usage := flag.UnquoteUsage(f)
 			fmt.Fprintf(w, "  %s %s\n    \t%s", dashed(f.Name), name, strings.ReplaceAll(usage, "\n", "\n    \t"))
 			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
 				fmt.Fprintf(w, " (default %s)", f.DefValue)
 			}
-			if len(f.Name) > 1 {
+			if env && len(f.Name) > 1 {
 				fmt.Fprintf(w, " [$%s]", EnvName(f.Name))
 			}
 			fmt.Fprintln(w)
