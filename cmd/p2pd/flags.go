@@ -57,8 +57,11 @@ type config struct {
 	etcdDir     string
 	// adminTokenFile holds the admin API token (server).
 	adminTokenFile string
-	rescan         string
-	common         service.Common
+	// traceQueryURL is the trace store's query API the admin API reads
+	// traces from (server).
+	traceQueryURL string
+	rescan        string
+	common        service.Common
 	// cors and accessLog apply to viewers' HTTP.
 	cors      cors.Flags
 	accessLog accesslog.Flags
@@ -125,6 +128,10 @@ OPTIONS
                         listener, and of pprof on any ops listener off
                         loopback (default $P2PD_ADMIN_TOKEN; none: the API
                         refuses every call)
+      --trace-query-url URL
+                        Jaeger's query API (http://HOST:16686) the admin
+                        API reads a request's trace from for the
+                        dashboard's trace view (server; default none)
       --tls-cert FILE, --tls-key FILE, --tls-ca FILE
                         mutual TLS between nodes: this node's certificate
                         and key (PEM) and the CA that signs every node's;
@@ -204,6 +211,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.chunkSize, "chunk-size", manifest.DefaultChunkSize, "")
 	fs.StringVar(&c.etcdDir, "etcd-dir", "", "")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "")
+	fs.StringVar(&c.traceQueryURL, "trace-query-url", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")
 	c.common.Register(fs, "")
 	c.tls.Register(fs)

@@ -42,7 +42,7 @@ func TestIsLoopback(t *testing.T) {
 		ip   string
 		want bool
 	}{{"127.0.0.1", true}, {"127.0.0.12", true}, {"::1", true}, {"0.0.0.0", false}, {"::", false}, {"10.1.2.3", false}} {
-		if got := isLoopback(&net.TCPAddr{IP: net.ParseIP(tc.ip)}); got != tc.want {
+		if got := isLoopback(tc.ip); got != tc.want {
 			t.Errorf("isLoopback(%s) = %v", tc.ip, got)
 		}
 	}

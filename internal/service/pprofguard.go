@@ -3,20 +3,12 @@ package service
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"net"
 	"net/http"
 	"strings"
 )
 
 // pprofPrefix is where the ops listener serves the Go profiler.
 const pprofPrefix = "/debug/pprof/"
-
-// isLoopback reports whether a listener's address is reachable from this
-// machine only.
-func isLoopback(a net.Addr) bool {
-	ta, ok := a.(*net.TCPAddr)
-	return ok && ta.IP.IsLoopback()
-}
 
 // guardPprof lets /debug/pprof/ requests through only with "Authorization:
 // Bearer token"; with no token pprof is refused outright. A profile can

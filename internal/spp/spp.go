@@ -61,8 +61,7 @@ type ChunkReader struct {
 	want    []uint32
 	pos     int
 	cancel  context.CancelFunc
-	stall   *time.Timer
-	stalled chan struct{}
+	stall   *watchdog // nil: no stall timeout
 	timeout time.Duration
 	drained bool
 	recvd   int64
@@ -72,13 +71,18 @@ type ChunkReader struct {
 // cancelled if no piece arrives for stall (0: never), and Next then fails
 // with ErrStalled. Close must be called to release the stream.
 func Open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall time.Duration) (*ChunkReader, error) {
+	return open(ctx, c, m, req, stall, realAfterFunc)
+}
+
+// open is Open with the clock that drives the stall timeout.
+func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall time.Duration, after afterFunc) (*ChunkReader, error) {
 	if len(req.Chunks) > MaxChunksPerFetch {
 		return nil, fmt.Errorf("fetch %d chunks: more than %d", len(req.Chunks), MaxChunksPerFetch)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: stall, stalled: make(chan struct{})}
+	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: stall}
 	if stall > 0 {
-		r.stall = time.AfterFunc(stall, func() { close(r.stalled); cancel() })
+		r.stall = newWatchdog(after, stall, cancel)
 	}
 	stream, err := c.Fetch(ctx, req)
 	if err != nil {
@@ -109,7 +113,7 @@ func (r *ChunkReader) Close() {
 
 func (r *ChunkReader) stop() {
 	if r.stall != nil {
-		r.stall.Stop()
+		r.stall.close()
 	}
 }
 
@@ -171,10 +175,8 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
 	msg, err := r.stream.Recv()
 	if err != nil {
-		select {
-		case <-r.stalled:
+		if r.stall != nil && r.stall.stalled() {
 			return nil, fmt.Errorf("%w after %v", ErrStalled, r.timeout)
-		default:
 		}
 		if err == io.EOF {
 			return nil, fmt.Errorf("%w: stream ended before chunk %d", ErrProtocol, r.want[r.pos])
@@ -182,7 +184,7 @@ func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
 		return nil, err
 	}
 	if r.stall != nil {
-		r.stall.Reset(r.timeout)
+		r.stall.kick()
 	}
 	return msg, nil
 }
