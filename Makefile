@@ -4,6 +4,12 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 BIN       := $(CURDIR)/bin
 SERVICES  := tracker origin cachenode edge
 export CGO_ENABLED ?= 0
+# What --version and p2pd_build_info report: the checkout's git describe
+# and commit (set VERSION=... for a release build from a tarball).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+P2PD_LDFLAGS := -X github.com/p2pd/p2pd/internal/buildinfo.version=$(VERSION) \
+	-X github.com/p2pd/p2pd/internal/buildinfo.revision=$(REVISION)
 
 .PHONY: all build test lint proto run clean fuzz bench
 
@@ -11,12 +17,17 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./services/,$(SERVICES)) ./cmd/p2pd
+	$(GO) build -trimpath -ldflags '$(P2PD_LDFLAGS)' -o $(BIN)/ $(addprefix ./services/,$(SERVICES)) ./cmd/p2pd ./cmd/healthcheck ./cmd/cdnprobe
 
 proto:
 	cd proto && $(TOOLS) buf generate
 
+# go.mod and go.sum must be tidy (go mod tidy would change nothing), in the
+# main module and the tools module.
 lint:
+	@for m in . tools; do \
+		(cd $$m && $(GO) mod tidy -diff) >/dev/null 2>&1 || { echo "$$m: go.mod/go.sum not tidy; run: (cd $$m && go mod tidy)"; (cd $$m && $(GO) mod tidy -diff); exit 1; }; \
+	done
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); exit 1; }
 	$(GO) vet ./...
 	$(TOOLS) staticcheck ./...

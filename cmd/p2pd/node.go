@@ -13,6 +13,7 @@ import (
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/buildinfo"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
@@ -150,14 +151,25 @@ func (n *node) run() error {
 		return err
 	}
 	defer edge.Close()
-	httpSrv := service.NewHTTPServer(n.restrict(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(n.tracker), edge), "edge")))
+	viewers, err := n.cfg.cors.Handler(n.restrict(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(n.tracker), edge), "edge")))
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	access, err := n.cfg.accessLog.Open()
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	defer access.Close()
+	httpSrv := service.NewHTTPServer(access.Handler(viewers))
 	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
 	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
 	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.ops.SetReady(true)
 	n.log.Info("p2pd ready", "listen", n.mux.HTTP().Addr().String(), "advertise", n.advertise,
-		"public", n.cfg.public, "host", n.cfg.host, "ops", n.cfg.common.Ops)
+		"public", n.cfg.public, "host", n.cfg.host, "ops", n.cfg.common.Ops, "version", buildinfo.Read().Version)
 	err = g.Wait()
 	n.mux.Close()
 	return err
@@ -188,6 +200,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err != nil {
 		return nil, err
 	}
+	n.ops.AdminToken = token
 	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--join-token-file: %w", err)
@@ -279,6 +292,10 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	}
 	memory, err := memoryBytes(n.cfg.memoryCache)
 	if err != nil {
+		return nil, err
+	}
+	// A cache has no admin API; the token opens its pprof off loopback.
+	if n.ops.AdminToken, err = adminserver.LoadToken(n.cfg.adminTokenFile); err != nil {
 		return nil, err
 	}
 	store, err := chunkstore.Open(n.cfg.cache, maxBytes)

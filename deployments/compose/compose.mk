@@ -28,7 +28,7 @@ COMPOSE_OURS   := tracker origin cachenode edge
 COMPOSE_CMDS   := healthcheck cdnprobe
 COMPOSE_THIRD  := etcd jaeger
 COMPOSE_IMAGES := $(COMPOSE_OURS) cdnprobe $(COMPOSE_THIRD)
-COMPOSE_GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
+COMPOSE_GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(P2PD_LDFLAGS)'
 COMPOSE_RUN     = $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_DIR)/docker-compose.yml
 
 .PHONY: images compose-binaries up down e2e-compose compose-ps compose-logs

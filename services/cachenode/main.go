@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -38,14 +37,11 @@ Usage: cachenode --cache-dir DIR --tracker HOST:PORT [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "cachenode:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "cachenode", run(os.Args[1:])))
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("cachenode", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("cachenode")
 	var (
 		common   service.Common
 		cfg      cacheserver.Config
@@ -71,14 +67,10 @@ func run(args []string) error {
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
 		return err
 	}
 	if cacheDir == "" || trackers == "" {
-		fs.Usage()
-		return fmt.Errorf("--cache-dir and --tracker are required")
+		return flagenv.Usagef("--cache-dir and --tracker are required")
 	}
 	log, err := common.Logger("cachenode")
 	if err != nil {
