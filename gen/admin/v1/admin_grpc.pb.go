@@ -31,6 +31,8 @@ const (
 	AdminService_ListFiles_FullMethodName   = "/admin.v1.AdminService/ListFiles"
 	AdminService_ListNodes_FullMethodName   = "/admin.v1.AdminService/ListNodes"
 	AdminService_GetStats_FullMethodName    = "/admin.v1.AdminService/GetStats"
+	AdminService_PrewarmFile_FullMethodName = "/admin.v1.AdminService/PrewarmFile"
+	AdminService_PurgeFile_FullMethodName   = "/admin.v1.AdminService/PurgeFile"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -59,6 +61,16 @@ type AdminServiceClient interface {
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	// GetStats summarises what the CDN stores and serves.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// PrewarmFile has the chosen cachenodes fetch every chunk of a
+	// published file before viewers ask, through the swarm: the origin
+	// sends the file about once however many nodes are chosen. It returns
+	// once the command is recorded; GetFile shows the progress (holders).
+	PrewarmFile(ctx context.Context, in *PrewarmFileRequest, opts ...grpc.CallOption) (*PrewarmFileResponse, error)
+	// PurgeFile drops every chunk of a published file from every cachenode
+	// and edge, disk and memory: the next request fetches it anew from the
+	// origin. The file stays published. It returns once the command is
+	// recorded; GetFile shows the progress (holders).
+	PurgeFile(ctx context.Context, in *PurgeFileRequest, opts ...grpc.CallOption) (*PurgeFileResponse, error)
 }
 
 type adminServiceClient struct {
@@ -139,6 +151,26 @@ func (c *adminServiceClient) GetStats(ctx context.Context, in *GetStatsRequest, 
 	return out, nil
 }
 
+func (c *adminServiceClient) PrewarmFile(ctx context.Context, in *PrewarmFileRequest, opts ...grpc.CallOption) (*PrewarmFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrewarmFileResponse)
+	err := c.cc.Invoke(ctx, AdminService_PrewarmFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) PurgeFile(ctx context.Context, in *PurgeFileRequest, opts ...grpc.CallOption) (*PurgeFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PurgeFileResponse)
+	err := c.cc.Invoke(ctx, AdminService_PurgeFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -165,6 +197,16 @@ type AdminServiceServer interface {
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	// GetStats summarises what the CDN stores and serves.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// PrewarmFile has the chosen cachenodes fetch every chunk of a
+	// published file before viewers ask, through the swarm: the origin
+	// sends the file about once however many nodes are chosen. It returns
+	// once the command is recorded; GetFile shows the progress (holders).
+	PrewarmFile(context.Context, *PrewarmFileRequest) (*PrewarmFileResponse, error)
+	// PurgeFile drops every chunk of a published file from every cachenode
+	// and edge, disk and memory: the next request fetches it anew from the
+	// origin. The file stays published. It returns once the command is
+	// recorded; GetFile shows the progress (holders).
+	PurgeFile(context.Context, *PurgeFileRequest) (*PurgeFileResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -195,6 +237,12 @@ func (UnimplementedAdminServiceServer) ListNodes(context.Context, *ListNodesRequ
 }
 func (UnimplementedAdminServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedAdminServiceServer) PrewarmFile(context.Context, *PrewarmFileRequest) (*PrewarmFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PrewarmFile not implemented")
+}
+func (UnimplementedAdminServiceServer) PurgeFile(context.Context, *PurgeFileRequest) (*PurgeFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeFile not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -343,6 +391,42 @@ func _AdminService_GetStats_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_PrewarmFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PrewarmFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PrewarmFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PrewarmFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PrewarmFile(ctx, req.(*PrewarmFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_PurgeFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PurgeFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PurgeFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PurgeFile(ctx, req.(*PurgeFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -377,6 +461,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStats",
 			Handler:    _AdminService_GetStats_Handler,
+		},
+		{
+			MethodName: "PrewarmFile",
+			Handler:    _AdminService_PrewarmFile_Handler,
+		},
+		{
+			MethodName: "PurgeFile",
+			Handler:    _AdminService_PurgeFile_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
