@@ -234,6 +234,13 @@ func TestMain(m *testing.M) { os.Exit(etcdembed.RunTests(m, &testEtcd)) }
 // the tracker down).
 func startTracker(t *testing.T) (trackerv1.TrackerServiceClient, *grpc.Server) {
 	t.Helper()
+	c, gs, _ := startTrackerAt(t)
+	return c, gs
+}
+
+// startTrackerAt is startTracker that also returns the tracker's address.
+func startTrackerAt(t *testing.T) (trackerv1.TrackerServiceClient, *grpc.Server, string) {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: testEtcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +272,7 @@ func startTracker(t *testing.T) (trackerv1.TrackerServiceClient, *grpc.Server) {
 		wg.Wait()
 		cli.Close()
 	})
-	return trackerv1.NewTrackerServiceClient(conn), gs
+	return trackerv1.NewTrackerServiceClient(conn), gs, l.Addr().String()
 }
 
 // fakeClock is the injected clock: expiry is tested by advancing it.
@@ -291,6 +298,7 @@ func (c *fakeClock) advance(d time.Duration) {
 type env struct {
 	tc      trackerv1.TrackerServiceClient // the test's own client
 	tracker *grpc.Server
+	addr    string // the tracker's
 	counted *countingTracker // the edge's client
 	nodes   []*sppNode
 	edge    *Server
@@ -310,7 +318,7 @@ func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *
 		reg:   prometheus.NewRegistry(),
 		files: map[string]*fixtureFile{},
 	}
-	e.tc, e.tracker = startTracker(t)
+	e.tc, e.tracker, e.addr = startTrackerAt(t)
 	ctx := t.Context()
 	for i := range nodes {
 		n := startNode(t, fmt.Sprintf("cache-%d", i), files)
