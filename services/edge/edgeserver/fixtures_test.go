@@ -298,7 +298,7 @@ func (c *fakeClock) advance(d time.Duration) {
 type env struct {
 	tc      trackerv1.TrackerServiceClient // the test's own client
 	tracker *grpc.Server
-	addr    string // the tracker's
+	addr    string           // the tracker's
 	counted *countingTracker // the edge's client
 	nodes   []*sppNode
 	edge    *Server
