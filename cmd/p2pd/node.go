@@ -199,6 +199,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		NodeID:    n.cfg.nodeID,
 		Advertise: n.advertise,
 		HTTPAddr:  n.advertise,
+		OpsAddr:   n.opsAddr(),
 		Rescan:    rescan,
 	}, n.ops.Registry)
 	if err != nil {
@@ -217,7 +218,10 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err != nil {
 		return nil, err
 	}
-	admin, err := adminserver.New(adminserver.Config{Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize, Metrics: n.ops.Registry, Logger: n.log}, origin, tc)
+	admin, err := adminserver.New(adminserver.Config{
+		Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize,
+		Metrics: n.ops.Registry, OpsAddr: n.opsAddr(), TraceQueryURL: n.cfg.traceQueryURL, Logger: n.log,
+	}, origin, tc)
 	if err != nil {
 		return nil, err
 	}
@@ -277,6 +281,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		NodeID:           n.cfg.nodeID,
 		Advertise:        n.advertise,
 		HTTPAddr:         n.advertise,
+		OpsAddr:          n.opsAddr(),
 		FetchMisses:      n.cfg.fetch,
 		MemoryCacheBytes: memory,
 		Prefetch:         cmp.Or(n.cfg.prefetch, -1), // the config's 0 is "default"
@@ -312,6 +317,10 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		TraceID:  telemetry.TraceID,
 	})
 }
+
+// opsAddr is where other nodes reach this one's ops listener: the
+// server's admin API reads every cache's counters there.
+func (n *node) opsAddr() string { return service.OpsAddr(n.cfg.common.Ops, n.advertise) }
 
 // memoryBytes parses --memory-cache: a size, or 0 to disable the cache.
 func memoryBytes(v string) (int64, error) {

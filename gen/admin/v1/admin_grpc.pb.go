@@ -33,6 +33,7 @@ const (
 	AdminService_GetStats_FullMethodName    = "/admin.v1.AdminService/GetStats"
 	AdminService_PrewarmFile_FullMethodName = "/admin.v1.AdminService/PrewarmFile"
 	AdminService_PurgeFile_FullMethodName   = "/admin.v1.AdminService/PurgeFile"
+	AdminService_GetTrace_FullMethodName    = "/admin.v1.AdminService/GetTrace"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -71,6 +72,10 @@ type AdminServiceClient interface {
 	// origin. The file stays published. It returns once the command is
 	// recorded; GetFile shows the progress (holders).
 	PurgeFile(ctx context.Context, in *PurgeFileRequest, opts ...grpc.CallOption) (*PurgeFileResponse, error)
+	// GetTrace returns one request's trace (every span of every service,
+	// for the X-Trace-Id an edge answered with), read from the trace
+	// store's query API; unavailable when none is configured.
+	GetTrace(ctx context.Context, in *GetTraceRequest, opts ...grpc.CallOption) (*GetTraceResponse, error)
 }
 
 type adminServiceClient struct {
@@ -171,6 +176,16 @@ func (c *adminServiceClient) PurgeFile(ctx context.Context, in *PurgeFileRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) GetTrace(ctx context.Context, in *GetTraceRequest, opts ...grpc.CallOption) (*GetTraceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTraceResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetTrace_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -207,6 +222,10 @@ type AdminServiceServer interface {
 	// origin. The file stays published. It returns once the command is
 	// recorded; GetFile shows the progress (holders).
 	PurgeFile(context.Context, *PurgeFileRequest) (*PurgeFileResponse, error)
+	// GetTrace returns one request's trace (every span of every service,
+	// for the X-Trace-Id an edge answered with), read from the trace
+	// store's query API; unavailable when none is configured.
+	GetTrace(context.Context, *GetTraceRequest) (*GetTraceResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -243,6 +262,9 @@ func (UnimplementedAdminServiceServer) PrewarmFile(context.Context, *PrewarmFile
 }
 func (UnimplementedAdminServiceServer) PurgeFile(context.Context, *PurgeFileRequest) (*PurgeFileResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PurgeFile not implemented")
+}
+func (UnimplementedAdminServiceServer) GetTrace(context.Context, *GetTraceRequest) (*GetTraceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTrace not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -427,6 +449,24 @@ func _AdminService_PurgeFile_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetTrace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTraceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetTrace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetTrace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetTrace(ctx, req.(*GetTraceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -469,6 +509,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PurgeFile",
 			Handler:    _AdminService_PurgeFile_Handler,
+		},
+		{
+			MethodName: "GetTrace",
+			Handler:    _AdminService_GetTrace_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -151,7 +151,7 @@ func (s *Server) prewarm(ctx context.Context, root manifest.Digest, name string)
 // many did not arrive.
 func (s *Server) prewarmWindow(ctx context.Context, m *manifest.Manifest, first, end int) int {
 	var owned []*want
-	var waits []*flight
+	var waits []*chunkFlight
 	now := time.Now()
 	for idx := first; idx < end; idx++ {
 		f, owner := s.claim(chunkKey{m.Root, idx})

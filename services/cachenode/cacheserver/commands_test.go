@@ -8,6 +8,7 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -56,14 +57,14 @@ func TestPrewarmFillsTheChosenNodesThroughTheSwarm(t *testing.T) {
 				ids = append(ids, id)
 				cns = append(cns, cl.startCache(id, t.TempDir(), Config{FetchMisses: true}))
 			}
-			waitFor(t, "every cachenode registered", func() bool {
+			trackertest.Eventually(t, "every cachenode registered", func() bool {
 				resp, err := cl.tracker.ListNodes(context.Background(), &trackerv1.ListNodesRequest{})
 				return err == nil && len(resp.Nodes) == len(cns)+1
 			})
 			cl.post(trackerv1.CommandAction_COMMAND_ACTION_PREWARM, m, tc.chosen(ids))
 			for _, cn := range cns[:tc.want] {
-				waitFor(t, "prewarmed", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
-				waitFor(t, "prewarm over", func() bool { return metric(t, cn.reg, "p2pd_cachenode_commands_total", "action", "prewarm") == 1 })
+				trackertest.Eventually(t, "prewarmed", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
+				trackertest.Eventually(t, "prewarm over", func() bool { return metric(t, cn.reg, "p2pd_cachenode_commands_total", "action", "prewarm") == 1 })
 				got, err := cn.fetch(t.Context(), m, allChunks(m), true) // local only: held, not fetched
 				if err != nil || !bytes.Equal(got, data) {
 					t.Fatalf("a prewarmed node serves the file: %v (%d bytes, equal %v)", err, len(got), bytes.Equal(got, data))
@@ -97,7 +98,7 @@ func TestPurgeDropsDiskAndMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
+	trackertest.Eventually(t, "stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
 	cl.waitHolders(m.Root, 0, "x", "cache-1")
 	if cn.inMemory(m) == 0 {
 		t.Fatal("nothing in memory before the purge: the test would prove nothing")
@@ -105,7 +106,7 @@ func TestPurgeDropsDiskAndMemory(t *testing.T) {
 	before := metric(t, o.reg, "p2pd_origin_egress_bytes_total")
 
 	cl.post(trackerv1.CommandAction_COMMAND_ACTION_PURGE, m, nil)
-	waitFor(t, "purged", func() bool { return metric(t, cn.reg, "p2pd_cachenode_commands_total", "action", "purge") == 1 })
+	trackertest.Eventually(t, "purged", func() bool { return metric(t, cn.reg, "p2pd_cachenode_commands_total", "action", "purge") == 1 })
 	if n, mem := cn.store.Count(m.Root), cn.inMemory(m); n != 0 || mem != 0 {
 		t.Fatalf("after the purge: %d chunks on disk, %d in memory", n, mem)
 	}
@@ -116,7 +117,7 @@ func TestPurgeDropsDiskAndMemory(t *testing.T) {
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("a local-only fetch after the purge: %v, want NotFound", err)
 	}
-	waitFor(t, "the tracker lists no cachenode holding it", func() bool {
+	trackertest.Eventually(t, "the tracker lists no cachenode holding it", func() bool {
 		for _, id := range cl.holders(m.Root, 0, "x") {
 			if id == "cache-1" {
 				return false

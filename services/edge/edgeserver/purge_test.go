@@ -14,7 +14,7 @@ func TestPurgeEmptiesTheMemoryCache(t *testing.T) {
 	f := newFixtureFile(t, "films/purged.mp4", bigSize, 3)
 	kept := newFixtureFile(t, "films/kept.mp4", 2*testChunk, 4)
 	e := newEnv(t, 1, []*fixtureFile{f, kept}, func(c *Config) { c.MemoryCacheBytes = 64 << 20 })
-	tc, err := trackerclient.Dial(e.addr)
+	tc, err := trackerclient.Dial(e.tracker.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

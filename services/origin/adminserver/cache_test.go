@@ -10,6 +10,7 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 )
 
 // commands follows the tracker's commands as a node does.
@@ -42,7 +43,7 @@ func TestPrewarmAndPurge(t *testing.T) {
 	m, _ := e.origin.Lookup("films/a.mp4")
 	e.joinCachenode("cache-1", m, 0, 1)
 	e.joinCachenode("cache-2", m)
-	eventually(t, "both cachenodes listed, cache-1 holding chunks", func() error {
+	trackertest.EventuallyOK(t, "both cachenodes listed, cache-1 holding chunks", func() error {
 		var nodes struct{ Nodes []struct{ Id string } }
 		e.doJSON("GET", "/v1/nodes", nil, &nodes)
 		var file struct{ Holders []struct{ NodeId string } }
