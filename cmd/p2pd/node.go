@@ -273,6 +273,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	}
 	return edgeserver.New(edgeserver.Config{
 		Tracker:          tc,
+		Commands:         tc,
 		Nodes:            n.pool,
 		NodeID:           "edge@" + n.advertise,
 		Upstream:         n.self,
@@ -333,6 +334,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	})
 	return edgeserver.New(edgeserver.Config{
 		Tracker:  tc,
+		Commands: tc,
 		Nodes:    n.pool,
 		NodeID:   "edge@" + n.advertise,
 		Upstream: n.self,
