@@ -5,7 +5,7 @@ BIN       := $(CURDIR)/bin
 SERVICES  := tracker origin cachenode edge
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test lint proto run clean fuzz bench
+.PHONY: all build test lint proto run clean fuzz bench helm-test
 
 all: build
 
@@ -29,7 +29,16 @@ lint:
 # then every fuzz target for a few seconds beyond its seed corpus.
 test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 45m ./...
+	$(MAKE) helm-test
 	$(MAKE) fuzz FUZZTIME=5s
+
+# The Helm chart (deployments/helm/p2pd), in a module of its own so the
+# Kubernetes modules stay out of go.mod: linted, rendered with default and
+# other values, every object decoded strictly into the Kubernetes API types.
+# Helm itself runs as `go tool helm` of that module.
+helm-test:
+	cd deployments/helm && test -z "$$(gofmt -l .)" && $(GO) vet ./... && $(TOOLS) staticcheck ./...
+	cd deployments/helm && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Fuzz targets, each fuzzed for FUZZTIME; go test alone runs only their
 # seed corpora (testdata/fuzz and f.Add).
