@@ -126,6 +126,7 @@ func newStack(t *testing.T, media string) *stack {
 		"P2PD_ORIGIN_OPS=127.0.0.1:",
 		"P2PD_JAEGER_UI=127.0.0.1:",
 		"P2PD_CACHE_MAX_BYTES=2G",
+		"P2PD_ORIGIN_TOKEN="+e2eOriginToken,
 	)
 	t.Cleanup(s.teardown)
 	return s

@@ -32,7 +32,7 @@ COMPOSE_OURS   := tracker origin cachenode edge
 COMPOSE_CMDS   := healthcheck cdnprobe
 COMPOSE_THIRD  := etcd jaeger
 COMPOSE_IMAGES := $(COMPOSE_OURS) cdnprobe $(COMPOSE_THIRD)
-COMPOSE_GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
+COMPOSE_GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(P2PD_LDFLAGS)'
 COMPOSE_RUN     = $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_DIR)/docker-compose.yml
 # The admin API's token: made once by `make up`, kept until deleted, read
 # by the origin through a bind mount. The file is world-readable because
@@ -43,6 +43,19 @@ P2PD_ADMIN_TOKEN_FILE ?= $(COMPOSE_ROOT)/.run/compose/admin-token
 export P2PD_ADMIN_TOKEN_FILE
 
 .PHONY: images compose-binaries up down edges admin-token e2e-compose compose-ps compose-logs
+
+# The origin credential (docs/security.md): made once, kept beside the
+# binaries, and set for every compose command below, so the trackers and
+# the origin agree on it and a stranger on the network cannot publish.
+COMPOSE_ORIGIN_TOKEN := $(COMPOSE_BIN)/origin-token
+ifeq ($(origin P2PD_ORIGIN_TOKEN),undefined)
+P2PD_ORIGIN_TOKEN = $(shell cat $(COMPOSE_ORIGIN_TOKEN) 2>/dev/null)
+endif
+export P2PD_ORIGIN_TOKEN
+
+$(COMPOSE_ORIGIN_TOKEN):
+	@mkdir -p $(COMPOSE_BIN)
+	@umask 077; head -c 24 /dev/urandom | base64 | tr '+/' '-_' > $@
 
 # `go build` relinks only what changed, so this is quick once built.
 compose-binaries:
@@ -77,8 +90,8 @@ admin-token:
 		echo "admin token (new, shown once; kept in $$f):"; echo "  $$(cat "$$f")"; \
 	fi
 
-up: images admin-token
-	$(COMPOSE_RUN) up -d --remove-orphans
+up: images admin-token $(COMPOSE_ORIGIN_TOKEN)
+	P2PD_ORIGIN_TOKEN=$$(cat $(COMPOSE_ORIGIN_TOKEN)) $(COMPOSE_RUN) up -d --remove-orphans
 	@echo
 	@echo "p2pd is up (project $(COMPOSE_PROJECT)). Open in a browser:"
 	@$(MAKE) --no-print-directory -f $(COMPOSE_DIR)/compose.mk edges
