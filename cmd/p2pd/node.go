@@ -197,10 +197,13 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	originToken := nodeauth.NewSecret()
 	tr := trackerserver.New(et.Client, trackerserver.Config{
 		PeerSharing: n.cfg.loadSharing,
-		OriginToken: originToken,
-		AdminToken:  token,
-		JoinToken:   join,
-		Logger:      n.log,
+		// Caches are ranked once the tracker has reached them itself.
+		ProbeNodes:       true,
+		ProbeDialOptions: []grpc.DialOption{n.creds.DialOption()},
+		OriginToken:      originToken,
+		AdminToken:       token,
+		JoinToken:        join,
+		Logger:           n.log,
 	})
 	trackerv1.RegisterTrackerServiceServer(n.grpc, tr)
 	n.ops.Registry.MustRegister(tr.Collectors()...)
