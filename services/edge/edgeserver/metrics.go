@@ -1,8 +1,8 @@
 package edgeserver
 
 import (
+	"github.com/p2pd/p2pd/internal/bufpool"
 	"github.com/p2pd/p2pd/internal/chunkcache"
-	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -18,7 +18,7 @@ type metrics struct {
 	memory     prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer, bufs *rangeio.Buffers, hot *chunkcache.Cache) *metrics {
+func newMetrics(reg prometheus.Registerer, bufs *bufpool.Pool, hot *chunkcache.Cache) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2pd_edge_requests_total",
