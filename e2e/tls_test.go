@@ -91,8 +91,8 @@ func TestMutualTLS(t *testing.T) {
 			t.Errorf("%s cachenode registered", name)
 		}
 	}
-	if n := c.tracker.metric("p2pd_tracker_nodes", nil); n != 2 {
-		t.Errorf("%v nodes registered after the intruders tried, want 2", n)
+	if n := c.tracker.metric("p2pd_tracker_nodes", nil); n != 3 {
+		t.Errorf("%v nodes registered after the intruders tried, want 3", n)
 	}
 
 	// The same at the protocol level, for every node's gRPC.
