@@ -11,6 +11,7 @@ import (
 	"os"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/connlimit"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
@@ -50,6 +51,7 @@ func run(args []string) error {
 		memory   = flagenv.CacheBytes(256 << 20)
 		tlsFlags tlsconfig.Flags
 		joinFile string
+		limits   connlimit.Config
 	)
 	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
@@ -57,6 +59,7 @@ func run(args []string) error {
 	fs.StringVar(&adv, "advertise", "", "host:port viewers reach this edge on, registered with the tracker so operators see it (default: derived from --listen)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
 	fs.StringVar(&joinFile, "join-token-file", "", "file holding the join token the tracker demands to register (default: $"+nodeauth.JoinTokenEnv+")")
+	limits.Register(fs)
 	common.Register(fs, "127.0.0.1:9093")
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
@@ -133,7 +136,7 @@ func run(args []string) error {
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()
 	go func() {
-		errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge")))
+		errc <- service.ServeHTTP(ctx, connlimit.Wrap(l, limits), service.NewHTTPServer(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge")))
 	}()
 	ops.SetReady(true)
 	log.Info("edge ready", "listen", l.Addr().String(), "tracker", trackers, "ops", common.Ops)
