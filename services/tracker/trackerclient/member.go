@@ -9,6 +9,7 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/buildinfo"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -56,6 +57,9 @@ func (c *Client) JoinWith(ctx context.Context, node *trackerv1.Node, haves HaveF
 	if node.UpSinceUnixNano == 0 {
 		// Set once here so re-registrations keep the node's real age.
 		node.UpSinceUnixNano = time.Now().UnixNano()
+	}
+	if node.Version == "" {
+		node.Version = buildinfo.Read().Version
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	m := &Member{
