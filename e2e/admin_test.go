@@ -91,7 +91,9 @@ func TestAdmin(t *testing.T) {
 			}
 		}
 		// Every node says which build it runs (a rolling upgrade shows).
-		var nodes struct{ Nodes []struct{ Id, Version string } }
+		var nodes struct {
+			Nodes []struct{ Id, Version string }
+		}
 		if err := json.Unmarshal(body, &nodes); err != nil || len(nodes.Nodes) == 0 {
 			t.Fatalf("nodes: %v %s", err, body)
 		}
