@@ -11,7 +11,7 @@ REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 P2PD_LDFLAGS := -X github.com/p2pd/p2pd/internal/buildinfo.version=$(VERSION) \
 	-X github.com/p2pd/p2pd/internal/buildinfo.revision=$(REVISION)
 
-.PHONY: all build test lint proto run clean fuzz bench
+.PHONY: all build test test-observability helm-test lint proto run clean fuzz bench
 
 all: build
 
@@ -40,7 +40,23 @@ lint:
 # then every fuzz target for a few seconds beyond its seed corpus.
 test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 45m ./...
+	$(MAKE) test-observability
+	$(MAKE) helm-test
 	$(MAKE) fuzz FUZZTIME=5s
+
+# The Grafana dashboard, alert rules and scrape config against the code:
+# parsed with Prometheus's PromQL parser (a module of its own, so the main
+# one carries none of Prometheus) and checked against running binaries.
+test-observability:
+	cd deployments/observability && $(GO) test -count=1 -timeout 10m ./...
+
+# The Helm chart (deployments/helm/p2pd), in a module of its own so the
+# Kubernetes modules stay out of go.mod: linted, rendered with default and
+# other values, every object decoded strictly into the Kubernetes API types.
+# Helm itself runs as `go tool helm` of that module.
+helm-test:
+	cd deployments/helm && test -z "$$(gofmt -l .)" && $(GO) vet ./... && $(TOOLS) staticcheck ./...
+	cd deployments/helm && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Fuzz targets, each fuzzed for FUZZTIME; go test alone runs only their
 # seed corpora (testdata/fuzz and f.Add).

@@ -64,6 +64,10 @@ type proc struct {
 	done chan struct{}
 }
 
+// e2eOriginToken is the origin credential of the services the tests
+// start.
+const e2eOriginToken = "e2e-origin-credential"
+
 // start runs a built binary with args; it is killed when the test ends and
 // its log is printed if the test failed.
 func start(t *testing.T, name, bin string, args ...string) *proc {
@@ -81,7 +85,9 @@ func startExe(t *testing.T, name, exe string, args ...string) *proc {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = os.Environ()
+	// Trackers and origins share the origin credential (the tracker lets
+	// only its holder publish); no other process needs it.
+	cmd.Env = append(os.Environ(), "P2PD_ORIGIN_TOKEN="+e2eOriginToken)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -57,6 +57,9 @@ type config struct {
 	etcdDir     string
 	// adminTokenFile holds the admin API token (server).
 	adminTokenFile string
+	// joinTokenFile holds the join token (server: demanded of caches;
+	// cache: presented to the server).
+	joinTokenFile string
 	// traceQueryURL is the trace store's query API the admin API reads
 	// traces from (server).
 	traceQueryURL string
@@ -128,6 +131,11 @@ OPTIONS
                         listener, and of pprof on any ops listener off
                         loopback (default $P2PD_ADMIN_TOKEN; none: the API
                         refuses every call)
+      --join-token-file FILE
+                        join token (default $P2PD_JOIN_TOKEN): a server
+                        with one lets only caches presenting it join; a
+                        cache presents it to -S. Without a token or TLS a
+                        server lets any cache join (see SECURITY)
       --trace-query-url URL
                         Jaeger's query API (http://HOST:16686) the admin
                         API reads a request's trace from for the
@@ -140,7 +148,9 @@ OPTIONS
                         name the addresses other nodes dial (-B, -S,
                         --advertise) and 127.0.0.1 or -B, and allow both
                         server and client use. Viewers' HTTP is not
-                        affected.
+                        affected. A certificate with the URI SAN
+                        p2pd://ROLE/ID (origin, cachenode) may register
+                        only as that role and id.
       --node-id ID      node id (default: derived from the address)
       --ops ADDR        ops listener: /metrics /healthz /readyz /debug/pprof/
                         and a server's admin API and dashboard (default:
@@ -167,6 +177,17 @@ OPTIONS
 
   Every long option can also be set in the environment as P2PD_ + its name
   in upper case with dashes as underscores (P2PD_MAX_BYTES=20G).
+
+SECURITY
+  Only the server's own origin (in the same process) or a holder of the
+  admin token may publish, unpublish or change which version a name
+  serves. On an open network (no join token, no TLS), as in scenario 3,
+  any process that reaches the server's port may join as a cache and
+  serve chunks, which every node verifies against the origin's digests,
+  so it can waste bandwidth but never change a byte a viewer gets; it can
+  never publish, unpublish, or replace or remove another node (each
+  registration has its own secret). A join token or mutual TLS closes
+  joining to strangers. See docs/security.md.
 
 EXAMPLES
   Scenario 1, a single server on port 8080 for /mediafiles:
@@ -211,6 +232,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.chunkSize, "chunk-size", manifest.DefaultChunkSize, "")
 	fs.StringVar(&c.etcdDir, "etcd-dir", "", "")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "")
+	fs.StringVar(&c.joinTokenFile, "join-token-file", "", "")
 	fs.StringVar(&c.traceQueryURL, "trace-query-url", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")
 	c.common.Register(fs, "")

@@ -17,6 +17,7 @@ import (
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/portmux"
 	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/p2pd/p2pd/internal/service"
@@ -195,7 +196,25 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		return nil, err
 	}
 	g.Go(func() error { <-ctx.Done(); et.Close(); return nil })
-	tr := trackerserver.New(et.Client, trackerserver.Config{PeerSharing: n.cfg.loadSharing, Logger: n.log})
+	token, err := adminserver.LoadToken(n.cfg.adminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	n.ops.AdminToken = token
+	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--join-token-file: %w", err)
+	}
+	// The origin is in this process: its credential is made here and
+	// never leaves it, so nothing outside may publish but the admin.
+	originToken := nodeauth.NewSecret()
+	tr := trackerserver.New(et.Client, trackerserver.Config{
+		PeerSharing: n.cfg.loadSharing,
+		OriginToken: originToken,
+		AdminToken:  token,
+		JoinToken:   join,
+		Logger:      n.log,
+	})
 	trackerv1.RegisterTrackerServiceServer(n.grpc, tr)
 	n.ops.Registry.MustRegister(tr.Collectors()...)
 	n.ops.Registry.MustRegister(et.Collectors()...)
@@ -221,16 +240,11 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err := origin.Scan(ctx); err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.Dial(n.self, n.creds.DialOption())
+	tc, err := trackerclient.Dial(n.self, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, originToken))
 	if err != nil {
 		return nil, err
 	}
 	n.tracker = tc
-	token, err := adminserver.LoadToken(n.cfg.adminTokenFile)
-	if err != nil {
-		return nil, err
-	}
-	n.ops.AdminToken = token
 	admin, err := adminserver.New(adminserver.Config{
 		Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize,
 		Metrics: n.ops.Registry, OpsAddr: n.opsAddr(), TraceQueryURL: n.cfg.traceQueryURL, Logger: n.log,
@@ -259,6 +273,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	}
 	return edgeserver.New(edgeserver.Config{
 		Tracker:          tc,
+		Commands:         tc,
 		Nodes:            n.pool,
 		NodeID:           "edge@" + n.advertise,
 		Upstream:         n.self,
@@ -288,7 +303,11 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption())
+	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--join-token-file: %w", err)
+	}
+	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
 	if err != nil {
 		return nil, err
 	}
@@ -315,6 +334,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	})
 	return edgeserver.New(edgeserver.Config{
 		Tracker:  tc,
+		Commands: tc,
 		Nodes:    n.pool,
 		NodeID:   "edge@" + n.advertise,
 		Upstream: n.self,

@@ -85,6 +85,7 @@ func run(args []string) error {
 	ops := service.NewOps()
 	edge, err := edgeserver.New(edgeserver.Config{
 		Tracker:          tc,
+		Commands:         tc,
 		Nodes:            pool,
 		NodeID:           nodeID,
 		MemoryCacheBytes: int64(memory),

@@ -13,6 +13,7 @@ import (
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/internal/tlsconfig"
@@ -47,6 +48,7 @@ func run(args []string) error {
 		trackers  string
 		chunkSize int
 		tokenFile string
+		originTok string
 		traceURL  string
 		tlsFlags  tlsconfig.Flags
 	)
@@ -58,6 +60,7 @@ func run(args []string) error {
 	fs.IntVar(&chunkSize, "chunk-size", manifest.DefaultChunkSize, "chunk size in bytes for newly published files")
 	fs.DurationVar(&cfg.Rescan, "rescan", 0, "rescan the media directory this often (0: only at start)")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (default: $"+adminserver.TokenEnv+"; none: the API refuses every call)")
+	fs.StringVar(&originTok, "origin-token-file", "", "file holding the origin credential the tracker demands to publish (default: $"+nodeauth.OriginTokenEnv+"; the same as the tracker's)")
 	fs.StringVar(&traceURL, "trace-query-url", "", "Jaeger's query API (http://HOST:16686) the admin API reads a request's trace from, for the dashboard's trace view (empty: none)")
 	common.Register(fs, "127.0.0.1:9090")
 	tlsFlags.Register(fs)
@@ -98,7 +101,11 @@ func run(args []string) error {
 		return err
 	}
 	defer tel.Close() // flushes the spans of the last requests
-	tc, err := trackerclient.Dial(trackers, creds.DialOption())
+	originToken, err := nodeauth.LoadToken(originTok, nodeauth.OriginTokenEnv, nil)
+	if err != nil {
+		return fmt.Errorf("--origin-token-file: %w", err)
+	}
+	tc, err := trackerclient.Dial(trackers, creds.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, originToken))
 	if err != nil {
 		return err
 	}
