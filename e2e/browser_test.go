@@ -168,6 +168,25 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("a chunk map row has %d cells for %d chunks", cells, chunks)
 	}
 	shot(t, ctx, "dashboard")
+
+	// Purge from the dashboard (two clicks: the first arms the button),
+	// then prewarm on every cachenode; the map follows both.
+	must(t, ctx, "click purge twice", chromedp.Evaluate[chromedp.Void](`document.getElementById('purge').click(); document.getElementById('purge').click()`))
+	poll("purge done", `document.getElementById('cache-status').textContent.includes('done, no cachenode holds a chunk') &&
+		![...document.querySelectorAll('#chunkmap .maprow')].some(r => r.dataset.role === 'cachenode')`)
+	shot(t, ctx, "dashboard-purged")
+	must(t, ctx, "click prewarm", chromedp.Evaluate[chromedp.Void](`document.getElementById('prewarm').click()`))
+	poll("prewarm done", `document.getElementById('cache-status').textContent.includes('done, every chunk on every chosen node')`)
+	want, n, err := holders(t, c, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, held := range want {
+		if held != n {
+			t.Errorf("after the dashboard's prewarm %s holds %d of %d chunks", id, held, n)
+		}
+	}
+	shot(t, ctx, "dashboard-prewarmed")
 }
 
 // throttle limits the browser's download rate to bytesPerSecond (-1:
