@@ -249,8 +249,15 @@ func (x *Node) GetOpsAddr() string {
 }
 
 type RegisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The node's secret for this registration (at least 32 bytes, chosen at
+	// random by the node; the tracker makes one when empty). Heartbeat,
+	// Announce, ReportRate and Unregister must present it. Registering an id
+	// that is live is refused unless secret is the live registration's
+	// (or the caller's certificate names that node): a node re-registering
+	// with its secret proves it is that node. See docs/security.md.
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -292,12 +299,21 @@ func (x *RegisterRequest) GetNode() *Node {
 	return nil
 }
 
+func (x *RegisterRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// etcd lease id the node's keys are attached to.
 	LeaseId int64 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// Lease time to live; heartbeat at a fraction of it.
-	TtlSeconds    int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	TtlSeconds int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// The secret in effect for this registration.
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,12 +362,21 @@ func (x *RegisterResponse) GetTtlSeconds() int64 {
 	return 0
 }
 
+func (x *RegisterResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	LeaseId       int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Load          uint32                 `protobuf:"varint,3,opt,name=load,proto3" json:"load,omitempty"`
-	HeldBytes     uint64                 `protobuf:"varint,4,opt,name=held_bytes,json=heldBytes,proto3" json:"held_bytes,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	LeaseId   int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Load      uint32                 `protobuf:"varint,3,opt,name=load,proto3" json:"load,omitempty"`
+	HeldBytes uint64                 `protobuf:"varint,4,opt,name=held_bytes,json=heldBytes,proto3" json:"held_bytes,omitempty"`
+	// The registration's secret (RegisterResponse.secret).
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -414,6 +439,13 @@ func (x *HeartbeatRequest) GetHeldBytes() uint64 {
 	return 0
 }
 
+func (x *HeartbeatRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type HeartbeatResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -451,9 +483,11 @@ func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
 }
 
 type UnregisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	LeaseId       int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	LeaseId int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// The registration's secret (RegisterResponse.secret).
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -500,6 +534,13 @@ func (x *UnregisterRequest) GetLeaseId() int64 {
 		return x.LeaseId
 	}
 	return 0
+}
+
+func (x *UnregisterRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
 }
 
 type UnregisterResponse struct {
@@ -603,10 +644,12 @@ func (x *Have) GetBitmap() []byte {
 }
 
 type AnnounceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	LeaseId       int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Haves         []*Have                `protobuf:"bytes,3,rep,name=haves,proto3" json:"haves,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	LeaseId int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Haves   []*Have                `protobuf:"bytes,3,rep,name=haves,proto3" json:"haves,omitempty"`
+	// The registration's secret (RegisterResponse.secret).
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -660,6 +703,13 @@ func (x *AnnounceRequest) GetHaves() []*Have {
 		return x.Haves
 	}
 	return nil
+}
+
+func (x *AnnounceRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
 }
 
 type AnnounceResponse struct {
@@ -939,9 +989,15 @@ func (x *LocateResponse) GetRates() []float64 {
 }
 
 type ReportRateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reporter      string                 `protobuf:"bytes,1,opt,name=reporter,proto3" json:"reporter,omitempty"`
-	Samples       []*RateSample          `protobuf:"bytes,2,rep,name=samples,proto3" json:"samples,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reporting node's id. A registered node proves it with lease_id and
+	// secret, and its reports count for everyone; a report without them
+	// (an edge that does not register) shapes only that reporter's own
+	// ranking, never another requester's.
+	Reporter      string        `protobuf:"bytes,1,opt,name=reporter,proto3" json:"reporter,omitempty"`
+	Samples       []*RateSample `protobuf:"bytes,2,rep,name=samples,proto3" json:"samples,omitempty"`
+	LeaseId       int64         `protobuf:"varint,10,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Secret        string        `protobuf:"bytes,11,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -988,6 +1044,20 @@ func (x *ReportRateRequest) GetSamples() []*RateSample {
 		return x.Samples
 	}
 	return nil
+}
+
+func (x *ReportRateRequest) GetLeaseId() int64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+func (x *ReportRateRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
 }
 
 // RateSample is one measured transfer from a source node.
@@ -2022,33 +2092,43 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"held_bytes\x18\x06 \x01(\x04R\theldBytes\x12\x12\n" +
 	"\x04load\x18\a \x01(\rR\x04load\x12+\n" +
 	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\x12\x19\n" +
-	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\"7\n" +
+	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\"O\n" +
 	"\x0fRegisterRequest\x12$\n" +
-	"\x04node\x18\x01 \x01(\v2\x10.tracker.v1.NodeR\x04node\"N\n" +
+	"\x04node\x18\x01 \x01(\v2\x10.tracker.v1.NodeR\x04node\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"f\n" +
 	"\x10RegisterResponse\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x03R\aleaseId\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
-	"ttlSeconds\"y\n" +
+	"ttlSeconds\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"\x91\x01\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12\x12\n" +
 	"\x04load\x18\x03 \x01(\rR\x04load\x12\x1d\n" +
 	"\n" +
-	"held_bytes\x18\x04 \x01(\x04R\theldBytes\"\x13\n" +
-	"\x11HeartbeatResponse\"G\n" +
+	"held_bytes\x18\x04 \x01(\x04R\theldBytes\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"\x13\n" +
+	"\x11HeartbeatResponse\"_\n" +
 	"\x11UnregisterRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
-	"\blease_id\x18\x02 \x01(\x03R\aleaseId\"\x14\n" +
+	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"\x14\n" +
 	"\x12UnregisterResponse\"S\n" +
 	"\x04Have\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\fR\x04root\x12\x1f\n" +
 	"\vchunk_count\x18\x02 \x01(\rR\n" +
 	"chunkCount\x12\x16\n" +
-	"\x06bitmap\x18\x03 \x01(\fR\x06bitmap\"m\n" +
+	"\x06bitmap\x18\x03 \x01(\fR\x06bitmap\"\x85\x01\n" +
 	"\x0fAnnounceRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12&\n" +
-	"\x05haves\x18\x03 \x03(\v2\x10.tracker.v1.HaveR\x05haves\"\x12\n" +
+	"\x05haves\x18\x03 \x03(\v2\x10.tracker.v1.HaveR\x05haves\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"\x12\n" +
 	"\x10AnnounceResponse\"\x9d\x02\n" +
 	"\rLocateRequest\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\fR\x04root\x12\x1f\n" +
@@ -2071,10 +2151,13 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\x0eLocateResponse\x12&\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x10.tracker.v1.NodeR\x05nodes\x120\n" +
 	"\x06chunks\x18\x02 \x03(\v2\x18.tracker.v1.ChunkSourcesR\x06chunks\x12\x14\n" +
-	"\x05rates\x18\x03 \x03(\x01R\x05rates\"a\n" +
+	"\x05rates\x18\x03 \x03(\x01R\x05rates\"\x94\x01\n" +
 	"\x11ReportRateRequest\x12\x1a\n" +
 	"\breporter\x18\x01 \x01(\tR\breporter\x120\n" +
-	"\asamples\x18\x02 \x03(\v2\x16.tracker.v1.RateSampleR\asamples\"y\n" +
+	"\asamples\x18\x02 \x03(\v2\x16.tracker.v1.RateSampleR\asamples\x12\x19\n" +
+	"\blease_id\x18\n" +
+	" \x01(\x03R\aleaseId\x12\x16\n" +
+	"\x06secret\x18\v \x01(\tR\x06secret\"y\n" +
 	"\n" +
 	"RateSample\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x14\n" +

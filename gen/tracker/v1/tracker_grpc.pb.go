@@ -59,9 +59,10 @@ type TrackerServiceClient interface {
 	Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error)
 	// ReportRate feeds measured transfer rates into the ranking.
 	ReportRate(ctx context.Context, in *ReportRateRequest, opts ...grpc.CallOption) (*ReportRateResponse, error)
-	// PublishFile records a published file's summary (origin only).
+	// PublishFile records a published file's summary (origin only: the
+	// caller must present the origin credential or an origin certificate).
 	PublishFile(ctx context.Context, in *PublishFileRequest, opts ...grpc.CallOption) (*PublishFileResponse, error)
-	// UnpublishFile removes a published file.
+	// UnpublishFile removes a published file (origin only, as PublishFile).
 	UnpublishFile(ctx context.Context, in *UnpublishFileRequest, opts ...grpc.CallOption) (*UnpublishFileResponse, error)
 	// GetFile looks up a published file by name.
 	GetFile(ctx context.Context, in *GetFileRequest, opts ...grpc.CallOption) (*GetFileResponse, error)
@@ -249,9 +250,10 @@ type TrackerServiceServer interface {
 	Locate(context.Context, *LocateRequest) (*LocateResponse, error)
 	// ReportRate feeds measured transfer rates into the ranking.
 	ReportRate(context.Context, *ReportRateRequest) (*ReportRateResponse, error)
-	// PublishFile records a published file's summary (origin only).
+	// PublishFile records a published file's summary (origin only: the
+	// caller must present the origin credential or an origin certificate).
 	PublishFile(context.Context, *PublishFileRequest) (*PublishFileResponse, error)
-	// UnpublishFile removes a published file.
+	// UnpublishFile removes a published file (origin only, as PublishFile).
 	UnpublishFile(context.Context, *UnpublishFileRequest) (*UnpublishFileResponse, error)
 	// GetFile looks up a published file by name.
 	GetFile(context.Context, *GetFileRequest) (*GetFileResponse, error)

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/bufpool"
 	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/rangeio"
@@ -45,13 +46,13 @@ type Server struct {
 	nodes     Nodes
 	pool      *spp.Pool // owned when Config.Nodes was nil
 	metrics   *metrics
-	bufs      *rangeio.Buffers
+	bufs      *bufpool.Pool     // chunks on their way to viewers
 	hot       *chunkcache.Cache // verified chunks in memory, nil when off
 	files     *cache[string, *trackerv1.File]
 	manifests *cache[manifest.Digest, *manifest.Manifest]
 	locates   *cache[locateKey, *located]
 	health    *rank.Healths // the sources that failed lately
-	reporter  *reporter
+	reporter  *trackerclient.Reporter
 	index     *template.Template
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -66,12 +67,12 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:   cfg,
 		nodes: cfg.Nodes,
-		bufs:  &rangeio.Buffers{},
+		bufs:  &bufpool.Pool{},
 		hot:   chunkcache.New(cfg.MemoryCacheBytes),
 		// Flat (Base = Max): an edge's streams are short, and a node that
 		// fails again is back on probation at once anyway.
 		health:   rank.NewHealths(rank.HealthConfig{Base: cfg.Probation, Max: cfg.Probation}, cfg.Now),
-		reporter: newReporter(),
+		reporter: trackerclient.NewReporter(),
 		index:    template.Must(template.New("index").Funcs(template.FuncMap{"href": href}).Parse(indexHTML)),
 		done:     make(chan struct{}),
 	}
@@ -91,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 	s.stop = stop
 	var wg sync.WaitGroup
 	if cfg.ReportInterval > 0 {
-		wg.Go(func() { s.reporter.run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger) })
+		wg.Go(func() { s.reporter.Run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger) })
 	}
 	if cfg.Commands != nil {
 		wg.Go(func() { cfg.Commands.FollowCommands(ctx, cfg.NodeID, cfg.Logger, s.apply) })

@@ -46,6 +46,22 @@ type Config struct {
 	Health rank.HealthConfig
 	// EtcdTimeout bounds each etcd request.
 	EtcdTimeout time.Duration
+	// OriginToken is the origin credential: a caller presenting it (in
+	// nodeauth.OriginTokenHeader) may publish, unpublish and register an
+	// origin. Empty: only origin certificates may (with mutual TLS).
+	OriginToken string
+	// AdminToken may do what OriginToken may, and replace or remove any
+	// node. Empty: nobody by token.
+	AdminToken string
+	// JoinToken, when set, must be presented (nodeauth.JoinTokenHeader)
+	// to register, unless the caller has a cluster certificate or the
+	// origin credential. Empty: anyone may join as a cachenode or an edge.
+	JoinToken string
+	// MaxNodes bounds live registrations in total.
+	MaxNodes int
+	// MaxNodesPerAddr bounds live registrations made from one source
+	// address (negative: no bound).
+	MaxNodesPerAddr int
 	// Now is the clock for health backoff and timestamps.
 	Now func() time.Time
 	// Logger receives the tracker's logs.
@@ -70,6 +86,9 @@ type Config struct {
 //   - RateAlpha rank.DefaultAlpha;
 //   - Health: rank's defaults;
 //   - EtcdTimeout 5s;
+//   - MaxNodes 10000, MaxNodesPerAddr 64: a host runs a few nodes, and a
+//     flood of fake registrations from one address stops well before it
+//     crowds out the honest ones;
 //   - Now time.Now, Logger slog.Default().
 func (c *Config) applyDefaults() {
 	if c.Prefix == "" {
@@ -110,6 +129,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.EtcdTimeout <= 0 {
 		c.EtcdTimeout = 5 * time.Second
+	}
+	if c.MaxNodes <= 0 {
+		c.MaxNodes = 10000
+	}
+	if c.MaxNodesPerAddr == 0 {
+		c.MaxNodesPerAddr = 64
 	}
 	if c.Now == nil {
 		c.Now = time.Now

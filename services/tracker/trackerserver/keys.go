@@ -14,8 +14,10 @@ import (
 //	nodes/<id>              trackerv1.Node, node's lease
 //	files/<name>            trackerv1.File
 //	have/<root hex>/<id>    trackerv1.Have, node's lease
+//	auth/<id>               the registration's secret digest, node's lease
 //	commands/<id>           trackerv1.Command, its own lease (CommandTTL)
 const (
+	authDir     = "auth/"
 	nodesDir    = "nodes/"
 	filesDir    = "files/"
 	haveDir     = "have/"
@@ -31,6 +33,7 @@ type keys struct{ prefix string }
 
 func (k keys) node(id string) string    { return k.prefix + nodesDir + id }
 func (k keys) file(name string) string  { return k.prefix + filesDir + name }
+func (k keys) auth(id string) string    { return k.prefix + authDir + id }
 func (k keys) command(id string) string { return k.prefix + commandsDir + id }
 func (k keys) have(root manifest.Digest, id string) string {
 	return k.prefix + haveDir + root.String() + "/" + id
