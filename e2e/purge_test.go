@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -218,4 +221,88 @@ func sppFetch(addr string, root []byte, idx uint32) error {
 	}
 	_, err = st.Recv()
 	return err
+}
+
+// TestP2PDPrewarmPurge is prewarm and purge in scenario 3 of the single
+// binary: a p2pd server and three p2pd caches, driven by p2pd admin.
+func TestP2PDPrewarmPurge(t *testing.T) {
+	media := t.TempDir()
+	const name = "release.mp4"
+	const size = 5<<20 + 777
+	data := randomFile(t, media, name, size)
+	hosts := []string{"127.0.0.60", "127.0.0.61", "127.0.0.62", "127.0.0.63"}
+	port := samePort(t, hosts...)
+	c := &adminCDN{token: "e2e-p2pd-" + fmt.Sprint(time.Now().UnixNano())}
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(c.token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	server := startP2PD(t, "server", hosts[0], port, "-i", "-p", media, "--admin-token-file", tokenFile)
+	c.adminURL = "http://" + server.ops()
+	serverAddr := net.JoinHostPort(hosts[0], port)
+	var caches []*p2pdNode
+	for i, h := range hosts[1:] {
+		caches = append(caches, startP2PD(t, fmt.Sprintf("cache%d", i), h, port, "-c", t.TempDir(), "-n", "-N", "-S", serverAddr))
+	}
+	eventually(t, 30*time.Second, "three caches and the file listed", func() error {
+		n := 0
+		for _, nd := range c.nodes(t).Nodes {
+			if nd.Role == "cachenode" {
+				n++
+			}
+		}
+		if n != 3 {
+			return fmt.Errorf("%d cachenodes", n)
+		}
+		if code, body := c.admin(t, "GET", "/v1/files/"+name, nil); code != 200 {
+			return fmt.Errorf("file: %d %s", code, body)
+		}
+		return nil
+	})
+	egress := func() float64 { return metric(t, server.ops(), "p2pd_origin_egress_bytes_total", nil) }
+	getExact := func(n *p2pdNode) {
+		t.Helper()
+		resp, body := get(t, "GET", n.url(name), nil)
+		if resp.StatusCode != 200 || sum(body) != sum(data) {
+			t.Fatalf("GET from %s: %d, %d bytes, same %v", n.name, resp.StatusCode, len(body), sum(body) == sum(data))
+		}
+	}
+
+	before := egress()
+	if stdout, stderr, code := c.p2pdAdmin(t, "prewarm", name, "--all", "--timeout=2m"); code != 0 {
+		t.Fatalf("prewarm: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	f := c.file(t, name)
+	cached := 0
+	for _, h := range f.Holders {
+		if h.Role == "cachenode" && h.Chunks == f.File.ChunkCount {
+			cached++
+		}
+	}
+	sent := egress() - before
+	t.Logf("prewarm of a %d-byte file on 3 p2pd caches: origin egress %.0f bytes (%.2fx)", size, sent, sent/size)
+	if cached != 3 || sent > 1.1*size {
+		t.Fatalf("after prewarm: %d caches hold every chunk, origin egress %.0f for %d bytes", cached, sent, size)
+	}
+	before = egress()
+	for _, n := range caches {
+		getExact(n)
+	}
+	if d := egress() - before; d != 0 {
+		t.Errorf("viewers of a prewarmed file cost %.0f bytes of origin egress", d)
+	}
+
+	if stdout, stderr, code := c.p2pdAdmin(t, "purge", name); code != 0 {
+		t.Fatalf("purge: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, n := range caches {
+		if b := metric(t, n.ops(), "p2pd_cachenode_memory_cache_bytes", nil); b != 0 {
+			t.Errorf("%s keeps %.0f bytes in memory after the purge", n.name, b)
+		}
+	}
+	before = egress()
+	getExact(caches[0])
+	if d := egress() - before; d < size {
+		t.Errorf("after the purge the origin sent %.0f bytes for a %d-byte file; want it fetched anew", d, size)
+	}
 }
