@@ -483,7 +483,7 @@ func (a *adminCLI) nodes(ctx context.Context, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tGRPC\tHTTP\tUP\tSTREAMS\tRATE\tHELD\tFILES\tCHUNKS")
+	fmt.Fprintln(tw, "ID\tROLE\tGRPC\tHTTP\tUP\tVERSION\tSTREAMS\tRATE\tHELD\tFILES\tCHUNKS")
 	for _, n := range resp.Nodes {
 		held := humanBytes(n.HeldBytes)
 		if n.CapacityBytes > 0 {
@@ -493,8 +493,8 @@ func (a *adminCLI) nodes(ctx context.Context, args []string) error {
 		if n.RateBytesPerSecond > 0 {
 			rate = humanBytes(uint64(n.RateBytesPerSecond)) + "/s"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\n", n.Id, n.Role, dash(n.GrpcAddr), dash(n.HttpAddr),
-			ago(a.now(), n.UpSince.AsTime(), n.UpSince != nil), n.Load, rate, held, n.Files, n.Chunks)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\n", n.Id, n.Role, dash(n.GrpcAddr), dash(n.HttpAddr),
+			ago(a.now(), n.UpSince.AsTime(), n.UpSince != nil), dash(n.Version), n.Load, rate, held, n.Files, n.Chunks)
 	}
 	return tw.Flush()
 }

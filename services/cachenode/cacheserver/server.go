@@ -290,7 +290,7 @@ func (s *Server) flushRates(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 	defer cancel()
 	// Through the membership: a report carries the registration's secret.
-	if err := m.ReportRate(ctx, samples); err != nil {
+	if _, err := m.ReportRate(ctx, &trackerv1.ReportRateRequest{Samples: samples}); err != nil {
 		s.log.Debug("report rates", "err", err)
 	}
 }
