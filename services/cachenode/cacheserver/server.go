@@ -58,6 +58,7 @@ type Server struct {
 	prefetchN atomic.Int64 // read-ahead chunks in flight
 	manifests manifestCache
 	prewarms  prewarms
+	purges    purgeLog
 	mflights  flight.Group[*manifest.Manifest]
 	rates     *trackerclient.Reporter
 	dirty     dirtySet
