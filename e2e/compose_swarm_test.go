@@ -418,7 +418,7 @@ func (sw *swarm) waitServices(d time.Duration, want map[string]int) {
 // metric reads a metric inside a task's container from its ops listener.
 func (sw *swarm) metric(c swarmTask, port int, name string) float64 {
 	sw.t.Helper()
-	out := sw.docker(time.Minute, "exec", c.ID, "/healthcheck", "-print", fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	out := sw.docker(time.Minute, "exec", c.ID, "/healthcheck", "--print", fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	v, err := metricIn(strings.NewReader(out), name, nil)
 	if err != nil {
 		sw.t.Fatalf("metrics of %s: %v", c.Name, err)

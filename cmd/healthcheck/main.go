@@ -3,39 +3,40 @@
 // HEALTHCHECK runs this: it GETs one URL and exits 0 when the answer is
 // 2xx, 1 otherwise (printing why, which `docker inspect` shows).
 //
-// With -print it also writes the body to standard output, so an operator
-// reads a task's /metrics with `docker exec TASK /healthcheck -print URL`.
+// With --print it also writes the body to standard output, so an operator
+// reads a task's /metrics with `docker exec TASK /healthcheck --print URL`.
 //
-// Usage: healthcheck [-timeout 3s] [-print] URL
+// Usage: healthcheck [--timeout 3s] [--print] URL
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/flagenv"
 )
 
 func main() {
-	timeout := flag.Duration("timeout", 3*time.Second, "give up after this long")
-	show := flag.Bool("print", false, "write the body to standard output")
-	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: healthcheck [-timeout D] [-print] URL  (exit 0 when GET URL answers 2xx)")
-		flag.PrintDefaults()
+	fs := flagenv.NewFlagSet("healthcheck")
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	show := fs.Bool("print", false, "write the body to standard output")
+	fs.Usage = flagenv.ToolUsage(fs, "usage: healthcheck [--timeout D] [--print] URL  (exit 0 when GET URL answers 2xx)\n")
+	err := flagenv.ParseArgs(fs, os.Args[1:])
+	if err == nil && fs.NArg() != 1 {
+		err = flagenv.Usagef("want one URL")
 	}
-	flag.Parse()
-	if flag.NArg() != 1 {
-		flag.Usage()
-		os.Exit(2)
+	if err != nil {
+		os.Exit(flagenv.Report(os.Stdout, os.Stderr, "healthcheck", err))
 	}
 	var out io.Writer = io.Discard
 	if *show {
 		out = os.Stdout
 	}
-	if err := check(*timeout, flag.Arg(0), out); err != nil {
+	if err := check(*timeout, fs.Arg(0), out); err != nil {
 		fmt.Fprintln(os.Stderr, "unhealthy:", err)
 		os.Exit(1)
 	}

@@ -13,9 +13,11 @@ import (
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/buildinfo"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/portmux"
 	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/p2pd/p2pd/internal/service"
@@ -149,14 +151,25 @@ func (n *node) run() error {
 		return err
 	}
 	defer edge.Close()
-	httpSrv := service.NewHTTPServer(n.restrict(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(n.tracker), edge), "edge")))
+	viewers, err := n.cfg.cors.Handler(n.restrict(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(n.tracker), edge), "edge")))
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	access, err := n.cfg.accessLog.Open()
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	defer access.Close()
+	httpSrv := service.NewHTTPServer(access.Handler(viewers))
 	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
 	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
 	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.ops.SetReady(true)
 	n.log.Info("p2pd ready", "listen", n.mux.HTTP().Addr().String(), "advertise", n.advertise,
-		"public", n.cfg.public, "host", n.cfg.host, "ops", n.cfg.common.Ops)
+		"public", n.cfg.public, "host", n.cfg.host, "ops", n.cfg.common.Ops, "version", buildinfo.Read().Version)
 	err = g.Wait()
 	n.mux.Close()
 	return err
@@ -183,7 +196,25 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		return nil, err
 	}
 	g.Go(func() error { <-ctx.Done(); et.Close(); return nil })
-	tr := trackerserver.New(et.Client, trackerserver.Config{PeerSharing: n.cfg.loadSharing, Logger: n.log})
+	token, err := adminserver.LoadToken(n.cfg.adminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	n.ops.AdminToken = token
+	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--join-token-file: %w", err)
+	}
+	// The origin is in this process: its credential is made here and
+	// never leaves it, so nothing outside may publish but the admin.
+	originToken := nodeauth.NewSecret()
+	tr := trackerserver.New(et.Client, trackerserver.Config{
+		PeerSharing: n.cfg.loadSharing,
+		OriginToken: originToken,
+		AdminToken:  token,
+		JoinToken:   join,
+		Logger:      n.log,
+	})
 	trackerv1.RegisterTrackerServiceServer(n.grpc, tr)
 	n.ops.Registry.MustRegister(tr.Collectors()...)
 	n.ops.Registry.MustRegister(et.Collectors()...)
@@ -199,6 +230,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		NodeID:    n.cfg.nodeID,
 		Advertise: n.advertise,
 		HTTPAddr:  n.advertise,
+		OpsAddr:   n.opsAddr(),
 		Rescan:    rescan,
 	}, n.ops.Registry)
 	if err != nil {
@@ -208,16 +240,15 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err := origin.Scan(ctx); err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.Dial(n.self, n.creds.DialOption())
+	tc, err := trackerclient.Dial(n.self, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, originToken))
 	if err != nil {
 		return nil, err
 	}
 	n.tracker = tc
-	token, err := adminserver.LoadToken(n.cfg.adminTokenFile)
-	if err != nil {
-		return nil, err
-	}
-	admin, err := adminserver.New(adminserver.Config{Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize, Metrics: n.ops.Registry, Logger: n.log}, origin, tc)
+	admin, err := adminserver.New(adminserver.Config{
+		Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize,
+		Metrics: n.ops.Registry, OpsAddr: n.opsAddr(), TraceQueryURL: n.cfg.traceQueryURL, Logger: n.log,
+	}, origin, tc)
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +273,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	}
 	return edgeserver.New(edgeserver.Config{
 		Tracker:          tc,
+		Commands:         tc,
 		Nodes:            n.pool,
 		NodeID:           "edge@" + n.advertise,
 		Upstream:         n.self,
@@ -263,11 +295,19 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, err
 	}
+	// A cache has no admin API; the token opens its pprof off loopback.
+	if n.ops.AdminToken, err = adminserver.LoadToken(n.cfg.adminTokenFile); err != nil {
+		return nil, err
+	}
 	store, err := chunkstore.Open(n.cfg.cache, maxBytes)
 	if err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption())
+	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--join-token-file: %w", err)
+	}
+	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +316,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		NodeID:           n.cfg.nodeID,
 		Advertise:        n.advertise,
 		HTTPAddr:         n.advertise,
+		OpsAddr:          n.opsAddr(),
 		FetchMisses:      n.cfg.fetch,
 		MemoryCacheBytes: memory,
 		Prefetch:         cmp.Or(n.cfg.prefetch, -1), // the config's 0 is "default"
@@ -293,6 +334,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	})
 	return edgeserver.New(edgeserver.Config{
 		Tracker:  tc,
+		Commands: tc,
 		Nodes:    n.pool,
 		NodeID:   "edge@" + n.advertise,
 		Upstream: n.self,
@@ -310,6 +352,10 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		TraceID:  telemetry.TraceID,
 	})
 }
+
+// opsAddr is where other nodes reach this one's ops listener: the
+// server's admin API reads every cache's counters there.
+func (n *node) opsAddr() string { return service.OpsAddr(n.cfg.common.Ops, n.advertise) }
 
 // memoryBytes parses --memory-cache: a size, or 0 to disable the cache.
 func memoryBytes(v string) (int64, error) {

@@ -19,6 +19,7 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -305,14 +306,14 @@ func TestUploadCutOff(t *testing.T) {
 			}
 			fmt.Fprintf(c, "PUT /v1/files/films/cut.mp4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s\r\n%s", testToken, tc.headers, tc.part)
 			// The upload is under way once its hidden file exists.
-			eventually(t, "upload started", func() error {
+			trackertest.EventuallyOK(t, "upload started", func() error {
 				if len(e.leftovers()) == 0 {
 					return fmt.Errorf("no upload file yet")
 				}
 				return nil
 			})
 			c.Close()
-			eventually(t, "upload file removed", func() error {
+			trackertest.EventuallyOK(t, "upload file removed", func() error {
 				if l := e.leftovers(); len(l) > 0 {
 					return fmt.Errorf("left: %v", l)
 				}
@@ -410,10 +411,10 @@ func TestNodesAndChunkMap(t *testing.T) {
 		t.Fatalf("publish: %d %+v", code, ae)
 	}
 	m, _ := e.origin.Lookup("films/a.mp4")
-	e.joinCachenode("cache-1", m, 0, 2)
+	cache := e.joinCachenode("cache-1", m, 0, 2)
 
 	var detail jsonFileDetail
-	eventually(t, "cachenode's holdings visible", func() error {
+	trackertest.EventuallyOK(t, "cachenode's holdings visible", func() error {
 		if code, ae := e.doJSON("GET", "/v1/files/films/a.mp4?chunkMap=true", nil, &detail); code != 200 {
 			return fmt.Errorf("%d %+v", code, ae)
 		}
@@ -440,14 +441,11 @@ func TestNodesAndChunkMap(t *testing.T) {
 	}
 
 	// The cachenode measured 1 MiB/s from the origin.
-	if _, err := e.tracker.ReportRate(context.Background(), &trackerv1.ReportRateRequest{
-		Reporter: "cache-1",
-		Samples:  []*trackerv1.RateSample{{Source: "origin-1", Bytes: 1 << 20, DurationNanos: int64(time.Second)}},
-	}); err != nil {
+	if err := cache.ReportRate(context.Background(), []*trackerv1.RateSample{{Source: "origin-1", Bytes: 1 << 20, DurationNanos: int64(time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
 	var nodes struct{ Nodes []jsonNode }
-	eventually(t, "cachenode load reported", func() error {
+	trackertest.EventuallyOK(t, "cachenode load reported", func() error {
 		if code, ae := e.doJSON("GET", "/v1/nodes", nil, &nodes); code != 200 {
 			return fmt.Errorf("%d %+v", code, ae)
 		}
@@ -490,7 +488,7 @@ func TestStats(t *testing.T) {
 		BytesServedBySource map[string]string `json:"bytesServedBySource"`
 		HitRatio            float64           `json:"hitRatio"`
 	}
-	eventually(t, "cachenode in the stats", func() error {
+	trackertest.EventuallyOK(t, "cachenode in the stats", func() error {
 		if code, ae := e.doJSON("GET", "/v1/stats", nil, &s); code != 200 {
 			return fmt.Errorf("%d %+v", code, ae)
 		}
@@ -558,13 +556,16 @@ func TestOpenAPI(t *testing.T) {
 	}
 	// Every route the server has is in the spec, and nothing else.
 	routes := map[string]string{
-		"GET /v1/files":           "AdminService_ListFiles",
-		"POST /v1/files":          "AdminService_PublishFile",
-		"GET /v1/files/{name}":    "AdminService_GetFile",
-		"PUT /v1/files/{name}":    "AdminService_UploadFile",
-		"DELETE /v1/files/{name}": "AdminService_DeleteFile",
-		"GET /v1/nodes":           "AdminService_ListNodes",
-		"GET /v1/stats":           "AdminService_GetStats",
+		"GET /v1/files":            "AdminService_ListFiles",
+		"POST /v1/files":           "AdminService_PublishFile",
+		"GET /v1/files/{name}":     "AdminService_GetFile",
+		"PUT /v1/files/{name}":     "AdminService_UploadFile",
+		"DELETE /v1/files/{name}":  "AdminService_DeleteFile",
+		"GET /v1/nodes":            "AdminService_ListNodes",
+		"GET /v1/stats":            "AdminService_GetStats",
+		"POST /v1/prewarm":         "AdminService_PrewarmFile",
+		"POST /v1/purge":           "AdminService_PurgeFile",
+		"GET /v1/traces/{traceId}": "AdminService_GetTrace",
 	}
 	seen := 0
 	for path, ops := range spec.Paths {
