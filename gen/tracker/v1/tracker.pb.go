@@ -93,8 +93,18 @@ type Node struct {
 	Load uint32 `protobuf:"varint,7,opt,name=load,proto3" json:"load,omitempty"`
 	// When the node registered, Unix nanoseconds.
 	UpSinceUnixNano int64 `protobuf:"varint,8,opt,name=up_since_unix_nano,json=upSinceUnixNano,proto3" json:"up_since_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Site label (--region): sources in the requester's region rank first,
+	// and a chunk's home is chosen per region. Empty: the default region.
+	Region string `protobuf:"bytes,20,opt,name=region,proto3" json:"region,omitempty"`
+	// The region's gateway (--shield): only shields fetch from outside the
+	// region; the other cachenodes of the region relay through them.
+	Shield bool `protobuf:"varint,21,opt,name=shield,proto3" json:"shield,omitempty"`
+	// In a p2pd tree, the id of the node this one joined with -S (its
+	// parent); empty in the services deployment. Cachenodes sharing a
+	// parent are one tier: peers to each other, with one home per chunk.
+	Parent        string `protobuf:"bytes,22,opt,name=parent,proto3" json:"parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -181,6 +191,27 @@ func (x *Node) GetUpSinceUnixNano() int64 {
 		return x.UpSinceUnixNano
 	}
 	return 0
+}
+
+func (x *Node) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Node) GetShield() bool {
+	if x != nil {
+		return x.Shield
+	}
+	return false
+}
+
+func (x *Node) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
 }
 
 type RegisterRequest struct {
@@ -651,7 +682,10 @@ type LocateRequest struct {
 	// other cachenode holds, the chunk's home cachenode is listed before the
 	// origins with relay set, so the cluster fetches the chunk from an origin
 	// once, through its home, however many cachenodes miss it at once.
-	AllowRelay    bool `protobuf:"varint,8,opt,name=allow_relay,json=allowRelay,proto3" json:"allow_relay,omitempty"`
+	AllowRelay bool `protobuf:"varint,8,opt,name=allow_relay,json=allowRelay,proto3" json:"allow_relay,omitempty"`
+	// The requester's region, for requesters that do not register (edges);
+	// a registered requester's own region is used when this is empty.
+	Region        string `protobuf:"bytes,20,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -742,6 +776,13 @@ func (x *LocateRequest) GetAllowRelay() bool {
 	return false
 }
 
+func (x *LocateRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // ChunkSources ranks the sources for one chunk, best first.
 type ChunkSources struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -752,7 +793,9 @@ type ChunkSources struct {
 	// relay[i] marks nodes[node_index[i]] as the chunk's home cachenode,
 	// which does not hold it yet: asked without local_only, it fetches the
 	// chunk once for everyone and sends it as soon as it is verified. Set
-	// only when the request allows relays; empty means no relay.
+	// only when the request allows relays; empty means no relay. Several
+	// relays are listed in the order to try them: when the home fails (a
+	// shield lost mid-stream), the next one takes over for everyone.
 	Relay         []bool `protobuf:"varint,3,rep,packed,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1600,7 +1643,7 @@ var File_tracker_v1_tracker_proto protoreflect.FileDescriptor
 const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\n" +
 	"\x18tracker/v1/tracker.proto\x12\n" +
-	"tracker.v1\"\xfd\x01\n" +
+	"tracker.v1\"\xc5\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x10.tracker.v1.RoleR\x04role\x12\x1b\n" +
@@ -1610,7 +1653,10 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\n" +
 	"held_bytes\x18\x06 \x01(\x04R\theldBytes\x12\x12\n" +
 	"\x04load\x18\a \x01(\rR\x04load\x12+\n" +
-	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\"7\n" +
+	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\x12\x16\n" +
+	"\x06region\x18\x14 \x01(\tR\x06region\x12\x16\n" +
+	"\x06shield\x18\x15 \x01(\bR\x06shield\x12\x16\n" +
+	"\x06parent\x18\x16 \x01(\tR\x06parent\"7\n" +
 	"\x0fRegisterRequest\x12$\n" +
 	"\x04node\x18\x01 \x01(\v2\x10.tracker.v1.NodeR\x04node\"N\n" +
 	"\x10RegisterResponse\x12\x19\n" +
@@ -1637,7 +1683,7 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12&\n" +
 	"\x05haves\x18\x03 \x03(\v2\x10.tracker.v1.HaveR\x05haves\"\x12\n" +
-	"\x10AnnounceResponse\"\x9d\x02\n" +
+	"\x10AnnounceResponse\"\xb5\x02\n" +
 	"\rLocateRequest\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\fR\x04root\x12\x1f\n" +
 	"\vfirst_chunk\x18\x02 \x01(\rR\n" +
@@ -1650,7 +1696,8 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\vmax_sources\x18\a \x01(\rR\n" +
 	"maxSources\x12\x1f\n" +
 	"\vallow_relay\x18\b \x01(\bR\n" +
-	"allowRelay\"W\n" +
+	"allowRelay\x12\x16\n" +
+	"\x06region\x18\x14 \x01(\tR\x06region\"W\n" +
 	"\fChunkSources\x12\x1d\n" +
 	"\n" +
 	"node_index\x18\x01 \x03(\rR\tnodeIndex\x12\x12\n" +

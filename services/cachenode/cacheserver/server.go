@@ -38,6 +38,7 @@ type Server struct {
 	tracker *trackerclient.Client
 	pool    *spp.Pool
 	metrics *metrics
+	tiers   *tierMetrics
 	started time.Time
 
 	// life bounds upstream fetches: they outlive the request that started
@@ -84,6 +85,7 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		tracker:   tracker,
 		pool:      pool,
 		metrics:   newMetrics(reg, store, hot),
+		tiers:     newTierMetrics(reg),
 		hot:       hot,
 		started:   time.Now(),
 		flights:   flights{m: map[chunkKey]*flight{}},
@@ -109,6 +111,9 @@ func (s *Server) Node() *trackerv1.Node {
 		HeldBytes:       uint64(s.store.Bytes()),
 		Load:            uint32(s.active.Load()),
 		UpSinceUnixNano: s.started.UnixNano(),
+		Region:          s.cfg.Region,
+		Shield:          s.cfg.Shield,
+		Parent:          s.cfg.Parent,
 	}
 }
 

@@ -18,9 +18,11 @@ var sourceRoles = []trackerv1.Role{trackerv1.Role_ROLE_ORIGIN, trackerv1.Role_RO
 // source is a node to fetch from.
 type source struct {
 	id, addr string
-	label    string  // metrics label: peer or origin
-	class    class   // holding peer, relay or origin
+	label    string  // metrics label: peer, parent or origin
+	class    class   // holding peer, relay, parent, far holder or origin
 	rate     float64 // as the tracker measured it, bytes/s; 0 unknown
+	region   string  // the source's region
+	tier     string  // where the source stands from here (tier.go)
 }
 
 // sources returns the usable ranked sources of chunk j of a Locate answer.
@@ -34,6 +36,7 @@ func (s *Server) sources(resp *trackerv1.LocateResponse, j int) []source {
 	}
 	cs := resp.Chunks[j]
 	var out []source
+	relays := 0
 	for k, ni := range cs.NodeIndex {
 		if int(ni) >= len(resp.Nodes) {
 			continue
@@ -43,13 +46,8 @@ func (s *Server) sources(resp *trackerv1.LocateResponse, j int) []source {
 			continue
 		}
 		held := k < len(cs.Held) && cs.Held[k]
-		src := source{id: n.Id, addr: n.GrpcAddr, label: sourcePeer, class: classPeer}
-		switch {
-		case n.Role == trackerv1.Role_ROLE_ORIGIN:
-			src.label, src.class = sourceOrigin, classOrigin
-		case k < len(cs.Relay) && cs.Relay[k]:
-			src.class = classRelay
-		case !held:
+		src, ok := s.classify(n, held, k < len(cs.Relay) && cs.Relay[k], &relays)
+		if !ok {
 			continue
 		}
 		if int(ni) < len(resp.Rates) {
@@ -57,7 +55,7 @@ func (s *Server) sources(resp *trackerv1.LocateResponse, j int) []source {
 		}
 		out = append(out, src)
 	}
-	return out
+	return s.withParents(out)
 }
 
 type chunkKey struct {
@@ -165,7 +163,8 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, r
 			Roles:             sourceRoles,
 			IncludeNonHolders: true,
 			MaxSources:        uint32(s.cfg.MaxSources),
-			AllowRelay:        relay,
+			// Below a parent, the parent is the tier's one way up.
+			AllowRelay: relay && len(s.cfg.Parents) == 0,
 		})
 		cancel()
 		if err != nil {
@@ -187,6 +186,7 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, r
 // down instead of piling chunks up in memory.
 func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src source) {
 	s.metrics.fetched.WithLabelValues(src.label).Add(float64(len(data)))
+	s.tiers.add(src, s.cfg.Region, len(data))
 	s.metrics.fetchSeconds.WithLabelValues(src.label).Observe(time.Since(w.start).Seconds())
 	s.hot.Add(m.Root, w.idx, data)
 	w.f.land(data, src.label, nil)

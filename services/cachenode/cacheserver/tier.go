@@ -1,0 +1,114 @@
+package cacheserver
+
+import (
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Tiers and regions: where a miss climbs.
+//
+// A cachenode's near peers are the cachenodes of its own tier: same region
+// (Config.Region) and, in a p2pd tree, same parent (Config.Parent). A
+// miss is fetched from near peers that hold the chunk first. Then, in the
+// services deployment, through the chunk's home in the region (a shield
+// when the region has one; the tracker lists the next one to take over
+// after it); in a p2pd tree, from the parent, then the grandparent, and so
+// on. Only then from holders in other regions or tiers, and last from the
+// origin. So a region, or the children of one parent, ask upstream for a
+// chunk about once, and a node never goes to the origin while a node above
+// it answers.
+
+// Parent is a cache above this one in a p2pd tree.
+type Parent struct {
+	ID   string
+	Addr string // where it serves SPP
+}
+
+// Source classes, best first. Relays and parents are ordered among
+// themselves (the k-th relay or parent is class+k), so a chunk goes to
+// the next one only when the one before failed it.
+const (
+	classPeer   class = 0    // a near peer cachenode that holds the chunk
+	classRelay  class = 100  // the chunk's home in the tier, then its stand-ins
+	classParent class = 200  // the cache above, then the one above it ...
+	classFar    class = 300  // a holder in another region or tier
+	classOrigin class = 1000 // the origin: holds everything, costs egress
+)
+
+// Metric label values of the sources only a tree or a region has.
+const (
+	sourceParent = "parent"
+	sourceRelay  = "relay"
+	sourceFar    = "far"
+)
+
+// near reports whether n is in this node's tier: same region and parent.
+func (s *Server) near(n *trackerv1.Node) bool {
+	return n.Region == s.cfg.Region && n.Parent == s.cfg.Parent
+}
+
+// classify places node n, listed for a chunk at rank k of a Locate
+// answer, among this node's sources; ok is false when it is of no use
+// (a peer that neither holds the chunk nor relays it). relays counts the
+// relays placed so far.
+func (s *Server) classify(n *trackerv1.Node, held, relay bool, relays *int) (src source, ok bool) {
+	src = source{id: n.Id, addr: n.GrpcAddr, label: sourcePeer, class: classPeer, region: n.Region, tier: sourcePeer}
+	switch {
+	case n.Role == trackerv1.Role_ROLE_ORIGIN:
+		src.label, src.class, src.tier = sourceOrigin, classOrigin, sourceOrigin
+	case relay:
+		src.class, src.tier = classRelay+class(*relays), sourceRelay
+		*relays++
+	case !held:
+		return src, false
+	case !s.near(n):
+		src.class, src.tier = classFar, sourceFar
+	}
+	return src, true
+}
+
+// withParents adds this node's parents to a chunk's sources, in order
+// after its near peers; a parent listed as a holder is asked as a parent
+// (it fetches what it misses).
+func (s *Server) withParents(srcs []source) []source {
+	if len(s.cfg.Parents) == 0 {
+		return srcs
+	}
+	for d, p := range s.cfg.Parents {
+		for i := range srcs {
+			if srcs[i].id == p.ID {
+				srcs = append(srcs[:i], srcs[i+1:]...)
+				break
+			}
+		}
+		srcs = append(srcs, source{id: p.ID, addr: p.Addr, label: sourceParent, class: classParent + class(d), region: s.cfg.Region, tier: sourceParent})
+	}
+	return srcs
+}
+
+// fetchesThrough reports whether src is asked to fetch what it misses
+// (a relay or a parent) rather than to send only what it holds.
+func (src source) fetchesThrough() bool {
+	return src.class >= classRelay && src.class < classFar
+}
+
+// tierMetrics count fetched bytes by where they crossed: the source's
+// region and tier, and this node's region.
+type tierMetrics struct {
+	bytes *prometheus.CounterVec
+}
+
+func newTierMetrics(reg prometheus.Registerer) *tierMetrics {
+	m := &tierMetrics{bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "p2pd_cachenode_fetched_region_bytes_total",
+		Help: "Verified chunk bytes fetched on a miss, by the source's region, this node's region, and the source's tier (peer: a near peer; relay: the region's home or shield; parent: a cache above in a p2pd tree; far: another region or tier; origin).",
+	}, []string{"source_region", "destination_region", "tier"})}
+	if reg != nil {
+		reg.MustRegister(m.bytes)
+	}
+	return m
+}
+
+func (m *tierMetrics) add(src source, dest string, n int) {
+	m.bytes.WithLabelValues(src.region, dest, src.tier).Add(float64(n))
+}
