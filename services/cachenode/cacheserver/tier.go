@@ -1,6 +1,9 @@
 package cacheserver
 
 import (
+	"cmp"
+	"slices"
+
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -67,13 +70,11 @@ func (s *Server) classify(n *trackerv1.Node, held, relay bool, relays *int) (src
 	return src, true
 }
 
-// withParents adds this node's parents to a chunk's sources, in order
-// after its near peers; a parent listed as a holder is asked as a parent
-// (it fetches what it misses).
+// withParents adds this node's parents to a chunk's sources and orders
+// them by class, best first (a job fetches from the class of its first
+// source that has not failed); a parent listed as a holder is asked as a
+// parent (it fetches what it misses).
 func (s *Server) withParents(srcs []source) []source {
-	if len(s.cfg.Parents) == 0 {
-		return srcs
-	}
 	for d, p := range s.cfg.Parents {
 		for i := range srcs {
 			if srcs[i].id == p.ID {
@@ -83,6 +84,7 @@ func (s *Server) withParents(srcs []source) []source {
 		}
 		srcs = append(srcs, source{id: p.ID, addr: p.Addr, label: sourceParent, class: classParent + class(d), region: s.cfg.Region, tier: sourceParent})
 	}
+	slices.SortStableFunc(srcs, func(a, b source) int { return cmp.Compare(a.class, b.class) })
 	return srcs
 }
 
