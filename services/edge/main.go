@@ -44,12 +44,14 @@ func run(args []string) error {
 		listen   string
 		trackers string
 		nodeID   string
+		region   string
 		memory   = flagenv.CacheBytes(256 << 20)
 		tlsFlags tlsconfig.Flags
 	)
 	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports (default: edge@HOSTNAME)")
+	fs.StringVar(&region, "region", "", "region label: the cachenodes of this region are asked first (env P2PD_REGION)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
 	common.Register(fs, "127.0.0.1:9093")
 	tlsFlags.Register(fs)
@@ -87,6 +89,7 @@ func run(args []string) error {
 		Tracker:          tc,
 		Nodes:            pool,
 		NodeID:           nodeID,
+		Region:           region,
 		MemoryCacheBytes: int64(memory),
 		Registry:         ops.Registry,
 		Logger:           log,

@@ -998,6 +998,12 @@ type GetStatsResponse struct {
 	HitRatio float64 `protobuf:"fixed64,11,opt,name=hit_ratio,json=hitRatio,proto3" json:"hit_ratio,omitempty"`
 	// Bytes sent to viewers by edges in this process.
 	EdgeBytesSent uint64 `protobuf:"varint,12,opt,name=edge_bytes_sent,json=edgeBytesSent,proto3" json:"edge_bytes_sent,omitempty"`
+	// Chunk bytes the origin sent, by the region of the node that asked
+	// ("" is the default region).
+	OriginEgressBytesByRegion map[string]uint64 `protobuf:"bytes,20,rep,name=origin_egress_bytes_by_region,json=originEgressBytesByRegion,proto3" json:"origin_egress_bytes_by_region,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Chunk bytes fetched by cachenodes in this process, by the source's
+	// region and tier and the fetching node's region.
+	RegionTraffic []*RegionTraffic `protobuf:"bytes,21,rep,name=region_traffic,json=regionTraffic,proto3" json:"region_traffic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1116,6 +1122,92 @@ func (x *GetStatsResponse) GetEdgeBytesSent() uint64 {
 	return 0
 }
 
+func (x *GetStatsResponse) GetOriginEgressBytesByRegion() map[string]uint64 {
+	if x != nil {
+		return x.OriginEgressBytesByRegion
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetRegionTraffic() []*RegionTraffic {
+	if x != nil {
+		return x.RegionTraffic
+	}
+	return nil
+}
+
+// RegionTraffic is the chunk bytes fetched from one kind of source.
+type RegionTraffic struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	SourceRegion      string                 `protobuf:"bytes,1,opt,name=source_region,json=sourceRegion,proto3" json:"source_region,omitempty"`
+	DestinationRegion string                 `protobuf:"bytes,2,opt,name=destination_region,json=destinationRegion,proto3" json:"destination_region,omitempty"`
+	// Where the source stands from the fetching node: peer (its tier),
+	// relay (its region's home or shield), parent (a cache above it), far
+	// (another region or tier) or origin.
+	Tier          string `protobuf:"bytes,3,opt,name=tier,proto3" json:"tier,omitempty"`
+	Bytes         uint64 `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegionTraffic) Reset() {
+	*x = RegionTraffic{}
+	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegionTraffic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegionTraffic) ProtoMessage() {}
+
+func (x *RegionTraffic) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegionTraffic.ProtoReflect.Descriptor instead.
+func (*RegionTraffic) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RegionTraffic) GetSourceRegion() string {
+	if x != nil {
+		return x.SourceRegion
+	}
+	return ""
+}
+
+func (x *RegionTraffic) GetDestinationRegion() string {
+	if x != nil {
+		return x.DestinationRegion
+	}
+	return ""
+}
+
+func (x *RegionTraffic) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *RegionTraffic) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
 // Error is the body of every failed admin REST call.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1132,7 +1224,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_admin_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1236,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_admin_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1249,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Error) GetCode() string {
@@ -1247,7 +1339,7 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ListNodesRequest\"9\n" +
 	"\x11ListNodesResponse\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.admin.v1.NodeR\x05nodes\"\x11\n" +
-	"\x0fGetStatsRequest\"\xdd\x05\n" +
+	"\x0fGetStatsRequest\"\xe8\a\n" +
 	"\x10GetStatsResponse\x12O\n" +
 	"\rnodes_by_role\x18\x01 \x03(\v2+.admin.v1.GetStatsResponse.NodesByRoleEntryR\vnodesByRole\x12\x14\n" +
 	"\x05files\x18\x02 \x01(\rR\x05files\x12'\n" +
@@ -1261,13 +1353,23 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x16bytes_served_by_source\x18\n" +
 	" \x03(\v23.admin.v1.GetStatsResponse.BytesServedBySourceEntryR\x13bytesServedBySource\x12\x1b\n" +
 	"\thit_ratio\x18\v \x01(\x01R\bhitRatio\x12&\n" +
-	"\x0fedge_bytes_sent\x18\f \x01(\x04R\redgeBytesSent\x1a>\n" +
+	"\x0fedge_bytes_sent\x18\f \x01(\x04R\redgeBytesSent\x12{\n" +
+	"\x1dorigin_egress_bytes_by_region\x18\x14 \x03(\v29.admin.v1.GetStatsResponse.OriginEgressBytesByRegionEntryR\x19originEgressBytesByRegion\x12>\n" +
+	"\x0eregion_traffic\x18\x15 \x03(\v2\x17.admin.v1.RegionTrafficR\rregionTraffic\x1a>\n" +
 	"\x10NodesByRoleEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1aF\n" +
 	"\x18BytesServedBySourceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"M\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aL\n" +
+	"\x1eOriginEgressBytesByRegionEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x8d\x01\n" +
+	"\rRegionTraffic\x12#\n" +
+	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12-\n" +
+	"\x12destination_region\x18\x02 \x01(\tR\x11destinationRegion\x12\x12\n" +
+	"\x04tier\x18\x03 \x01(\tR\x04tier\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\"M\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
@@ -1295,7 +1397,7 @@ func file_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_admin_v1_admin_proto_rawDescData
 }
 
-var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_admin_v1_admin_proto_goTypes = []any{
 	(*File)(nil),                  // 0: admin.v1.File
 	(*Holder)(nil),                // 1: admin.v1.Holder
@@ -1314,42 +1416,46 @@ var file_admin_v1_admin_proto_goTypes = []any{
 	(*ListNodesResponse)(nil),     // 14: admin.v1.ListNodesResponse
 	(*GetStatsRequest)(nil),       // 15: admin.v1.GetStatsRequest
 	(*GetStatsResponse)(nil),      // 16: admin.v1.GetStatsResponse
-	(*Error)(nil),                 // 17: admin.v1.Error
-	nil,                           // 18: admin.v1.GetStatsResponse.NodesByRoleEntry
-	nil,                           // 19: admin.v1.GetStatsResponse.BytesServedBySourceEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*RegionTraffic)(nil),         // 17: admin.v1.RegionTraffic
+	(*Error)(nil),                 // 18: admin.v1.Error
+	nil,                           // 19: admin.v1.GetStatsResponse.NodesByRoleEntry
+	nil,                           // 20: admin.v1.GetStatsResponse.BytesServedBySourceEntry
+	nil,                           // 21: admin.v1.GetStatsResponse.OriginEgressBytesByRegionEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_admin_v1_admin_proto_depIdxs = []int32{
-	20, // 0: admin.v1.File.mod_time:type_name -> google.protobuf.Timestamp
-	20, // 1: admin.v1.File.published_time:type_name -> google.protobuf.Timestamp
-	20, // 2: admin.v1.Node.up_since:type_name -> google.protobuf.Timestamp
+	22, // 0: admin.v1.File.mod_time:type_name -> google.protobuf.Timestamp
+	22, // 1: admin.v1.File.published_time:type_name -> google.protobuf.Timestamp
+	22, // 2: admin.v1.Node.up_since:type_name -> google.protobuf.Timestamp
 	0,  // 3: admin.v1.PublishFileResponse.file:type_name -> admin.v1.File
 	0,  // 4: admin.v1.UploadFileResponse.file:type_name -> admin.v1.File
 	0,  // 5: admin.v1.ListFilesResponse.files:type_name -> admin.v1.File
 	0,  // 6: admin.v1.GetFileResponse.file:type_name -> admin.v1.File
 	1,  // 7: admin.v1.GetFileResponse.holders:type_name -> admin.v1.Holder
 	2,  // 8: admin.v1.ListNodesResponse.nodes:type_name -> admin.v1.Node
-	18, // 9: admin.v1.GetStatsResponse.nodes_by_role:type_name -> admin.v1.GetStatsResponse.NodesByRoleEntry
-	19, // 10: admin.v1.GetStatsResponse.bytes_served_by_source:type_name -> admin.v1.GetStatsResponse.BytesServedBySourceEntry
-	3,  // 11: admin.v1.AdminService.PublishFile:input_type -> admin.v1.PublishFileRequest
-	5,  // 12: admin.v1.AdminService.UploadFile:input_type -> admin.v1.UploadFileRequest
-	9,  // 13: admin.v1.AdminService.GetFile:input_type -> admin.v1.GetFileRequest
-	11, // 14: admin.v1.AdminService.DeleteFile:input_type -> admin.v1.DeleteFileRequest
-	7,  // 15: admin.v1.AdminService.ListFiles:input_type -> admin.v1.ListFilesRequest
-	13, // 16: admin.v1.AdminService.ListNodes:input_type -> admin.v1.ListNodesRequest
-	15, // 17: admin.v1.AdminService.GetStats:input_type -> admin.v1.GetStatsRequest
-	4,  // 18: admin.v1.AdminService.PublishFile:output_type -> admin.v1.PublishFileResponse
-	6,  // 19: admin.v1.AdminService.UploadFile:output_type -> admin.v1.UploadFileResponse
-	10, // 20: admin.v1.AdminService.GetFile:output_type -> admin.v1.GetFileResponse
-	12, // 21: admin.v1.AdminService.DeleteFile:output_type -> admin.v1.DeleteFileResponse
-	8,  // 22: admin.v1.AdminService.ListFiles:output_type -> admin.v1.ListFilesResponse
-	14, // 23: admin.v1.AdminService.ListNodes:output_type -> admin.v1.ListNodesResponse
-	16, // 24: admin.v1.AdminService.GetStats:output_type -> admin.v1.GetStatsResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	19, // 9: admin.v1.GetStatsResponse.nodes_by_role:type_name -> admin.v1.GetStatsResponse.NodesByRoleEntry
+	20, // 10: admin.v1.GetStatsResponse.bytes_served_by_source:type_name -> admin.v1.GetStatsResponse.BytesServedBySourceEntry
+	21, // 11: admin.v1.GetStatsResponse.origin_egress_bytes_by_region:type_name -> admin.v1.GetStatsResponse.OriginEgressBytesByRegionEntry
+	17, // 12: admin.v1.GetStatsResponse.region_traffic:type_name -> admin.v1.RegionTraffic
+	3,  // 13: admin.v1.AdminService.PublishFile:input_type -> admin.v1.PublishFileRequest
+	5,  // 14: admin.v1.AdminService.UploadFile:input_type -> admin.v1.UploadFileRequest
+	9,  // 15: admin.v1.AdminService.GetFile:input_type -> admin.v1.GetFileRequest
+	11, // 16: admin.v1.AdminService.DeleteFile:input_type -> admin.v1.DeleteFileRequest
+	7,  // 17: admin.v1.AdminService.ListFiles:input_type -> admin.v1.ListFilesRequest
+	13, // 18: admin.v1.AdminService.ListNodes:input_type -> admin.v1.ListNodesRequest
+	15, // 19: admin.v1.AdminService.GetStats:input_type -> admin.v1.GetStatsRequest
+	4,  // 20: admin.v1.AdminService.PublishFile:output_type -> admin.v1.PublishFileResponse
+	6,  // 21: admin.v1.AdminService.UploadFile:output_type -> admin.v1.UploadFileResponse
+	10, // 22: admin.v1.AdminService.GetFile:output_type -> admin.v1.GetFileResponse
+	12, // 23: admin.v1.AdminService.DeleteFile:output_type -> admin.v1.DeleteFileResponse
+	8,  // 24: admin.v1.AdminService.ListFiles:output_type -> admin.v1.ListFilesResponse
+	14, // 25: admin.v1.AdminService.ListNodes:output_type -> admin.v1.ListNodesResponse
+	16, // 26: admin.v1.AdminService.GetStats:output_type -> admin.v1.GetStatsResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_admin_v1_admin_proto_init() }
@@ -1363,7 +1469,7 @@ func file_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_v1_admin_proto_rawDesc), len(file_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

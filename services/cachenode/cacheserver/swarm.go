@@ -356,7 +356,7 @@ func (j *job) stream(ctx context.Context, wk *worker) (int, int64, int64, error)
 	for i, w := range wk.ws {
 		idxs[i] = uint32(w.idx)
 	}
-	req := &sppv1.FetchRequest{Root: j.m.Root[:], Chunks: idxs, LocalOnly: true, Requester: j.s.cfg.NodeID}
+	req := &sppv1.FetchRequest{Root: j.m.Root[:], Chunks: idxs, LocalOnly: true, Requester: j.s.cfg.NodeID, Region: j.s.cfg.Region}
 	if wk.src.fetchesThrough() {
 		req.LocalOnly = false
 	}

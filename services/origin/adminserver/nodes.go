@@ -1,6 +1,7 @@
 package adminserver
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -141,6 +142,8 @@ const (
 	metricOriginEgress = "p2pd_origin_egress_bytes_total"
 	metricCacheServed  = "p2pd_cachenode_bytes_served_total"
 	metricEdgeSent     = "p2pd_edge_bytes_sent_total"
+	metricOriginRegion = "p2pd_origin_egress_region_bytes_total"
+	metricCacheRegion  = "p2pd_cachenode_fetched_region_bytes_total"
 )
 
 // GetStats summarises the CDN: storage and load from the tracker, traffic
@@ -150,7 +153,7 @@ func (s *Server) GetStats(ctx context.Context, _ *adminv1.GetStatsRequest) (*adm
 	if err != nil {
 		return nil, err
 	}
-	resp := &adminv1.GetStatsResponse{NodesByRole: map[string]uint32{}, BytesServedBySource: map[string]uint64{}}
+	resp := &adminv1.GetStatsResponse{NodesByRole: map[string]uint32{}, BytesServedBySource: map[string]uint64{}, OriginEgressBytesByRegion: map[string]uint64{}}
 	published := map[string]bool{}
 	for _, m := range s.origin.Files() {
 		resp.Files++
@@ -198,14 +201,22 @@ func (s *Server) addCounters(resp *adminv1.GetStatsResponse) {
 			resp.OriginEgressBytes += uint64(sumMetric(f, nil))
 		case metricEdgeSent:
 			resp.EdgeBytesSent += uint64(sumMetric(f, nil))
+		case metricOriginRegion:
+			for _, m := range f.Metric {
+				resp.OriginEgressBytesByRegion[label(m, "destination_region")] += uint64(sumMetric(f, m))
+			}
+		case metricCacheRegion:
+			for _, m := range f.Metric {
+				resp.RegionTraffic = append(resp.RegionTraffic, &adminv1.RegionTraffic{
+					SourceRegion:      label(m, "source_region"),
+					DestinationRegion: label(m, "destination_region"),
+					Tier:              label(m, "tier"),
+					Bytes:             uint64(sumMetric(f, m)),
+				})
+			}
 		case metricCacheServed:
 			for _, m := range f.Metric {
-				src := "unknown"
-				for _, l := range m.Label {
-					if l.GetName() == "source" {
-						src = l.GetValue()
-					}
-				}
+				src := cmp.Or(label(m, "source"), "unknown")
 				v := sumMetric(f, m)
 				resp.BytesServedBySource[src] += uint64(v)
 				served += v
@@ -218,6 +229,16 @@ func (s *Server) addCounters(resp *adminv1.GetStatsResponse) {
 	if served > 0 {
 		resp.HitRatio = local / served
 	}
+}
+
+// label returns the value of m's label name ("" if it has none).
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.Label {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
 }
 
 // sumMetric sums the counter or gauge values of f, or of only m if set.
