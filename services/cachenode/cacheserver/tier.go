@@ -70,6 +70,14 @@ func (s *Server) classify(n *trackerv1.Node, held, relay bool, relays *int) (src
 	return src, true
 }
 
+// mayRelay reports whether the misses of a request may be fetched through
+// a relay. A relay request is served without relaying further, except by
+// a shield for a node of its own region: shields share one home per chunk
+// across regions, so the origin sends a chunk about once in all.
+func (s *Server) mayRelay(relayed bool, region string) bool {
+	return !relayed || (s.cfg.Shield && region == s.cfg.Region)
+}
+
 // withParents adds this node's parents to a chunk's sources and orders
 // them by class, best first (a job fetches from the class of its first
 // source that has not failed); a parent listed as a holder is asked as a

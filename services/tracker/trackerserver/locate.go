@@ -62,8 +62,9 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 		held          []*bitmap.Bitmap
 		relay         bool
 		requesterRole trackerv1.Role
-		homes         []string // cachenodes of the requester's tier that may be a chunk's home
-		shields       []string // those of them that are shields of the region
+		isShield      bool
+		homes         []string // cachenodes that may be a chunk's home
+		shields       []string // those of them to try first: the region's shields
 		region        = req.Region
 	)
 	s.idx.read(func(st *state) {
@@ -78,18 +79,26 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 		requesterRole = requester.GetRole()
 		allowed := s.sourceRoles(req.Roles, requester)
 		relay = req.AllowRelay && requester.GetRole() == trackerv1.Role_ROLE_CACHENODE && allowed[trackerv1.Role_ROLE_CACHENODE]
-		if relay && requester.GetShield() {
-			shields = append(shields, req.Requester)
-		}
+		isShield = requester.GetShield()
 		for id, e := range st.nodes {
 			if id == req.Requester || !allowed[e.node.Role] || e.node.GrpcAddr == "" {
 				continue
 			}
 			nodes = append(nodes, e.node)
 			held = append(held, st.have[root][id])
-			// Homes are per tier (region and parent): each region asks
-			// its way up for a chunk about once.
-			if relay && e.node.Role == trackerv1.Role_ROLE_CACHENODE && sameTier(e.node, requester) {
+			if !relay || e.node.Role != trackerv1.Role_ROLE_CACHENODE {
+				continue
+			}
+			switch {
+			case isShield:
+				// Shields of every region (one tree level) share one
+				// home per chunk: the origin sends it about once.
+				if e.node.Shield && e.node.GetParent() == requester.GetParent() {
+					homes = append(homes, id)
+				}
+			case sameTier(e.node, requester):
+				// Homes are per tier (region and parent), its shields
+				// first: each region asks its way up about once.
 				homes = append(homes, id)
 				if e.node.Shield {
 					shields = append(shields, id)
@@ -131,7 +140,7 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 			}
 			// A holder elsewhere does not spare the region its way up:
 			// only the region's relay (a shield) fetches from outside.
-			peerHolds = peerHolds || (holds && n.Role == trackerv1.Role_ROLE_CACHENODE && base[j].Near)
+			peerHolds = peerHolds || (holds && n.Role == trackerv1.Role_ROLE_CACHENODE && (base[j].Near || isShield))
 			c := base[j]
 			c.Holds = holds
 			// A cachenode uses only holders and relays: a near

@@ -53,6 +53,11 @@ func TestLocateRegions(t *testing.T) {
 		return relayed(resp)[0]
 	}
 	key := func(chunk uint32) []byte { return rank.ChunkKey(r, chunk) }
+	// Chunk 7's home among the shields of both regions, and the other one.
+	home7, other7 := rank.Home(key(7), []string{"a-1", "b-1"}), "a-1"
+	if home7 == "a-1" {
+		other7 = "b-1"
+	}
 	tests := []struct {
 		name      string
 		requester string
@@ -68,6 +73,8 @@ func TestLocateRegions(t *testing.T) {
 			want: []string{"a-3"}},
 		{name: "nobody holds it: the other region has its own shield", requester: "b-3", chunk: 6,
 			want: []string{"b-1?^"}},
+		{name: "shields share one home per chunk across regions", requester: other7, chunk: 7,
+			want: []string{home7 + "?^"}},
 		{name: "an edge is sent to its region first", requester: "", region: "b", chunk: 4},
 	}
 	for _, tt := range tests {
