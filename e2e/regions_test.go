@@ -70,7 +70,7 @@ func TestRegions(t *testing.T) {
 	}
 	url := func(r, name string) string { return "http://" + lab.ip["edge-"+r] + ":8080/" + name }
 	eventually(t, 30*time.Second, "every node registered and the files served", func() error {
-		if n := lab.d["tracker"].metric("p2pd_tracker_nodes", nil); n != 7 {
+		if n := lab.d["tracker"].metric("p2pd_tracker_nodes", nil); n != 9 { // origin, 6 cachenodes, 2 edges
 			return fmt.Errorf("%v nodes", n)
 		}
 		for _, r := range regions {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -25,10 +26,10 @@ type wrkResult struct {
 	RawSummary string
 }
 
-// wrkScript asks for random 1 MiB ranges of a file of size bytes.
-const wrkScript = `local size = %d
+// wrkScript asks for random rangeLen-byte ranges of files chosen at
+// random (a Lua table of {path, size}).
+const wrkScript = `local files = {%s}
 local len = %d
-local path = %q
 local counter = 0
 function setup(thread)
   counter = counter + 1
@@ -38,16 +39,27 @@ function init(args)
   math.randomseed(os.time() * 1000 + id)
 end
 request = function()
-  local off = math.random(0, size - len)
-  return wrk.format("GET", path, {["Range"] = "bytes=" .. off .. "-" .. (off + len - 1)})
+  local f = files[math.random(1, #files)]
+  local off = math.random(0, f[2] - len)
+  return wrk.format("GET", f[1], {["Range"] = "bytes=" .. off .. "-" .. (off + len - 1)})
 end
 `
 
-// runWrk runs wrk against url (host:port and path) with conns connections
-// for d, each request a random rangeLen-byte range of a size-byte file.
-func runWrk(dir, addr, path string, size, rangeLen int64, conns, threads int, d time.Duration) (wrkResult, error) {
+// wrkFile is one file wrk asks ranges of.
+type wrkFile struct {
+	path string // URL path
+	size int64
+}
+
+// runWrk runs wrk against addr (host:port) with conns connections for d,
+// each request a random rangeLen-byte range of one of files.
+func runWrk(dir, addr string, files []wrkFile, rangeLen int64, conns, threads int, d time.Duration) (wrkResult, error) {
+	var table []string
+	for _, f := range files {
+		table = append(table, fmt.Sprintf("{%q, %d}", f.path, f.size))
+	}
 	script := filepath.Join(dir, fmt.Sprintf("ranges-%d.lua", time.Now().UnixNano()))
-	if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, size, rangeLen, path), 0o644); err != nil {
+	if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, strings.Join(table, ", "), rangeLen), 0o644); err != nil {
 		return wrkResult{}, err
 	}
 	defer os.Remove(script)

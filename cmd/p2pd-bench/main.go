@@ -7,15 +7,19 @@
 // disk server and eight independent proxy_cache+slice caches. The
 // measures:
 //
-//   - hot 1 MiB random Range requests (wrk, 50 connections): the p2pd edge
-//     vs nginx proxy_cache+slice, and a single p2pd cache node vs nginx
-//     serving the file from local disk, with the RSS of the edge and the
-//     cachenode meanwhile and CPU profiles of both;
-//   - one sequential download of a 1 GiB file, cold and hot, in MB/s;
+//   - random 1 MiB Range requests (wrk, 50 connections) over a working
+//     set four times the memory caches on the path, and over one hot file
+//     that fits them: the p2pd edge and a single p2pd cache node vs nginx
+//     from disk and nginx proxy_cache+slice, with peak RSS, CPU seconds
+//     per GiB and CPU profiles;
+//   - viewer capacity: the most 8 Mb/s player-like viewers the edge
+//     carries with no rebuffer, vs nginx proxy_cache+slice;
+//   - one sequential download of a 512 MiB file, cold and hot, in MB/s
+//     and CPU seconds per GiB;
 //   - the time to first and last byte of a cold 256 MiB file, next to the
 //     time to fetch and verify one chunk;
 //   - origin egress when 32 viewers on 8 caches start the same cold
-//     256 MiB file together.
+//     256 MiB file.
 //
 // nginx and wrk are installed from Debian when missing. -scale shrinks
 // every file for a quick run.
@@ -60,6 +64,7 @@ type config struct {
 	keep        bool
 	skipInstall bool
 	only        string
+	maxViewers  int
 }
 
 func main() {
@@ -72,7 +77,8 @@ func main() {
 	flag.StringVar(&cfg.work, "work", "", "working directory (default: a new temporary one, removed afterwards)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the working directory")
 	flag.BoolVar(&cfg.skipInstall, "no-install", false, "do not apt-get install nginx and wrk when missing")
-	flag.StringVar(&cfg.only, "only", "", "run only these measures, comma-separated: hot, sequential, cold, offload (numbers in the log, no report)")
+	flag.StringVar(&cfg.only, "only", "", "run only these measures, comma-separated: hot, ws, viewers, sequential, cold, offload (numbers in the log, no report)")
+	flag.IntVar(&cfg.maxViewers, "max-viewers", 3200, "the most viewers a capacity trial starts")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "p2pd-bench:", err)
@@ -83,13 +89,35 @@ func main() {
 // sizes of the files, at scale 1.
 const (
 	hotSize   = 256 << 20
-	bigSize   = 1 << 30
+	bigSize   = 512 << 20
 	coldSize  = 256 << 20
 	swarmSize = 256 << 20
 	probeSize = 4 << 20
 	probes    = 5
 	chunkSize = manifest.DefaultChunkSize
+	// The working set: wsFiles files of wsSize, 2 GiB at scale 1, four
+	// times the memory caches of the edge and the cachenode together
+	// (memCache each, scaled with the files).
+	wsSize   = 512 << 20
+	wsFiles  = 4
+	memCache = 256 << 20
 )
+
+// wsNames are the working set's files.
+func wsNames() []string {
+	var names []string
+	for i := range wsFiles {
+		names = append(names, fmt.Sprintf("ws%d.bin", i))
+	}
+	return names
+}
+
+// memoryCache is the --memory-cache every p2pd node gets: 256 MiB at
+// scale 1, scaled with the files so the working set stays four times the
+// memory caches in a quick run.
+func (b *bench) memoryCache() string {
+	return strconv.FormatInt(max(4*chunkSize, int64(float64(memCache)*b.cfg.scale)), 10)
+}
 
 type bench struct {
 	cfg   config
@@ -127,6 +155,8 @@ func run(cfg config) error {
 	}{
 		{"start p2pd and nginx", b.start},
 		{"hot random ranges", b.hot},
+		{"ws working set larger than memory", b.workingSet},
+		{"viewers capacity", b.viewers},
 		{"sequential download", b.sequential},
 		{"cold miss", b.cold},
 		{"offload of the origin", b.offload},
@@ -201,6 +231,9 @@ func (b *bench) setup() error {
 	files := map[string]int64{"hot.bin": hotSize, "big.bin": bigSize, "cold.bin": coldSize, "swarm.bin": swarmSize}
 	for i := range 4 * probes {
 		files[fmt.Sprintf("probe%d.bin", i)] = probeSize
+	}
+	for _, name := range wsNames() {
+		files[name] = wsSize
 	}
 	for name, size := range files {
 		size = max(4*chunkSize, int64(float64(size)*b.cfg.scale))
@@ -337,6 +370,7 @@ func (b *bench) startServices() (*services, error) {
 		return net.JoinHostPort(host, port)
 	}
 	quiet := []string{"--log-level", "warn"}
+	mem := append(slices.Clone(quiet), "--memory-cache", b.memoryCache())
 	trackerAddr := addr("127.0.0.70")
 	s.trackerOps = addr("127.0.0.70")
 	var err error
@@ -356,12 +390,12 @@ func (b *bench) startServices() (*services, error) {
 	}
 	s.cacheAddr, s.cacheOps = addr("127.0.0.72"), addr("127.0.0.72")
 	if s.cache, err = b.ps.start("cachenode", filepath.Join(b.bin, "cachenode"), append([]string{"--listen", s.cacheAddr,
-		"--tracker", trackerAddr, "--cache-dir", filepath.Join(b.work, "cachenode"), "--ops", s.cacheOps}, quiet...)...); err != nil {
+		"--tracker", trackerAddr, "--cache-dir", filepath.Join(b.work, "cachenode"), "--ops", s.cacheOps}, mem...)...); err != nil {
 		return nil, err
 	}
 	s.edgeAddr, s.eOps = addr("127.0.0.73"), addr("127.0.0.73")
 	if s.edge, err = b.ps.start("edge", filepath.Join(b.bin, "edge"), append([]string{"--listen", s.edgeAddr,
-		"--tracker", trackerAddr, "--ops", s.eOps}, quiet...)...); err != nil {
+		"--tracker", trackerAddr, "--ops", s.eOps}, mem...)...); err != nil {
 		return nil, err
 	}
 	for _, p := range []struct {
@@ -397,7 +431,7 @@ func (b *bench) startSwarm() (*swarm, error) {
 	}
 	w.serverOps = net.JoinHostPort(hosts[0], opsPort)
 	w.server, err = b.ps.start("p2pd-server", filepath.Join(b.bin, "p2pd"), "-i", "-p", b.media, "-P", port, "-B", hosts[0],
-		"--ops", w.serverOps, "--etcd-dir", filepath.Join(b.work, "p2pd-etcd"), "--log-level", "warn")
+		"--ops", w.serverOps, "--etcd-dir", filepath.Join(b.work, "p2pd-etcd"), "--log-level", "warn", "--memory-cache", b.memoryCache())
 	if err != nil {
 		return nil, err
 	}
@@ -413,7 +447,7 @@ func (b *bench) startSwarm() (*swarm, error) {
 	for i, h := range hosts[1:] {
 		ops := net.JoinHostPort(h, opsPort)
 		p, err := b.ps.start(fmt.Sprintf("p2pd-cache%d", i+1), filepath.Join(b.bin, "p2pd"), "-c", filepath.Join(b.work, fmt.Sprintf("p2pd-cache%d", i+1)),
-			"-n", "-N", "-S", server, "-P", port, "-B", h, "--ops", ops, "--log-level", "warn")
+			"-n", "-N", "-S", server, "-P", port, "-B", h, "--ops", ops, "--log-level", "warn", "--memory-cache", b.memoryCache())
 		if err != nil {
 			return nil, err
 		}
@@ -462,10 +496,9 @@ type hotTarget struct {
 	bins      map[string]string
 }
 
-func (b *bench) hot(ctx context.Context) error {
-	const name = "hot.bin"
-	size := b.sizes[name]
-	targets := []hotTarget{
+// wrkTargets are the four servers every range measure compares.
+func (b *bench) wrkTargets() []hotTarget {
+	return []hotTarget{
 		{key: "nginx-disk", name: "nginx, file on local disk", addr: b.nginx.disk,
 			rss: map[string]int{"nginx": b.nginx.proc.pid()}, tree: true},
 		{key: "nginx-slice", name: "nginx proxy_cache + slice (1 MiB)", addr: b.nginx.caches[0],
@@ -479,29 +512,62 @@ func (b *bench) hot(ctx context.Context) error {
 			profile: map[string]string{"p2pd cache": b.p2p.cacheOps[0]},
 			bins:    map[string]string{"p2pd cache": filepath.Join(b.bin, "p2pd")}},
 	}
+}
+
+// hot measures random 1 MiB ranges of one file that fits every memory
+// cache.
+func (b *bench) hot(ctx context.Context) error {
+	const name = "hot.bin"
+	var err error
+	b.res.Hot, b.res.HotOrder, err = b.ranges(ctx, "hot", []string{name}, 2)
+	return err
+}
+
+// workingSet measures random 1 MiB ranges over files that together are
+// at least four times every memory cache on the path: most requests are
+// served from a node's disk (and the kernel's page cache), as on a node
+// whose catalogue is larger than its memory.
+func (b *bench) workingSet(ctx context.Context) error {
+	var err error
+	b.res.WS, b.res.WSOrder, err = b.ranges(ctx, "ws", wsNames(), 1)
+	return err
+}
+
+// ranges warms files through every target (warm full reads each), then
+// runs wrk rounds of random 1 MiB ranges over them, with peak RSS, CPU
+// per GiB and, in the first round, CPU profiles of the p2pd processes.
+func (b *bench) ranges(ctx context.Context, measure string, names []string, warm int) (map[string]hotResult, []string, error) {
+	targets := b.wrkTargets()
+	var files []wrkFile
+	for _, name := range names {
+		files = append(files, wrkFile{"/" + name, b.sizes[name]})
+	}
 	for _, t := range targets {
-		// Warm: the whole file through the target, twice (the second
-		// read also checks the hot path's bytes).
-		for range 2 {
-			if _, err := b.fetchFull(ctx, t.addr, name); err != nil {
-				return fmt.Errorf("%s: warm-up: %w", t.key, err)
+		// Warm: every file through the target (a second read also checks
+		// the hot path's bytes).
+		for range warm {
+			for _, name := range names {
+				if _, err := b.fetchFull(ctx, t.addr, name); err != nil {
+					return nil, nil, fmt.Errorf("%s: warm-up: %w", t.key, err)
+				}
 			}
 		}
 	}
-	b.res.Hot = map[string]hotResult{}
-	b.res.HotOrder = nil
+	res := map[string]hotResult{}
+	var order []string
 	profDir := filepath.Join(b.work, "profiles")
 	os.MkdirAll(profDir, 0o755)
 	for round := range b.cfg.rounds {
 		for _, t := range targets {
-			b.logf("   wrk %s (round %d)", t.key, round+1)
+			b.logf("   wrk %s %s (round %d)", measure, t.key, round+1)
 			sampler := sampleRSS(t.rss, t.tree)
+			cpu := meterCPU(t.rss, t.tree)
 			var wg sync.WaitGroup
 			profs := map[string]string{}
 			if round == 0 && len(t.profile) > 0 {
 				secs := max(1, min(5, int(b.cfg.duration.Seconds())-2))
 				for pname, ops := range t.profile {
-					path := filepath.Join(profDir, strings.ReplaceAll(t.key+"-"+pname, " ", "_")+".pprof")
+					path := filepath.Join(profDir, strings.ReplaceAll(measure+"-"+t.key+"-"+pname, " ", "_")+".pprof")
 					profs[pname] = path
 					wg.Go(func() {
 						time.Sleep(time.Second)
@@ -511,20 +577,21 @@ func (b *bench) hot(ctx context.Context) error {
 					})
 				}
 			}
-			r, err := runWrk(b.work, t.addr, "/"+name, size, 1<<20, b.cfg.conns, 2, b.cfg.duration)
+			r, err := runWrk(b.work, t.addr, files, 1<<20, b.cfg.conns, 2, b.cfg.duration)
 			wg.Wait()
 			peak := sampler.end()
 			if err != nil {
-				return fmt.Errorf("%s: %w", t.key, err)
+				return nil, nil, fmt.Errorf("%s: %w", t.key, err)
 			}
-			b.logf("   %s: %.0f req/s, %.0f MB/s, p50 %v, p99 %v, %d errors", t.key, r.ReqPerSec, r.MBPerSec, r.P50, r.P99, r.Errors)
-			prev, seen := b.res.Hot[t.key]
+			perGiB := cpu.perGiB(float64(r.Requests) * (1 << 20))
+			b.logf("   %s: %.0f req/s, %.0f MB/s, p50 %v, p99 %v, %d errors, %.2f CPU s/GiB", t.key, r.ReqPerSec, r.MBPerSec, r.P50, r.P99, r.Errors, sumCPU(perGiB))
+			prev, seen := res[t.key]
 			if !seen {
-				b.res.HotOrder = append(b.res.HotOrder, t.key)
+				order = append(order, t.key)
 			}
-			hr := hotResult{Name: t.name, Wrk: r, RSS: peak, Runs: append(prev.Runs, r.ReqPerSec), Profiles: prev.Profiles}
+			hr := hotResult{Name: t.name, Wrk: r, RSS: peak, CPU: perGiB, Runs: append(prev.Runs, r.ReqPerSec), Profiles: prev.Profiles}
 			if seen && prev.Wrk.ReqPerSec >= r.ReqPerSec {
-				hr.Wrk = prev.Wrk
+				hr.Wrk, hr.CPU = prev.Wrk, prev.CPU
 			}
 			if seen {
 				for k, v := range prev.RSS {
@@ -537,24 +604,31 @@ func (b *bench) hot(ctx context.Context) error {
 				}
 				hr.Profiles[pname] = pprofTop(t.bins[pname], path, 14)
 			}
-			b.res.Hot[t.key] = hr
+			res[t.key] = hr
 		}
 	}
-	return nil
+	return res, order, nil
 }
 
 func (b *bench) sequential(ctx context.Context) error {
 	const name = "big.bin"
-	targets := []struct{ key, addr string }{
-		{"nginx-disk", b.nginx.disk},
-		{"nginx-slice", b.nginx.caches[0]},
-		{"p2pd-edge", b.svc.edgeAddr},
-		{"p2pd-single", b.p2p.cacheHTTP[0]},
+	nginx := map[string]int{"nginx": b.nginx.proc.pid()}
+	targets := []struct {
+		key, addr string
+		pids      map[string]int
+		tree      bool
+	}{
+		{"nginx-disk", b.nginx.disk, nginx, true},
+		{"nginx-slice", b.nginx.caches[0], nginx, true},
+		{"p2pd-edge", b.svc.edgeAddr, map[string]int{"edge": b.svc.edge.pid(), "cachenode": b.svc.cache.pid(), "origin": b.svc.origin.pid()}, false},
+		{"p2pd-single", b.p2p.cacheHTTP[0], map[string]int{"cache": b.p2p.caches[0].pid(), "server": b.p2p.server.pid()}, false},
 	}
 	b.res.Seq = map[string][2]float64{}
+	b.res.SeqCPU = map[string][2]float64{}
 	for _, t := range targets {
-		var rates [2]float64
+		var rates, cpu [2]float64
 		for pass := range 2 {
+			meter := meterCPU(t.pids, t.tree)
 			var stop func()
 			if t.key == "p2pd-edge" && pass == 1 {
 				// Where the time of a hot sequential read goes.
@@ -569,9 +643,11 @@ func (b *bench) sequential(ctx context.Context) error {
 				return fmt.Errorf("%s: %w", t.key, err)
 			}
 			rates[pass] = d.MBps()
-			b.logf("   %s pass %d: %.0f MB/s", t.key, pass+1, d.MBps())
+			cpu[pass] = sumCPU(meter.perGiB(float64(d.Bytes)))
+			b.logf("   %s pass %d: %.0f MB/s, %.2f CPU s/GiB", t.key, pass+1, d.MBps(), cpu[pass])
 		}
 		b.res.Seq[t.key] = rates
+		b.res.SeqCPU[t.key] = cpu
 	}
 	return nil
 }

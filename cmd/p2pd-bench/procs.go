@@ -189,24 +189,8 @@ func rss(pid int, tree bool) int64 {
 	if !tree {
 		return total
 	}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i > 0 {
-			f := strings.Fields(s[i+1:])
-			if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-				total += rssOf(child)
-			}
-		}
+	for _, child := range children(pid) {
+		total += rssOf(child)
 	}
 	return total
 }

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,8 +21,7 @@ import (
 	"time"
 
 	adminv1 "github.com/p2pd/p2pd/gen/admin/v1"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
+	"github.com/p2pd/p2pd/services/origin/adminclient"
 )
 
 const adminUsage = `p2pd admin — operate a p2pd CDN through its origin's admin API.
@@ -121,7 +118,7 @@ type adminCLI struct {
 
 	server, token, tokenFile, progress string
 	json                               bool
-	http                               *http.Client
+	client                             *adminclient.Client
 }
 
 // globals registers the flags every command accepts.
@@ -199,17 +196,11 @@ func (a *adminCLI) run(ctx context.Context, args []string) error {
 
 // setup checks the global flags once a command's own are parsed.
 func (a *adminCLI) setup() error {
-	if a.server == "" {
-		a.server = "http://127.0.0.1:9090"
-	}
-	if !strings.Contains(a.server, "://") {
-		a.server = "http://" + a.server
-	}
-	u, err := url.Parse(a.server)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+	c, err := adminclient.New(a.server, "", nil)
+	if err != nil {
 		return usageErr("--server %q: want a URL like http://HOST:PORT", a.server)
 	}
-	a.server = strings.TrimSuffix(a.server, "/")
+	a.server = c.Server()
 	if a.token == "" && a.tokenFile != "" {
 		b, err := os.ReadFile(a.tokenFile)
 		if err != nil {
@@ -225,24 +216,13 @@ func (a *adminCLI) setup() error {
 	default:
 		return usageErr("--progress %q: want auto, always or never", a.progress)
 	}
-	if a.http == nil {
-		a.http = &http.Client{}
-	}
-	return nil
+	a.client, err = adminclient.New(a.server, a.token, nil)
+	return err
 }
-
-// apiFailure is an error answer of the API.
-type apiFailure struct {
-	status  int
-	code    string
-	message string
-}
-
-func (e *apiFailure) Error() string { return e.message + " [" + e.code + "]" }
 
 // exitFor maps the API's stable error codes to exit codes.
-func exitFor(f *apiFailure) int {
-	switch f.code {
+func exitFor(f *adminclient.APIError) int {
+	switch f.Code {
 	case "not_published", "path_not_found", "not_found":
 		return exitNotFound
 	case "already_published", "already_exists":
@@ -255,66 +235,37 @@ func exitFor(f *apiFailure) int {
 		"digest_mismatch", "too_large", "insufficient_storage", "upload_incomplete":
 		return exitRefused
 	}
-	if f.status == http.StatusServiceUnavailable {
+	if f.Status == http.StatusServiceUnavailable {
 		return exitUnavailable
 	}
 	return exitFailure
 }
 
-// call sends one request and returns the answer's body, or an error with
-// its exit code. In --json mode an error answer is printed on stdout too.
-func (a *adminCLI) call(ctx context.Context, req *http.Request) ([]byte, error) {
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := a.http.Do(req.WithContext(ctx))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, &adminError{code: exitFailure, err: fmt.Errorf("interrupted: %w", ctx.Err())}
+// answer turns a client call's outcome into the command's: the answer to
+// print, or an error with its exit code. In --json mode an API error
+// answer is printed on stdout too.
+func (a *adminCLI) answer(raw []byte, err error) ([]byte, error) {
+	var (
+		ae *adminclient.APIError
+		ue *adminclient.UnreachableError
+		de *adminclient.DecodeError
+	)
+	switch {
+	case err == nil:
+		return raw, nil
+	case errors.As(err, &ae):
+		if a.json && ae.JSON != nil {
+			a.printJSON(ae.JSON)
 		}
-		return nil, &adminError{code: exitUnavailable, err: fmt.Errorf("cannot reach the admin API at %s (is --server right and the origin running?): %w", a.server, err)}
+		return nil, &adminError{code: exitFor(ae), err: ae}
+	case errors.As(err, &ue):
+		return nil, &adminError{code: exitUnavailable, err: ue}
+	case errors.As(err, &de):
+		return nil, &adminError{code: exitFailure, err: de}
+	case errors.Is(err, adminclient.ErrBadRequest):
+		return nil, usageErr("%v", err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, &adminError{code: exitUnavailable, err: fmt.Errorf("read answer from %s: %w", a.server, err)}
-	}
-	if resp.StatusCode/100 == 2 {
-		return body, nil
-	}
-	f := &apiFailure{status: resp.StatusCode}
-	var e adminv1.Error
-	if protojson.Unmarshal(body, &e) == nil && e.Code != "" {
-		f.code, f.message = e.Code, e.Message
-		if a.json {
-			a.printJSON(body)
-		}
-	} else {
-		f.code = "http_" + fmt.Sprint(resp.StatusCode)
-		f.message = fmt.Sprintf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(body))
-	}
-	return nil, &adminError{code: exitFor(f), err: f}
-}
-
-// get calls GET path and decodes the answer into out.
-func (a *adminCLI) get(ctx context.Context, path string, out proto.Message) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequest(http.MethodGet, a.server+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	body, err := a.call(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return body, decode(body, out)
-}
-
-func decode(body []byte, out proto.Message) error {
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, out); err != nil {
-		return &adminError{code: exitFailure, err: fmt.Errorf("unexpected answer from the admin API: %w", err)}
-	}
-	return nil
+	return nil, &adminError{code: exitFailure, err: err}
 }
 
 // printJSON prints an API answer indented, as scripts read it.
@@ -326,15 +277,6 @@ func (a *adminCLI) printJSON(body []byte) {
 	}
 	buf.WriteByte('\n')
 	a.stdout.Write(buf.Bytes())
-}
-
-// escapeName escapes a published name for the URL path.
-func escapeName(name string) string {
-	segs := strings.Split(name, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	return strings.Join(segs, "/")
 }
 
 func (a *adminCLI) publish(ctx context.Context, args []string) error {
@@ -352,14 +294,18 @@ func (a *adminCLI) publish(ctx context.Context, args []string) error {
 	if err := a.setup(); err != nil {
 		return err
 	}
-	var body []byte
+	var (
+		resp *adminv1.PublishFileResponse
+		body []byte
+	)
 	if *remote {
 		if *name != "" {
 			return usageErr("--name cannot be used with --remote: a file in the media directory is published under its path")
 		}
-		body, err = a.publishRemote(ctx, pos[0], *replace)
+		resp, body, err = a.client.PublishPath(ctx, pos[0], *replace)
+		body, err = a.answer(body, err)
 	} else {
-		body, err = a.upload(ctx, pos[0], *name, *replace)
+		resp, body, err = a.upload(ctx, pos[0], *name, *replace)
 	}
 	if err != nil {
 		return err
@@ -368,40 +314,25 @@ func (a *adminCLI) publish(ctx context.Context, args []string) error {
 		a.printJSON(body)
 		return nil
 	}
-	// Both answers are {"file": {...}}.
-	var resp adminv1.PublishFileResponse
-	if err := decode(body, &resp); err != nil {
-		return err
-	}
 	f := resp.File
 	fmt.Fprintf(a.stdout, "published %s: %s, %d chunks, root %s, ETag %s\n", f.Name, humanBytes(f.Size), f.ChunkCount, f.Root, f.Etag)
 	return nil
 }
 
-func (a *adminCLI) publishRemote(ctx context.Context, path string, replace bool) ([]byte, error) {
-	in, _ := json.Marshal(map[string]any{"path": path, "replace": replace})
-	req, err := http.NewRequest(http.MethodPost, a.server+"/v1/files", bytes.NewReader(in))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	return a.call(ctx, req)
-}
-
 // upload hashes the file, then streams it with its digest so that the
 // server publishes it only if every byte arrived as it is on this disk.
-func (a *adminCLI) upload(ctx context.Context, path, name string, replace bool) ([]byte, error) {
+func (a *adminCLI) upload(ctx context.Context, path, name string, replace bool) (*adminv1.PublishFileResponse, []byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &adminError{code: exitRefused, err: fmt.Errorf("publish: %w", err)}
+		return nil, nil, &adminError{code: exitRefused, err: fmt.Errorf("publish: %w", err)}
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, &adminError{code: exitRefused, err: fmt.Errorf("publish: %w", err)}
+		return nil, nil, &adminError{code: exitRefused, err: fmt.Errorf("publish: %w", err)}
 	}
 	if !st.Mode().IsRegular() {
-		return nil, &adminError{code: exitRefused, err: fmt.Errorf("publish: %s is not a regular file", path)}
+		return nil, nil, &adminError{code: exitRefused, err: fmt.Errorf("publish: %s is not a regular file", path)}
 	}
 	if name == "" {
 		name = filepath.Base(path)
@@ -413,41 +344,25 @@ func (a *adminCLI) upload(ctx context.Context, path, name string, replace bool) 
 	_, err = io.Copy(h, &countingReader{r: f, p: p})
 	p.finish(err == nil)
 	if err != nil {
-		return nil, &adminError{code: exitFailure, err: fmt.Errorf("hash %s: %w", path, err)}
+		return nil, nil, &adminError{code: exitFailure, err: fmt.Errorf("hash %s: %w", path, err)}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, &adminError{code: exitFailure, err: fmt.Errorf("publish: %w", err)}
+		return nil, nil, &adminError{code: exitFailure, err: fmt.Errorf("publish: %w", err)}
 	}
 
-	u := a.server + "/v1/files/" + escapeName(name)
-	if replace {
-		u += "?replace=true"
-	}
 	p = a.newProgress("uploading "+name, size)
-	req, err := http.NewRequest(http.MethodPut, u, &countingReader{r: f, p: p})
-	if err != nil {
-		return nil, usageErr("--name %q: %v", name, err)
-	}
-	req.ContentLength = size
-	if size == 0 {
-		req.Body = http.NoBody // else an empty body is sent chunked
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(h.Sum(nil))+":")
-	// The server can refuse (name taken, disk too small) before the body
-	// is sent.
-	req.Header.Set("Expect", "100-continue")
-	body, err := a.call(ctx, req)
+	resp, body, err := a.client.Upload(ctx, name, &countingReader{r: f, p: p}, size, h.Sum(nil), replace)
 	p.finish(err == nil)
-	return body, err
+	body, err = a.answer(body, err)
+	return resp, body, err
 }
 
 func (a *adminCLI) ls(ctx context.Context, args []string) error {
 	if err := a.noArgs("ls", args); err != nil {
 		return err
 	}
-	var resp adminv1.ListFilesResponse
-	body, err := a.get(ctx, "/v1/files", &resp)
+	resp, body, err := a.client.ListFiles(ctx)
+	body, err = a.answer(body, err)
 	if err != nil {
 		return err
 	}
@@ -475,8 +390,8 @@ func (a *adminCLI) show(ctx context.Context, args []string) error {
 	if err := a.setup(); err != nil {
 		return err
 	}
-	var resp adminv1.GetFileResponse
-	body, err := a.get(ctx, "/v1/files/"+escapeName(pos[0]), &resp)
+	resp, body, err := a.client.GetFile(ctx, pos[0])
+	body, err = a.answer(body, err)
 	if err != nil {
 		return err
 	}
@@ -526,17 +441,7 @@ func (a *adminCLI) rm(ctx context.Context, args []string) error {
 	if err := a.setup(); err != nil {
 		return err
 	}
-	u := a.server + "/v1/files/" + escapeName(pos[0])
-	if *keep {
-		u += "?keepFile=true"
-	}
-	req, err := http.NewRequest(http.MethodDelete, u, nil)
-	if err != nil {
-		return usageErr("%q: %v", pos[0], err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	body, err := a.call(ctx, req)
+	body, err := a.answer(a.client.Unpublish(ctx, pos[0], *keep))
 	if err != nil {
 		return err
 	}
@@ -556,8 +461,8 @@ func (a *adminCLI) nodes(ctx context.Context, args []string) error {
 	if err := a.noArgs("nodes", args); err != nil {
 		return err
 	}
-	var resp adminv1.ListNodesResponse
-	body, err := a.get(ctx, "/v1/nodes", &resp)
+	resp, body, err := a.client.ListNodes(ctx)
+	body, err = a.answer(body, err)
 	if err != nil {
 		return err
 	}
@@ -586,8 +491,8 @@ func (a *adminCLI) stats(ctx context.Context, args []string) error {
 	if err := a.noArgs("stats", args); err != nil {
 		return err
 	}
-	var s adminv1.GetStatsResponse
-	body, err := a.get(ctx, "/v1/stats", &s)
+	s, body, err := a.client.Stats(ctx)
+	body, err = a.answer(body, err)
 	if err != nil {
 		return err
 	}

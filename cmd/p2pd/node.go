@@ -202,6 +202,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		NodeID:    n.cfg.nodeID,
 		Advertise: n.advertise,
 		HTTPAddr:  n.advertise,
+		OpsAddr:   n.opsAddr(),
 		Rescan:    rescan,
 	}, n.ops.Registry)
 	if err != nil {
@@ -226,7 +227,10 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err != nil {
 		return nil, err
 	}
-	admin, err := adminserver.New(adminserver.Config{Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize, Metrics: n.ops.Registry, Logger: n.log}, origin, tc)
+	admin, err := adminserver.New(adminserver.Config{
+		Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize,
+		Metrics: n.ops.Registry, OpsAddr: n.opsAddr(), TraceQueryURL: n.cfg.traceQueryURL, Logger: n.log,
+	}, origin, tc)
 	if err != nil {
 		return nil, err
 	}
@@ -297,6 +301,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		Parents:          parents,
 		Advertise:        n.advertise,
 		HTTPAddr:         n.advertise,
+		OpsAddr:          n.opsAddr(),
 		FetchMisses:      n.cfg.fetch,
 		MemoryCacheBytes: memory,
 		Prefetch:         cmp.Or(n.cfg.prefetch, -1), // the config's 0 is "default"
@@ -355,6 +360,10 @@ func (n *node) join(ctx context.Context) (discovery.Info, string, error) {
 	n.log.Info("joined the tree", "parent", up.Path[0].ID, "depth", len(info.Path)-1, "trackers", info.Trackers, "region", info.Region)
 	return info, up.Path[0].ID, nil
 }
+
+// opsAddr is where other nodes reach this one's ops listener: the
+// server's admin API reads every cache's counters there.
+func (n *node) opsAddr() string { return service.OpsAddr(n.cfg.common.Ops, n.advertise) }
 
 // memoryBytes parses --memory-cache: a size, or 0 to disable the cache.
 func memoryBytes(v string) (int64, error) {

@@ -1,6 +1,9 @@
 package rank
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Health tracks one node's recent failures. Each failure in a row puts the
 // node on probation for twice as long as the previous one (Base, 2×Base,
@@ -53,3 +56,67 @@ func (h *Health) Probation() bool { return h.now().Before(h.until) }
 
 // Until returns when the current probation ends (zero if none was set).
 func (h *Health) Until() time.Time { return h.until }
+
+// maxHealths bounds a Healths: node ids come from the tracker, so the set
+// stays small, but a client prunes rather than trust that.
+const maxHealths = 1024
+
+// Healths is the failure memory of many nodes, as a client keeps it for
+// the sources it fetches from: one Health per node, safe for concurrent
+// use. The zero value is not ready; use NewHealths.
+type Healths struct {
+	cfg HealthConfig
+	now func() time.Time
+
+	mu sync.Mutex
+	m  map[string]*Health
+}
+
+// NewHealths returns an empty set; cfg and now are each node's (NewHealth).
+func NewHealths(cfg HealthConfig, now func() time.Time) *Healths {
+	cfg.applyDefaults()
+	if now == nil {
+		now = time.Now
+	}
+	return &Healths{cfg: cfg, now: now, m: map[string]*Health{}}
+}
+
+// Failure records a failure of node id (Health.Failure).
+func (hs *Healths) Failure(id string) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.m[id]
+	if h == nil {
+		if len(hs.m) >= maxHealths {
+			hs.prune()
+		}
+		h = NewHealth(hs.cfg, hs.now)
+		hs.m[id] = h
+	}
+	h.Failure()
+}
+
+// Success records a good transfer from node id: it is forgotten.
+func (hs *Healths) Success(id string) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	delete(hs.m, id)
+}
+
+// Probation reports whether node id is backing off now.
+func (hs *Healths) Probation(id string) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.m[id]
+	return h != nil && h.Probation()
+}
+
+// prune forgets the nodes whose streak would restart anyway.
+func (hs *Healths) prune() {
+	now := hs.now()
+	for id, h := range hs.m {
+		if now.Sub(h.until) > hs.cfg.Max {
+			delete(hs.m, id)
+		}
+	}
+}

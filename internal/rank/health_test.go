@@ -89,3 +89,35 @@ func TestHealthDefaults(t *testing.T) {
 		t.Errorf("default first probation = %v, want 2s", got)
 	}
 }
+
+func TestHealths(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	hs := NewHealths(HealthConfig{Base: time.Second, Max: 4 * time.Second}, clock.now)
+	for _, step := range []struct {
+		op   string // "fail a", "ok a", "wait"
+		wait time.Duration
+		a, b bool // on probation after the step
+	}{
+		{op: "fail a", a: true},
+		{op: "fail b", a: true, b: true},
+		{op: "fail a", a: true, b: true}, // a's streak: 2 s
+		{op: "wait", wait: time.Second, a: true},
+		{op: "ok a", a: false},
+		{op: "fail a", a: true}, // a fresh streak after the success: 1 s
+		{op: "wait", wait: time.Second},
+	} {
+		switch step.op {
+		case "fail a":
+			hs.Failure("a")
+		case "fail b":
+			hs.Failure("b")
+		case "ok a":
+			hs.Success("a")
+		case "wait":
+			clock.advance(step.wait)
+		}
+		if hs.Probation("a") != step.a || hs.Probation("b") != step.b {
+			t.Fatalf("after %s %v: probation a %v b %v, want %v %v", step.op, step.wait, hs.Probation("a"), hs.Probation("b"), step.a, step.b)
+		}
+	}
+}

@@ -106,6 +106,7 @@ func run(args []string) error {
 	if cfg.Advertise == "" {
 		cfg.Advertise = service.HostPort(listen, l)
 	}
+	cfg.OpsAddr = service.OpsAddr(common.Ops, cfg.Advertise)
 	creds := tlsCreds.DialOption()
 	tc, err := trackerclient.Dial(trackers, creds)
 	if err != nil {

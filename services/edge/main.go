@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
@@ -45,13 +46,15 @@ func run(args []string) error {
 		trackers string
 		nodeID   string
 		region   string
+		adv      string
 		memory   = flagenv.CacheBytes(256 << 20)
 		tlsFlags tlsconfig.Flags
 	)
 	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
-	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports (default: edge@HOSTNAME)")
+	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports, and registered with the tracker (default: edge@HOSTNAME)")
 	fs.StringVar(&region, "region", "", "region label: the cachenodes of this region are asked first (env P2PD_REGION)")
+	fs.StringVar(&adv, "advertise", "", "host:port viewers reach this edge on, registered with the tracker so operators see it (default: derived from --listen)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
 	common.Register(fs, "127.0.0.1:9093")
 	tlsFlags.Register(fs)
@@ -108,6 +111,20 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
 	}
+
+	if adv == "" {
+		adv = service.HostPort(listen, l)
+	}
+	// Registered as an edge: listed among the nodes (the dashboard, the
+	// admin API's stats read its counters at OpsAddr), never a chunk source.
+	member := tc.Join(ctx, &trackerv1.Node{
+		Id:       edge.NodeID(),
+		Role:     trackerv1.Role_ROLE_EDGE,
+		HttpAddr: adv,
+		OpsAddr:  service.OpsAddr(common.Ops, adv),
+		Region:   region,
+	}, nil)
+	defer member.Close()
 
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()

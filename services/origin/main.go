@@ -51,6 +51,7 @@ func run(args []string) error {
 		trackers  string
 		chunkSize int
 		tokenFile string
+		traceURL  string
 		tlsFlags  tlsconfig.Flags
 	)
 	fs.StringVar(&cfg.MediaDir, "media-dir", "", "directory of media files to publish (required)")
@@ -61,6 +62,7 @@ func run(args []string) error {
 	fs.IntVar(&chunkSize, "chunk-size", manifest.DefaultChunkSize, "chunk size in bytes for newly published files")
 	fs.DurationVar(&cfg.Rescan, "rescan", 0, "rescan the media directory this often (0: only at start)")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (default: $"+adminserver.TokenEnv+"; none: the API refuses every call)")
+	fs.StringVar(&traceURL, "trace-query-url", "", "Jaeger's query API (http://HOST:16686) the admin API reads a request's trace from, for the dashboard's trace view (empty: none)")
 	common.Register(fs, "127.0.0.1:9090")
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
@@ -93,6 +95,7 @@ func run(args []string) error {
 	if cfg.Advertise == "" {
 		cfg.Advertise = service.HostPort(listen, l)
 	}
+	cfg.OpsAddr = service.OpsAddr(common.Ops, cfg.Advertise)
 	ops := service.NewOps()
 	origin, err := originserver.New(cfg, ops.Registry)
 	if err != nil {
@@ -112,7 +115,10 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	admin, err := adminserver.New(adminserver.Config{Token: token, MediaDir: cfg.MediaDir, ChunkSize: cfg.ChunkSize, Metrics: ops.Registry, Logger: log}, origin, tc)
+	admin, err := adminserver.New(adminserver.Config{
+		Token: token, MediaDir: cfg.MediaDir, ChunkSize: cfg.ChunkSize,
+		Metrics: ops.Registry, OpsAddr: cfg.OpsAddr, TraceQueryURL: traceURL, Logger: log,
+	}, origin, tc)
 	if err != nil {
 		return err
 	}

@@ -93,16 +93,19 @@ type Node struct {
 	Load uint32 `protobuf:"varint,7,opt,name=load,proto3" json:"load,omitempty"`
 	// When the node registered, Unix nanoseconds.
 	UpSinceUnixNano int64 `protobuf:"varint,8,opt,name=up_since_unix_nano,json=upSinceUnixNano,proto3" json:"up_since_unix_nano,omitempty"`
+	// host:port of the node's ops listener (/metrics), if it has one: the
+	// admin API reads cluster-wide counters there.
+	OpsAddr string `protobuf:"bytes,20,opt,name=ops_addr,json=opsAddr,proto3" json:"ops_addr,omitempty"`
 	// Site label (--region): sources in the requester's region rank first,
 	// and a chunk's home is chosen per region. Empty: the default region.
-	Region string `protobuf:"bytes,20,opt,name=region,proto3" json:"region,omitempty"`
+	Region string `protobuf:"bytes,30,opt,name=region,proto3" json:"region,omitempty"`
 	// The region's gateway (--shield): only shields fetch from outside the
 	// region; the other cachenodes of the region relay through them.
-	Shield bool `protobuf:"varint,21,opt,name=shield,proto3" json:"shield,omitempty"`
+	Shield bool `protobuf:"varint,31,opt,name=shield,proto3" json:"shield,omitempty"`
 	// In a p2pd tree, the id of the node this one joined with -S (its
 	// parent); empty in the services deployment. Cachenodes sharing a
 	// parent are one tier: peers to each other, with one home per chunk.
-	Parent        string `protobuf:"bytes,22,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent        string `protobuf:"bytes,32,opt,name=parent,proto3" json:"parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -191,6 +194,13 @@ func (x *Node) GetUpSinceUnixNano() int64 {
 		return x.UpSinceUnixNano
 	}
 	return 0
+}
+
+func (x *Node) GetOpsAddr() string {
+	if x != nil {
+		return x.OpsAddr
+	}
+	return ""
 }
 
 func (x *Node) GetRegion() string {
@@ -1643,7 +1653,7 @@ var File_tracker_v1_tracker_proto protoreflect.FileDescriptor
 const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\n" +
 	"\x18tracker/v1/tracker.proto\x12\n" +
-	"tracker.v1\"\xc5\x02\n" +
+	"tracker.v1\"\xe0\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x10.tracker.v1.RoleR\x04role\x12\x1b\n" +
@@ -1653,10 +1663,11 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\n" +
 	"held_bytes\x18\x06 \x01(\x04R\theldBytes\x12\x12\n" +
 	"\x04load\x18\a \x01(\rR\x04load\x12+\n" +
-	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\x12\x16\n" +
-	"\x06region\x18\x14 \x01(\tR\x06region\x12\x16\n" +
-	"\x06shield\x18\x15 \x01(\bR\x06shield\x12\x16\n" +
-	"\x06parent\x18\x16 \x01(\tR\x06parent\"7\n" +
+	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\x12\x19\n" +
+	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\x12\x16\n" +
+	"\x06region\x18\x1e \x01(\tR\x06region\x12\x16\n" +
+	"\x06shield\x18\x1f \x01(\bR\x06shield\x12\x16\n" +
+	"\x06parent\x18  \x01(\tR\x06parent\"7\n" +
 	"\x0fRegisterRequest\x12$\n" +
 	"\x04node\x18\x01 \x01(\v2\x10.tracker.v1.NodeR\x04node\"N\n" +
 	"\x10RegisterResponse\x12\x19\n" +

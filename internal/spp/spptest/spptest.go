@@ -1,8 +1,11 @@
-// Package spptest checks SPP servers against hostile requests: a Fetch
-// handler called in-process (no network, so fuzzing runs fast) with any
-// root and chunk list must either refuse the request with a clear status
-// before sending anything, or send exactly the chunks asked for, in order,
-// each whole and correct.
+// Package spptest is the test kit of SPP. Check holds SPP servers to the
+// protocol against hostile requests: a Fetch handler called in-process
+// (no network, so fuzzing runs fast) with any root and chunk list must
+// either refuse the request with a clear status before sending anything,
+// or send exactly the chunks asked for, in order, each whole and correct.
+// Node (node.go) is an SPP node on a real gRPC server on loopback serving
+// files from memory, honest or misbehaving on demand, for the tests of
+// SPP's clients.
 package spptest
 
 import (

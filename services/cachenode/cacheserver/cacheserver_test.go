@@ -13,6 +13,7 @@ import (
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -54,7 +55,7 @@ func TestMissIsFetchedStoredServedThenHit(t *testing.T) {
 		t.Fatal("cold fetch: wrong bytes")
 	}
 	// Chunks are stored just after they are handed to the requester.
-	waitFor(t, "every chunk stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
+	trackertest.Eventually(t, "every chunk stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
 	fetched := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin")
 	if fetched != size {
 		t.Fatalf("fetched %v bytes from the origin, want each chunk once (%v)", fetched, size)
@@ -77,7 +78,7 @@ func TestMissIsFetchedStoredServedThenHit(t *testing.T) {
 	served := func(src string) float64 {
 		return metric(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", src)
 	}
-	waitFor(t, "served bytes counted", func() bool { return served("local")+served("origin") == total })
+	trackertest.Eventually(t, "served bytes counted", func() bool { return served("local")+served("origin") == total })
 	if local := served("local"); local < size {
 		t.Fatalf("served %v bytes from the store, want at least the hot fetch's %v", local, size)
 	}
@@ -122,7 +123,7 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 	for i := range n {
 		wg.Go(func() { results[i], errs[i] = cn.fetch(t.Context(), m, []uint32{5}, false) })
 	}
-	waitFor(t, "20 streams waiting on the cold chunk", func() bool {
+	trackertest.Eventually(t, "20 streams waiting on the cold chunk", func() bool {
 		return metric(t, cn.reg, "p2pd_cachenode_active_streams") == n && src.fetches.Load() >= 1
 	})
 	close(gate)
@@ -137,7 +138,7 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 	}
 	// A request that came late (after the chunk was stored) counts as
 	// local; either way none fetched it again.
-	waitFor(t, "served bytes counted", func() bool {
+	trackertest.Eventually(t, "served bytes counted", func() bool {
 		return metric(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", "origin")+
 			metric(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", "local") == n*float64(m.ChunkLen(5))
 	})
@@ -183,7 +184,7 @@ func TestCorruptSourceIsRejected(t *testing.T) {
 	if uf := metric(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "peer"); uf != 1 {
 		t.Fatalf("upstream failures = %v, want 1", uf)
 	}
-	waitFor(t, "the chunk stored", func() bool { return cn.store.Has(m.Root, idx) })
+	trackertest.Eventually(t, "the chunk stored", func() bool { return cn.store.Has(m.Root, idx) })
 	if held, err := cn.store.Get(m.Root, idx, m.Digests[idx], nil); err != nil || !bytes.Equal(held, got) {
 		t.Fatalf("stored chunk: %v", err)
 	}
@@ -206,7 +207,7 @@ func TestRestartServesFromDisk(t *testing.T) {
 	if got, err := cn.fetch(t.Context(), m, allChunks(m), false); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("first fetch: %v", err)
 	}
-	waitFor(t, "every chunk stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
+	trackertest.Eventually(t, "every chunk stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
 	cn.stop()
 	o.stop() // whatever is served from now on comes from disk
 
@@ -318,7 +319,7 @@ func TestLocalOnlyMiss(t *testing.T) {
 	if _, err := cn.fetch(t.Context(), m, []uint32{0}, false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "chunk 0 stored", func() bool { return cn.store.Has(m.Root, 0) })
+	trackertest.Eventually(t, "chunk 0 stored", func() bool { return cn.store.Has(m.Root, 0) })
 	got, err := cn.fetch(t.Context(), m, []uint32{0, 1}, true)
 	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "chunk 1 ") {
 		t.Fatalf("local-only miss: %v, want NotFound naming chunk 1", err)
@@ -349,7 +350,7 @@ func TestEvictionsAreAnnounced(t *testing.T) {
 		t.Fatalf("fetch: %v", err)
 	}
 	// Each chunk was stored once, then kept or evicted.
-	waitFor(t, "every chunk stored", func() bool {
+	trackertest.Eventually(t, "every chunk stored", func() bool {
 		return cn.store.Count(m.Root)+int(cn.store.Evictions()) == m.ChunkCount()
 	})
 	if b := cn.store.Bytes(); b > 4*testChunkSize {
@@ -364,7 +365,7 @@ func TestEvictionsAreAnnounced(t *testing.T) {
 		}
 	}
 	cl.waitHolders(m.Root, kept, "someone-else", "cache-1")
-	waitFor(t, "the eviction announced", func() bool {
+	trackertest.Eventually(t, "the eviction announced", func() bool {
 		return !slices.Contains(cl.holders(m.Root, evicted, "someone-else"), "cache-1")
 	})
 	if ev := metric(t, cn.reg, "p2pd_cachenode_evictions_total"); ev != float64(m.ChunkCount()-4) {

@@ -63,9 +63,9 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 // slot is one requested chunk on its way to the requester.
 type slot struct {
 	idx  int
-	held bool       // read from the store when its turn comes
-	read *storeRead // or read ahead of its turn
-	f    *flight    // or brought by this fetch
+	held bool         // read from the store when its turn comes
+	read *storeRead   // or read ahead of its turn
+	f    *chunkFlight // or brought by this fetch
 }
 
 // storeRead is a held chunk being read from the store ahead of its turn,

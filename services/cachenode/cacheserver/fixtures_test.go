@@ -24,8 +24,8 @@ import (
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -51,14 +51,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	ts := trackerserver.New(cli, trackerserver.Config{PeerSharing: true})
-	go ts.Run(ctx)
-	addr := serve(t, func(s *grpc.Server) { trackerv1.RegisterTrackerServiceServer(s, ts) })
+	addr := trackertest.Start(t, e.Endpoints(), trackerserver.Config{PeerSharing: true}).Addr
 	tc, err := trackerclient.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +91,7 @@ func (c *cluster) join(node *trackerv1.Node, haves trackerclient.HaveFunc) *trac
 // as requester, include want.
 func (c *cluster) waitHolders(root manifest.Digest, idx int, requester string, want ...string) {
 	c.t.Helper()
-	waitFor(c.t, fmt.Sprintf("holders %v of chunk %d", want, idx), func() bool {
+	trackertest.Eventually(c.t, fmt.Sprintf("holders %v of chunk %d", want, idx), func() bool {
 		got := c.holders(root, idx, requester)
 		for _, w := range want {
 			found := false
@@ -128,19 +121,6 @@ func (c *cluster) holders(root manifest.Digest, idx int, requester string) []str
 		}
 	}
 	return ids
-}
-
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline: the deadline only bounds a broken test, it asserts nothing.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // testFile writes size random bytes to dir/name and returns them with

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/source"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -97,7 +97,7 @@ func (s *Server) manifest(ctx context.Context, root manifest.Digest, remote bool
 	if err == nil || !remote || s.tracker == nil {
 		return m, err
 	}
-	return s.mflights.do(ctx, root, func() (*manifest.Manifest, error) {
+	return s.mflights.Do(ctx, root.String(), func() (*manifest.Manifest, error) {
 		// Detached from the first asker: others may be waiting too.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.cfg.RPCTimeout)
 		defer cancel()
@@ -148,49 +148,21 @@ func (s *Server) fetchManifest(ctx context.Context, root manifest.Digest) (*mani
 		}
 		return nil, fmt.Errorf("locate %s: %w", root, err)
 	}
-	var srcs []source
-	if len(resp.Chunks) > 0 {
-		srcs = s.sources(resp, 0)
+	var srcs []source.Source
+	for _, u := range s.sources(resp, 0) {
+		srcs = append(srcs, u.Source)
 	}
 	if len(srcs) == 0 {
 		return nil, fmt.Errorf("file %s: no node holds it: %w", root, errUnknownFile)
 	}
-	var errs []error
-	for _, src := range srcs {
-		m, err := s.manifestFrom(ctx, src, root)
-		if err == nil {
-			if err := s.store.PutManifest(m); err != nil {
-				s.log.Warn("store manifest", "root", root, "err", err)
-			}
-			s.manifests.put(m)
-			return m, nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", src.id, err))
-	}
-	return nil, fmt.Errorf("manifest %s from %d sources: %w", root, len(srcs), errors.Join(errs...))
-}
-
-func (s *Server) manifestFrom(ctx context.Context, src source, root manifest.Digest) (*manifest.Manifest, error) {
-	c, err := s.pool.Client(src.addr)
+	m, err := source.FetchManifest(ctx, s.pool, root, srcs, source.ManifestOptions{Budget: 2 * s.cfg.RPCTimeout})
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
-	defer cancel()
-	start := time.Now()
-	resp, err := c.GetManifest(ctx, &sppv1.GetManifestRequest{File: &sppv1.GetManifestRequest_Root{Root: root[:]}})
-	if err != nil {
-		return nil, err
+	if err := s.store.PutManifest(m); err != nil {
+		s.log.Warn("store manifest", "root", root, "err", err)
 	}
-	m, err := manifest.FromProto(resp.Manifest)
-	if err != nil {
-		return nil, err
-	}
-	if m.Root != root {
-		// Valid in itself but not what we asked for: never trust it.
-		return nil, fmt.Errorf("sent the manifest of %s", m.Root)
-	}
-	s.log.Debug("fetched manifest", "root", root, "from", src.id, "took", time.Since(start))
+	s.manifests.put(m)
 	return m, nil
 }
 
@@ -219,44 +191,4 @@ func (c *manifestCache) put(m *manifest.Manifest) {
 		}
 	}
 	c.m[m.Root] = m
-}
-
-// group runs one call per key at a time; concurrent callers for the same
-// key share its result (a tiny singleflight).
-type group[K comparable, V any] struct {
-	mu sync.Mutex
-	m  map[K]*call[V]
-}
-
-type call[V any] struct {
-	done chan struct{}
-	v    V
-	err  error
-}
-
-// do runs fn for k unless a call for k is in flight, and returns its
-// result. A caller whose ctx ends stops waiting; the call goes on for the
-// others.
-func (g *group[K, V]) do(ctx context.Context, k K, fn func() (V, error)) (V, error) {
-	g.mu.Lock()
-	c, ok := g.m[k]
-	if !ok {
-		c = &call[V]{done: make(chan struct{})}
-		g.m[k] = c
-		go func() {
-			c.v, c.err = fn()
-			g.mu.Lock()
-			delete(g.m, k)
-			g.mu.Unlock()
-			close(c.done)
-		}()
-	}
-	g.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.v, c.err
-	case <-ctx.Done():
-		var zero V
-		return zero, ctx.Err()
-	}
 }

@@ -23,6 +23,7 @@ import (
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/chunkstore"
+	"github.com/p2pd/p2pd/internal/flight"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
@@ -57,7 +58,7 @@ type Server struct {
 	links     links
 	prefetchN atomic.Int64 // read-ahead chunks in flight
 	manifests manifestCache
-	mflights  group[manifest.Digest, *manifest.Manifest]
+	mflights  flight.Group[*manifest.Manifest]
 	rates     rates
 	dirty     dirtySet
 	member    atomic.Pointer[trackerclient.Member]
@@ -88,9 +89,8 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		tiers:     newTierMetrics(reg),
 		hot:       hot,
 		started:   time.Now(),
-		flights:   flights{m: map[chunkKey]*flight{}},
+		flights:   flights{m: map[chunkKey]*chunkFlight{}},
 		manifests: manifestCache{max: cfg.ManifestCache, m: map[manifest.Digest]*manifest.Manifest{}},
-		mflights:  group[manifest.Digest, *manifest.Manifest]{m: map[manifest.Digest]*call[*manifest.Manifest]{}},
 		dirty:     dirtySet{m: map[manifest.Digest]bool{}},
 	}
 	s.life, s.stop = context.WithCancel(context.Background())
@@ -107,6 +107,7 @@ func (s *Server) Node() *trackerv1.Node {
 		Role:            trackerv1.Role_ROLE_CACHENODE,
 		GrpcAddr:        s.cfg.Advertise,
 		HttpAddr:        s.cfg.HTTPAddr,
+		OpsAddr:         s.cfg.OpsAddr,
 		CapacityBytes:   uint64(s.store.MaxBytes()),
 		HeldBytes:       uint64(s.store.Bytes()),
 		Load:            uint32(s.active.Load()),

@@ -46,8 +46,8 @@ type class int
 // want is one chunk a job must bring.
 type want struct {
 	idx   int
-	f     *flight
-	cands []source // ranked, best first
+	f     *chunkFlight
+	cands []upstream // ranked, best first
 	start time.Time
 
 	// Scheduling state, guarded by job.mu.
@@ -83,7 +83,7 @@ type job struct {
 
 // worker is one SPP stream to one source, for a list of chunks.
 type worker struct {
-	src     source
+	src     upstream
 	ws      []*want
 	started time.Time
 	cancel  context.CancelFunc
@@ -100,8 +100,8 @@ func (j *job) run() {
 	j.bad, j.stalled, j.queued, j.workers, j.rates = map[string]bool{}, map[string]bool{}, map[string]int64{}, map[*worker]bool{}, map[string]float64{}
 	for _, w := range j.wants {
 		for _, c := range w.cands {
-			if _, ok := j.rates[c.id]; !ok {
-				j.rates[c.id] = j.s.links.estimate(c.id, c.rate)
+			if _, ok := j.rates[c.ID]; !ok {
+				j.rates[c.ID] = j.s.links.estimate(c.ID, c.Rate)
 			}
 		}
 	}
@@ -126,11 +126,11 @@ func (j *job) run() {
 
 // eligible returns the sources w may be fetched from now: those of its
 // best class that has a source not yet failed.
-func (j *job) eligible(w *want) []source {
-	var out []source
+func (j *job) eligible(w *want) []upstream {
+	var out []upstream
 	best := class(-1)
 	for _, c := range w.cands {
-		if j.bad[c.id] || w.failed[c.id] {
+		if j.bad[c.ID] || w.failed[c.ID] {
 			continue
 		}
 		if best < 0 {
@@ -180,16 +180,16 @@ func (j *job) schedule() {
 		size := int64(j.m.ChunkLen(w.idx))
 		best, bestT := srcs[0], 0.0
 		for i, c := range srcs {
-			t := float64(j.queued[c.id]+size) / j.rates[c.id]
+			t := float64(j.queued[c.ID]+size) / j.rates[c.ID]
 			if i == 0 || t < bestT {
 				best, bestT = c, t
 			}
 		}
-		j.queued[best.id] += size
-		wk := plan[best.id]
+		j.queued[best.ID] += size
+		wk := plan[best.ID]
 		if wk == nil {
 			wk = &worker{src: best}
-			plan[best.id] = wk
+			plan[best.ID] = wk
 			order = append(order, wk)
 		}
 		wk.ws = append(wk.ws, w)
@@ -224,7 +224,7 @@ func (j *job) endGame() {
 	}
 	busy := map[string]bool{}
 	for wk := range j.workers {
-		busy[wk.src.id] = true
+		busy[wk.src.ID] = true
 	}
 	now := time.Now()
 	var recheck time.Time
@@ -246,18 +246,18 @@ func (j *job) endGame() {
 		if at == nil {
 			continue
 		}
-		due := at.started.Add(2*time.Duration(float64(ahead)/j.rates[at.src.id]*float64(time.Second)) + lateSlack)
+		due := at.started.Add(2*time.Duration(float64(ahead)/j.rates[at.src.ID]*float64(time.Second)) + lateSlack)
 		for _, c := range j.eligible(w) {
-			if c.class != classPeer || c.id == at.src.id || busy[c.id] {
+			if c.class != classPeer || c.ID == at.src.ID || busy[c.ID] {
 				continue
 			}
-			if j.rates[c.id] < 2*j.rates[at.src.id] && now.Before(due) {
+			if j.rates[c.ID] < 2*j.rates[at.src.ID] && now.Before(due) {
 				if recheck.IsZero() || due.Before(recheck) {
 					recheck = due
 				}
 				continue
 			}
-			busy[c.id] = true
+			busy[c.ID] = true
 			w.active++
 			j.s.metrics.endGame.Inc()
 			j.start(&worker{src: c, ws: []*want{w}})
@@ -294,7 +294,7 @@ func (j *job) start(wk *worker) {
 func (j *job) work(ctx context.Context, wk *worker) {
 	src := wk.src
 	start := time.Now()
-	sctx, span := telemetry.StartFetch(ctx, src.id, src.label, wk.ws[0].idx, len(wk.ws))
+	sctx, span := telemetry.StartFetch(ctx, src.ID, src.label, wk.ws[0].idx, len(wk.ws))
 	delivered, bytes, recvd, err := j.stream(sctx, wk)
 	span.End(delivered, bytes, err)
 	elapsed := time.Since(start)
@@ -304,17 +304,17 @@ func (j *job) work(ctx context.Context, wk *worker) {
 	delete(j.workers, wk)
 	for _, w := range wk.ws[delivered:] {
 		w.active--
-		j.queued[src.id] -= int64(j.m.ChunkLen(w.idx))
+		j.queued[src.ID] -= int64(j.m.ChunkLen(w.idx))
 	}
 	cut := err != nil && ctx.Err() != nil && j.ctx.Err() == nil // cancelled: others delivered its chunks
 	switch {
 	case err == nil:
-		j.s.rates.add(src.id, bytes, elapsed, false)
-		j.s.links.observe(src.id, bytes, elapsed)
+		j.s.rates.add(src.ID, bytes, elapsed, false)
+		j.s.links.observe(src.ID, bytes, elapsed)
 	case cut:
 		// Not a failure, and the bytes of the chunk in progress still
 		// tell how fast the source was going.
-		j.s.links.observe(src.id, recvd, elapsed)
+		j.s.links.observe(src.ID, recvd, elapsed)
 	case j.ctx.Err() != nil:
 		// The job was abandoned (shutdown, or the prefetch nobody needs).
 	default:
@@ -322,24 +322,24 @@ func (j *job) work(ctx context.Context, wk *worker) {
 		// is not unhealthy; anything else counts against it, and it is
 		// asked nothing more in this job.
 		notFound := status.Code(err) == codes.NotFound
-		j.s.rates.add(src.id, bytes, elapsed, !notFound)
+		j.s.rates.add(src.ID, bytes, elapsed, !notFound)
 		j.s.metrics.upstreamFails.WithLabelValues(src.label).Inc()
 		if errors.Is(err, manifest.ErrDigestMismatch) {
 			j.s.metrics.digestFailures.Inc()
 		}
 		if !notFound {
-			j.bad[src.id] = true
-			j.stalled[src.id] = errors.Is(err, spp.ErrStalled)
-			j.s.links.observe(src.id, recvd, elapsed)
+			j.bad[src.ID] = true
+			j.stalled[src.ID] = errors.Is(err, spp.ErrStalled)
+			j.s.links.observe(src.ID, recvd, elapsed)
 		}
 		rest := wk.ws[delivered:]
 		for _, w := range rest {
 			if w.failed == nil {
 				w.failed = map[string]bool{}
 			}
-			w.failed[src.id] = true
+			w.failed[src.ID] = true
 		}
-		j.s.log.Warn("upstream fetch failed; handing its chunks to other sources", "root", j.m.Root, "from", src.id, "chunk", rest[0].idx, "remaining", len(rest), "err", err)
+		j.s.log.Warn("upstream fetch failed; handing its chunks to other sources", "root", j.m.Root, "from", src.ID, "chunk", rest[0].idx, "remaining", len(rest), "err", err)
 	}
 	j.schedule()
 }
@@ -348,7 +348,7 @@ func (j *job) work(ctx context.Context, wk *worker) {
 // went through (a prefix of wk.ws), the bytes it delivered first, and the
 // bytes received including chunks others delivered first.
 func (j *job) stream(ctx context.Context, wk *worker) (int, int64, int64, error) {
-	c, err := j.s.pool.Client(wk.src.addr)
+	c, err := j.s.pool.Client(wk.src.Addr)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -383,7 +383,7 @@ func (j *job) stream(ctx context.Context, wk *worker) (int, int64, int64, error)
 		}
 		j.mu.Lock()
 		w.active--
-		j.queued[wk.src.id] -= int64(len(data))
+		j.queued[wk.src.ID] -= int64(len(data))
 		first := !w.done
 		w.done = true
 		if first {

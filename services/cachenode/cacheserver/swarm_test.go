@@ -21,6 +21,7 @@ import (
 	"github.com/p2pd/p2pd/internal/netem"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"google.golang.org/grpc"
 )
 
@@ -169,7 +170,7 @@ func TestClusterFetchesEachChunkOnceFromTheOrigin(t *testing.T) {
 	for i := range caches {
 		cns = append(cns, cl.startCache(fmt.Sprintf("cache-%d", i), t.TempDir(), Config{FetchMisses: true}))
 	}
-	waitFor(t, "every cachenode registered", func() bool {
+	trackertest.Eventually(t, "every cachenode registered", func() bool {
 		resp, err := cl.tracker.ListNodes(context.Background(), &trackerv1.ListNodesRequest{})
 		return err == nil && len(resp.Nodes) == caches+1
 	})
@@ -240,7 +241,7 @@ func TestPrefetch(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data[:4*testChunkSize]) {
 			t.Fatalf("fetch: %v", err)
 		}
-		waitFor(t, "chunks 4-11 prefetched", func() bool {
+		trackertest.Eventually(t, "chunks 4-11 prefetched", func() bool {
 			for i := 4; i < 12; i++ {
 				if !cn.store.Has(m.Root, i) {
 					return false
@@ -279,7 +280,7 @@ func TestPrefetch(t *testing.T) {
 		if _, _, err := r.Next(nil); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "read-ahead waiting at the source", func() bool { return cn.srv.prefetchN.Load() == 8 })
+		trackertest.Eventually(t, "read-ahead waiting at the source", func() bool { return cn.srv.prefetchN.Load() == 8 })
 		// Another request joins a chunk the read-ahead is fetching.
 		joined := make(chan error, 1)
 		go func() {
@@ -289,10 +290,10 @@ func TestPrefetch(t *testing.T) {
 			}
 			joined <- err
 		}()
-		waitFor(t, "second request waiting", func() bool { return metric(t, cn.reg, "p2pd_cachenode_active_streams") == 2 })
+		trackertest.Eventually(t, "second request waiting", func() bool { return metric(t, cn.reg, "p2pd_cachenode_active_streams") == 2 })
 		cancel() // the viewer seeks away
 		r.Close()
-		waitFor(t, "read-ahead cancelled", func() bool { return cn.srv.prefetchN.Load() == 0 })
+		trackertest.Eventually(t, "read-ahead cancelled", func() bool { return cn.srv.prefetchN.Load() == 0 })
 		// The joined request fetches its chunk itself once released.
 		close(src.release)
 		if err := <-joined; err != nil {
@@ -347,7 +348,7 @@ func TestLocalStream(t *testing.T) {
 				if !bytes.Equal(got, data[2*testChunkSize:]) {
 					t.Fatalf("round %d: %d bytes, want %d", round, len(got), len(data)-2*testChunkSize)
 				}
-				waitFor(t, "chunks stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount()-2 })
+				trackertest.Eventually(t, "chunks stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount()-2 })
 			}
 			if fetched := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); fetched != float64(len(data)-2*testChunkSize) {
 				t.Fatalf("fetched %v bytes: the hot round fetched again", fetched)

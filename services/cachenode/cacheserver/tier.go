@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/source"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -45,29 +46,29 @@ const (
 	sourceFar    = "far"
 )
 
-// near reports whether n is in this node's tier: same region and parent.
-func (s *Server) near(n *trackerv1.Node) bool {
-	return n.Region == s.cfg.Region && n.Parent == s.cfg.Parent
+// near reports whether src is in this node's tier: same region and parent.
+func (s *Server) near(src source.Source) bool {
+	return src.Region == s.cfg.Region && src.Parent == s.cfg.Parent
 }
 
-// classify places node n, listed for a chunk at rank k of a Locate
-// answer, among this node's sources; ok is false when it is of no use
-// (a peer that neither holds the chunk nor relays it). relays counts the
-// relays placed so far.
-func (s *Server) classify(n *trackerv1.Node, held, relay bool, relays *int) (src source, ok bool) {
-	src = source{id: n.Id, addr: n.GrpcAddr, label: sourcePeer, class: classPeer, region: n.Region, tier: sourcePeer}
+// classify places src, one of a chunk's sources in the tracker's order,
+// among this node's sources; ok is false when it is of no use (a peer
+// that neither holds the chunk nor relays it). relays counts the relays
+// placed so far.
+func (s *Server) classify(src source.Source, relays *int) (u upstream, ok bool) {
+	u = upstream{Source: src, label: sourcePeer, class: classPeer, tier: sourcePeer}
 	switch {
-	case n.Role == trackerv1.Role_ROLE_ORIGIN:
-		src.label, src.class, src.tier = sourceOrigin, classOrigin, sourceOrigin
-	case relay:
-		src.class, src.tier = classRelay+class(*relays), sourceRelay
+	case src.Origin():
+		u.label, u.class, u.tier = sourceOrigin, classOrigin, sourceOrigin
+	case src.Relay:
+		u.class, u.tier = classRelay+class(*relays), sourceRelay
 		*relays++
-	case !held:
-		return src, false
-	case !s.near(n):
-		src.class, src.tier = classFar, sourceFar
+	case !src.Held:
+		return u, false
+	case !s.near(src):
+		u.class, u.tier = classFar, sourceFar
 	}
-	return src, true
+	return u, true
 }
 
 // mayRelay reports whether the misses of a request may be fetched through
@@ -82,23 +83,26 @@ func (s *Server) mayRelay(relayed bool, region string) bool {
 // them by class, best first (a job fetches from the class of its first
 // source that has not failed); a parent listed as a holder is asked as a
 // parent (it fetches what it misses).
-func (s *Server) withParents(srcs []source) []source {
+func (s *Server) withParents(srcs []upstream) []upstream {
 	for d, p := range s.cfg.Parents {
 		for i := range srcs {
-			if srcs[i].id == p.ID {
+			if srcs[i].ID == p.ID {
 				srcs = append(srcs[:i], srcs[i+1:]...)
 				break
 			}
 		}
-		srcs = append(srcs, source{id: p.ID, addr: p.Addr, label: sourceParent, class: classParent + class(d), region: s.cfg.Region, tier: sourceParent})
+		srcs = append(srcs, upstream{
+			Source: source.Source{ID: p.ID, Addr: p.Addr, Role: trackerv1.Role_ROLE_CACHENODE, Region: s.cfg.Region},
+			label:  sourceParent, class: classParent + class(d), tier: sourceParent,
+		})
 	}
-	slices.SortStableFunc(srcs, func(a, b source) int { return cmp.Compare(a.class, b.class) })
+	slices.SortStableFunc(srcs, func(a, b upstream) int { return cmp.Compare(a.class, b.class) })
 	return srcs
 }
 
 // fetchesThrough reports whether src is asked to fetch what it misses
 // (a relay or a parent) rather than to send only what it holds.
-func (src source) fetchesThrough() bool {
+func (src upstream) fetchesThrough() bool {
 	return src.class >= classRelay && src.class < classFar
 }
 
@@ -119,6 +123,6 @@ func newTierMetrics(reg prometheus.Registerer) *tierMetrics {
 	return m
 }
 
-func (m *tierMetrics) add(src source, dest string, n int) {
-	m.bytes.WithLabelValues(src.region, dest, src.tier).Add(float64(n))
+func (m *tierMetrics) add(src upstream, dest string, n int) {
+	m.bytes.WithLabelValues(src.Region, dest, src.tier).Add(float64(n))
 }

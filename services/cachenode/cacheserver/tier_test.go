@@ -70,7 +70,7 @@ func TestSourcesClimb(t *testing.T) {
 			}
 			var got []string
 			for _, src := range s.sources(resp, 0) {
-				got = append(got, fmt.Sprintf("%s/%d", src.id, src.class))
+				got = append(got, fmt.Sprintf("%s/%d", src.ID, src.class))
 			}
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("sources = %v, want %v", got, tt.want)

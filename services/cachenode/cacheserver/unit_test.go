@@ -2,13 +2,11 @@ package cacheserver
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
@@ -139,41 +137,6 @@ func TestDamagedStoredChunkIsNeverServed(t *testing.T) {
 	}
 	if cn.store.Has(m.Root, 1) {
 		t.Fatal("damaged chunk kept")
-	}
-}
-
-func TestGroupSharesOneCall(t *testing.T) {
-	g := group[string, int]{m: map[string]*call[int]{}}
-	release := make(chan struct{})
-	var calls atomic.Int32
-	first := make(chan int)
-	go func() {
-		v, _ := g.do(context.Background(), "k", func() (int, error) {
-			calls.Add(1)
-			<-release
-			return 42, nil
-		})
-		first <- v
-	}()
-	waitFor(t, "the first call in flight", func() bool { return calls.Load() == 1 })
-
-	// While it is in flight, another caller joins it instead of calling
-	// again; this one gives up at once, which must not end the call.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := g.do(ctx, "k", func() (int, error) {
-		t.Error("second call ran while the first was in flight")
-		return 0, nil
-	}); err == nil {
-		t.Fatal("cancelled caller got no error")
-	}
-	close(release)
-	if v := <-first; v != 42 || calls.Load() != 1 {
-		t.Fatalf("first caller got %d after %d calls", v, calls.Load())
-	}
-	// Done calls are forgotten: the next caller calls again.
-	if v, _ := g.do(context.Background(), "k", func() (int, error) { return 7, nil }); v != 7 {
-		t.Fatalf("after the call ended: got %d", v)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 )
 
 func TestUnpublishedFilesAreDropped(t *testing.T) {
@@ -22,13 +23,13 @@ func TestUnpublishedFilesAreDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "both files stored", func() bool {
+	trackertest.Eventually(t, "both files stored", func() bool {
 		return cn.store.Count(gone.Root) == 3 && cn.store.Count(kept.Root) == 3
 	})
 	if _, err := cl.tracker.UnpublishFile(t.Context(), &trackerv1.UnpublishFileRequest{Name: "gone.mp4"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "unpublished file dropped", func() bool { return cn.store.Count(gone.Root) == 0 })
+	trackertest.Eventually(t, "unpublished file dropped", func() bool { return cn.store.Count(gone.Root) == 0 })
 	if n := cn.store.Count(kept.Root); n != 3 {
 		t.Fatalf("published file: %d chunks left, want 3", n)
 	}

@@ -10,19 +10,18 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/source"
 )
 
 // sourceRoles are the nodes a cachenode fetches from: never edges.
 var sourceRoles = []trackerv1.Role{trackerv1.Role_ROLE_ORIGIN, trackerv1.Role_ROLE_CACHENODE}
 
-// source is a node to fetch from.
-type source struct {
-	id, addr string
-	label    string  // metrics label: peer, parent or origin
-	class    class   // holding peer, relay, parent, far holder or origin
-	rate     float64 // as the tracker measured it, bytes/s; 0 unknown
-	region   string  // the source's region
-	tier     string  // where the source stands from here (tier.go)
+// upstream is a node to fetch from.
+type upstream struct {
+	source.Source
+	label string // metrics label: peer, parent or origin
+	class class  // holding peer, relay, parent, far holder or origin
+	tier  string // where the source stands from here (tier.go)
 }
 
 // sources returns the usable ranked sources of chunk j of a Locate answer.
@@ -30,30 +29,13 @@ type source struct {
 // swarm), so a cachenode that does not hold the chunk is useless unless
 // the tracker names it the chunk's relay; an origin holds every published
 // chunk whether or not it announced it.
-func (s *Server) sources(resp *trackerv1.LocateResponse, j int) []source {
-	if j >= len(resp.Chunks) {
-		return nil
-	}
-	cs := resp.Chunks[j]
-	var out []source
+func (s *Server) sources(resp *trackerv1.LocateResponse, j int) []upstream {
+	var out []upstream
 	relays := 0
-	for k, ni := range cs.NodeIndex {
-		if int(ni) >= len(resp.Nodes) {
-			continue
+	for _, src := range source.Ranked(resp, j, s.cfg.NodeID) {
+		if u, ok := s.classify(src, &relays); ok {
+			out = append(out, u)
 		}
-		n := resp.Nodes[ni]
-		if n.Id == s.cfg.NodeID || n.GrpcAddr == "" {
-			continue
-		}
-		held := k < len(cs.Held) && cs.Held[k]
-		src, ok := s.classify(n, held, k < len(cs.Relay) && cs.Relay[k], &relays)
-		if !ok {
-			continue
-		}
-		if int(ni) < len(resp.Rates) {
-			src.rate = resp.Rates[ni]
-		}
-		out = append(out, src)
 	}
 	return s.withParents(out)
 }
@@ -63,24 +45,35 @@ type chunkKey struct {
 	idx  int
 }
 
-// flight is one upstream fetch of a chunk; every request for the chunk
+// chunkFlight is one upstream fetch of a chunk; every request for the chunk
 // meanwhile waits on it instead of fetching again.
-type flight struct {
+type chunkFlight struct {
 	done   chan struct{}
 	data   []byte // verified
 	source string // where the bytes came from (metrics label)
 	err    error
 }
 
-func (f *flight) land(data []byte, source string, err error) {
+func (f *chunkFlight) land(data []byte, source string, err error) {
 	f.data, f.source, f.err = data, source, err
 	close(f.done)
+}
+
+// failed reports a flight that landed with an error but is not released
+// yet: a waiter that retries must get a new flight, not this one again.
+func (f *chunkFlight) failed() bool {
+	select {
+	case <-f.done:
+		return f.err != nil
+	default:
+		return false
+	}
 }
 
 // flights are the chunk fetches in progress.
 type flights struct {
 	mu sync.Mutex
-	m  map[chunkKey]*flight
+	m  map[chunkKey]*chunkFlight
 }
 
 // claim returns the flight for k to wait on, and whether the caller owns
@@ -90,21 +83,21 @@ type flights struct {
 // A flight stays registered until its chunk is stored, and the store is
 // checked under the same lock: a request that misses a flight by a hair
 // finds the chunk in the store instead of fetching it a second time.
-func (s *Server) claim(k chunkKey) (f *flight, owner bool) {
+func (s *Server) claim(k chunkKey) (f *chunkFlight, owner bool) {
 	s.flights.mu.Lock()
 	defer s.flights.mu.Unlock()
-	if f := s.flights.m[k]; f != nil {
+	if f := s.flights.m[k]; f != nil && !f.failed() {
 		return f, false
 	}
 	if s.store.Has(k.root, k.idx) {
 		return nil, false
 	}
-	f = &flight{done: make(chan struct{})}
+	f = &chunkFlight{done: make(chan struct{})}
 	s.flights.m[k] = f
 	return f, true
 }
 
-func (s *Server) release(k chunkKey, f *flight) {
+func (s *Server) release(k chunkKey, f *chunkFlight) {
 	s.flights.mu.Lock()
 	defer s.flights.mu.Unlock()
 	if s.flights.m[k] == f {
@@ -163,8 +156,7 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, r
 			Roles:             sourceRoles,
 			IncludeNonHolders: true,
 			MaxSources:        uint32(s.cfg.MaxSources),
-			// Below a parent, the parent is the tier's one way up.
-			AllowRelay: relay && len(s.cfg.Parents) == 0,
+			AllowRelay:        relay,
 		})
 		cancel()
 		if err != nil {
@@ -184,7 +176,7 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, r
 // Stores run beside the stream, so an fsync does not hold up the next
 // chunk, but at most StoreConcurrency at once: a slow disk slows fetching
 // down instead of piling chunks up in memory.
-func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src source) {
+func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src upstream) {
 	s.metrics.fetched.WithLabelValues(src.label).Add(float64(len(data)))
 	s.tiers.add(src, s.cfg.Region, len(data))
 	s.metrics.fetchSeconds.WithLabelValues(src.label).Observe(time.Since(w.start).Seconds())

@@ -3,8 +3,11 @@ package edgeserver
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/flight"
 )
 
 // cache is a bounded LRU whose entries may expire, with concurrent misses
@@ -31,7 +34,8 @@ type cache[K comparable, V any] struct {
 	ll    *list.List // front is most recently used
 	items map[K]*list.Element
 	cost  int64
-	calls map[K]*call[V]
+
+	loads flight.Group[V] // keyed by fmt.Sprint(key)
 }
 
 type cacheEntry[K comparable, V any] struct {
@@ -40,12 +44,6 @@ type cacheEntry[K comparable, V any] struct {
 	cost    int64
 	expires time.Time
 	fresh   time.Time // when it was last loaded: staleIfError counts from here plus ttl
-}
-
-type call[V any] struct {
-	done chan struct{}
-	val  V
-	err  error
 }
 
 func newCache[K comparable, V any](maxEntries int, maxCost int64, costOf func(V) int64, ttl, timeout time.Duration, now func() time.Time) *cache[K, V] {
@@ -58,7 +56,6 @@ func newCache[K comparable, V any](maxEntries int, maxCost int64, costOf func(V)
 		now:        now,
 		ll:         list.New(),
 		items:      map[K]*list.Element{},
-		calls:      map[K]*call[V]{},
 	}
 }
 
@@ -66,56 +63,60 @@ func newCache[K comparable, V any](maxEntries int, maxCost int64, costOf func(V)
 // from ctx (other callers may be waiting for it) but bounded by the cache's
 // timeout; ctx only bounds how long this caller waits.
 func (c *cache[K, V]) get(ctx context.Context, key K, load func(context.Context) (V, error)) (V, error) {
+	if v, ok := c.fresh(key); ok {
+		return v, nil
+	}
+	detached := context.WithoutCancel(ctx)
+	return c.loads.Do(ctx, fmt.Sprint(key), func() (V, error) { return c.load(detached, key, load) })
+}
+
+// fresh returns the unexpired value of key. An expired one is dropped
+// unless it may still stand in for a failed load.
+func (c *cache[K, V]) fresh(key K) (V, bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if el, ok := c.items[key]; ok {
 		e := el.Value.(*cacheEntry[K, V])
 		if c.ttl == 0 || c.now().Before(e.expires) {
 			c.ll.MoveToFront(el)
-			c.mu.Unlock()
-			return e.val, nil
+			return e.val, true
 		}
 		if !c.usable(e) {
 			c.remove(el)
 		}
 	}
-	cl, ok := c.calls[key]
-	if !ok {
-		cl = &call[V]{done: make(chan struct{})}
-		c.calls[key] = cl
-		go c.load(context.WithoutCancel(ctx), key, cl, load)
-	}
-	c.mu.Unlock()
-	select {
-	case <-cl.done:
-		return cl.val, cl.err
-	case <-ctx.Done():
-		var zero V
-		return zero, ctx.Err()
-	}
+	var zero V
+	return zero, false
 }
 
-func (c *cache[K, V]) load(ctx context.Context, key K, cl *call[V], load func(context.Context) (V, error)) {
+// load runs one load of key for every caller waiting, and keeps what it
+// got.
+func (c *cache[K, V]) load(ctx context.Context, key K, load func(context.Context) (V, error)) (V, error) {
+	// A caller that missed the cache just before a load stored its value
+	// may start a flight just after that load ended: look again.
+	if v, ok := c.fresh(key); ok {
+		return v, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	cl.val, cl.err = load(ctx)
+	val, err := load(ctx)
 	c.mu.Lock()
-	delete(c.calls, key)
-	if cl.err == nil {
-		c.add(key, cl.val)
+	defer c.mu.Unlock()
+	if err == nil {
+		c.add(key, val)
 	} else if el, ok := c.items[key]; ok {
 		if e := el.Value.(*cacheEntry[K, V]); c.usable(e) {
 			// Answer the stale value, and reuse it for another ttl before
 			// the next try, so an outage costs one failed load per ttl
 			// rather than one per request.
-			cl.val, cl.err = e.val, nil
+			val, err = e.val, nil
 			e.expires = c.now().Add(c.ttl)
 			c.ll.MoveToFront(el)
 		} else {
 			c.remove(el)
 		}
 	}
-	c.mu.Unlock()
-	close(cl.done)
+	return val, err
 }
 
 // usable reports whether an expired entry may still stand in for a failed

@@ -30,6 +30,7 @@ import (
 	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/rangeio"
+	"github.com/p2pd/p2pd/internal/rank"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"google.golang.org/grpc"
@@ -47,7 +48,7 @@ type Server struct {
 	files     *cache[string, *trackerv1.File]
 	manifests *cache[manifest.Digest, *manifest.Manifest]
 	locates   *cache[locateKey, *located]
-	probation *probation
+	health    *rank.Healths // the sources that failed lately
 	reporter  *reporter
 	index     *template.Template
 	stop      context.CancelFunc
@@ -61,14 +62,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.applyDefaults()
 	s := &Server{
-		cfg:       cfg,
-		nodes:     cfg.Nodes,
-		bufs:      &rangeio.Buffers{},
-		hot:       chunkcache.New(cfg.MemoryCacheBytes),
-		probation: newProbation(cfg.Probation, cfg.Now),
-		reporter:  newReporter(),
-		index:     template.Must(template.New("index").Funcs(template.FuncMap{"href": href}).Parse(indexHTML)),
-		done:      make(chan struct{}),
+		cfg:   cfg,
+		nodes: cfg.Nodes,
+		bufs:  &rangeio.Buffers{},
+		hot:   chunkcache.New(cfg.MemoryCacheBytes),
+		// Flat (Base = Max): an edge's streams are short, and a node that
+		// fails again is back on probation at once anyway.
+		health:   rank.NewHealths(rank.HealthConfig{Base: cfg.Probation, Max: cfg.Probation}, cfg.Now),
+		reporter: newReporter(),
+		index:    template.Must(template.New("index").Funcs(template.FuncMap{"href": href}).Parse(indexHTML)),
+		done:     make(chan struct{}),
 	}
 	if s.nodes == nil {
 		s.pool = spp.NewPool(append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, service.GRPCDialOptions()...)...)

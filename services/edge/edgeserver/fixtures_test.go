@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,13 +23,11 @@ import (
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -229,45 +226,6 @@ var testEtcd []string
 
 func TestMain(m *testing.M) { os.Exit(etcdembed.RunTests(m, &testEtcd)) }
 
-// startTracker runs a real tracker over the shared etcd, on a gRPC server
-// on loopback, and returns a client and the gRPC server (stop it to take
-// the tracker down).
-func startTracker(t *testing.T) (trackerv1.TrackerServiceClient, *grpc.Server) {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: testEtcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := trackerserver.New(cli, trackerserver.Config{
-		Prefix:      "/test/" + strings.ReplaceAll(t.Name(), "/", "_") + "/",
-		LeaseTTL:    time.Minute, // no heartbeats in these tests
-		PeerSharing: true,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { ts.Run(ctx) })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	trackerv1.RegisterTrackerServiceServer(gs, ts)
-	wg.Go(func() { gs.Serve(l) })
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		gs.Stop()
-		cancel()
-		wg.Wait()
-		cli.Close()
-	})
-	return trackerv1.NewTrackerServiceClient(conn), gs
-}
-
 // fakeClock is the injected clock: expiry is tested by advancing it.
 type fakeClock struct {
 	mu sync.Mutex
@@ -290,7 +248,7 @@ func (c *fakeClock) advance(d time.Duration) {
 // behind a real HTTP server.
 type env struct {
 	tc      trackerv1.TrackerServiceClient // the test's own client
-	tracker *grpc.Server
+	tracker *trackertest.Tracker
 	counted *countingTracker // the edge's client
 	nodes   []*sppNode
 	edge    *Server
@@ -310,7 +268,11 @@ func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *
 		reg:   prometheus.NewRegistry(),
 		files: map[string]*fixtureFile{},
 	}
-	e.tc, e.tracker = startTracker(t)
+	e.tracker = trackertest.Start(t, testEtcd, trackerserver.Config{
+		LeaseTTL:    time.Minute, // no heartbeats in these tests
+		PeerSharing: true,
+	})
+	e.tc = e.tracker.Client
 	ctx := t.Context()
 	for i := range nodes {
 		n := startNode(t, fmt.Sprintf("cache-%d", i), files)

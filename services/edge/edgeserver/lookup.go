@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/source"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -26,16 +26,10 @@ var (
 	errNotHeld = errors.New("no source node holds the data")
 )
 
-// node is a chunk source as the tracker ranked it.
-type node struct {
-	id   string
-	addr string
-}
-
 // located is one Locate answer: ranked sources for a window of chunks.
 type located struct {
 	first  int
-	chunks [][]node // per chunk, best first
+	chunks [][]source.Source // per chunk, best first
 }
 
 type locateKey struct {
@@ -104,54 +98,32 @@ func (s *Server) fetchManifest(ctx context.Context, root manifest.Digest, f *tra
 	if len(cands) == 0 {
 		return nil, fmt.Errorf("manifest of %q: %w", f.Name, errNoSource)
 	}
-	var errs []error
-	for _, n := range cands {
-		m, err := s.manifestFrom(ctx, n, root)
-		if err == nil {
-			return m, nil
-		}
+	m, err := source.FetchManifest(ctx, s.nodes, root, cands, source.ManifestOptions{
+		Failed: func(n source.Source, err error) {
+			s.cfg.Logger.Warn("manifest source failed", "node", n.ID, "addr", n.Addr, "root", root.String(), "err", err)
+			s.health.Failure(n.ID)
+		},
+	})
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		s.cfg.Logger.Warn("manifest source failed", "node", n.id, "addr", n.addr, "root", root.String(), "err", err)
-		if status.Code(err) != codes.NotFound {
-			s.probation.fail(n.id)
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", n.id, err))
-	}
-	return nil, fmt.Errorf("manifest of %q: %w: %w", f.Name, errUpstream, errors.Join(errs...))
-}
-
-func (s *Server) manifestFrom(ctx context.Context, n node, root manifest.Digest) (*manifest.Manifest, error) {
-	c, err := s.nodes.Client(n.addr)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.GetManifest(ctx, &sppv1.GetManifestRequest{File: &sppv1.GetManifestRequest_Root{Root: root[:]}})
-	if err != nil {
-		return nil, err
-	}
-	m, err := manifest.FromProto(resp.GetManifest())
-	if err != nil {
-		return nil, err
-	}
-	if m.Root != root {
-		return nil, fmt.Errorf("manifest for root %s, asked for %s", m.Root, root)
+		return nil, fmt.Errorf("manifest of %q: %w: %w", f.Name, errUpstream, err)
 	}
 	return m, nil
 }
 
 // pinned returns the Upstream node as the only source, nil when the edge
 // follows the tracker's ranking.
-func (s *Server) pinned() []node {
+func (s *Server) pinned() []source.Source {
 	if s.cfg.Upstream == "" {
 		return nil
 	}
-	return []node{{id: s.cfg.Upstream, addr: s.cfg.Upstream}}
+	return []source.Source{{ID: s.cfg.Upstream, Addr: s.cfg.Upstream, Role: trackerv1.Role_ROLE_CACHENODE, Held: true}}
 }
 
 // sources returns the ranked sources for chunk idx of m.
-func (s *Server) sources(ctx context.Context, m *manifest.Manifest, idx int) ([]node, error) {
+func (s *Server) sources(ctx context.Context, m *manifest.Manifest, idx int) ([]source.Source, error) {
 	if up := s.pinned(); up != nil {
 		return up, nil
 	}
@@ -186,18 +158,11 @@ func (s *Server) locate(ctx context.Context, root manifest.Digest, idx, count in
 		if err != nil {
 			return nil, fmt.Errorf("%w: locate chunks %d+%d of %s: %w", errTracker, first, n, root, err)
 		}
-		loc := &located{first: first, chunks: make([][]node, n)}
+		loc := &located{first: first, chunks: make([][]source.Source, n)}
 		for i := range loc.chunks {
-			if i >= len(resp.Chunks) {
-				break // the tracker knows no source for the rest
-			}
-			for _, ni := range resp.Chunks[i].NodeIndex {
-				if int(ni) >= len(resp.Nodes) || resp.Nodes[ni].GrpcAddr == "" {
-					continue
-				}
-				nd := resp.Nodes[ni]
-				loc.chunks[i] = append(loc.chunks[i], node{id: nd.Id, addr: nd.GrpcAddr})
-			}
+			// Holders and the nodes that would fetch it alike: a cachenode
+			// fetches what it misses.
+			loc.chunks[i] = source.Ranked(resp, i, "")
 		}
 		return loc, nil
 	})
@@ -205,13 +170,13 @@ func (s *Server) locate(ctx context.Context, root manifest.Digest, idx, count in
 
 // order returns cands without the excluded nodes, nodes on probation last:
 // probation is a preference, so a lone node that hiccuped is still used.
-func (s *Server) order(cands []node, excluded map[string]bool) []node {
-	out := make([]node, 0, len(cands))
-	var later []node
+func (s *Server) order(cands []source.Source, excluded map[string]bool) []source.Source {
+	out := make([]source.Source, 0, len(cands))
+	var later []source.Source
 	for _, n := range cands {
 		switch {
-		case excluded[n.id]:
-		case s.probation.on(n.id):
+		case excluded[n.ID]:
+		case s.health.Probation(n.ID):
 			later = append(later, n)
 		default:
 			out = append(out, n)

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"sync"
 	"time"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/rangeio"
+	"github.com/p2pd/p2pd/internal/source"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"google.golang.org/grpc/codes"
@@ -46,7 +46,7 @@ type failoverStream struct {
 	last int
 
 	rd        *spp.ChunkReader // current run, nil between runs
-	node      node
+	node      source.Source
 	runStart  time.Time
 	runBytes  int64
 	runChunks int
@@ -150,8 +150,8 @@ func (f *failoverStream) open() error {
 		}
 		f.node, f.runStart, f.runBytes, f.runChunks = n, f.s.cfg.Now(), 0, 0
 		var ctx context.Context
-		ctx, f.span = telemetry.StartFetch(f.ctx, n.id, "", f.next, len(chunks))
-		client, err := f.s.nodes.Client(n.addr)
+		ctx, f.span = telemetry.StartFetch(f.ctx, n.ID, "", f.next, len(chunks))
+		client, err := f.s.nodes.Client(n.Addr)
 		if err == nil {
 			f.rd, err = spp.Open(ctx, client, f.m, &sppv1.FetchRequest{
 				Root:      f.m.Root[:],
@@ -179,15 +179,15 @@ func (f *failoverStream) endRun(err error) {
 	n, elapsed := f.node, f.s.cfg.Now().Sub(f.runStart)
 	f.endSpan(err)
 	if err == nil {
-		f.s.probation.ok(n.id)
-		f.s.reporter.add(n.id, f.runBytes, elapsed, false)
+		f.s.health.Success(n.ID)
+		f.s.reporter.add(n.ID, f.runBytes, elapsed, false)
 		return
 	}
 	if f.excluded == nil {
 		f.excluded = map[string]bool{}
 	}
-	f.excluded[n.id] = true
-	f.errs = append(f.errs, fmt.Errorf("%s: %w", n.id, err))
+	f.excluded[n.ID] = true
+	f.errs = append(f.errs, fmt.Errorf("%s: %w", n.ID, err))
 	f.s.metrics.failovers.Inc()
 	// NOT_FOUND is a node declining a chunk it may not fetch, not a sick
 	// node: try the next one without holding it against this one.
@@ -195,56 +195,13 @@ func (f *failoverStream) endRun(err error) {
 		if f.liars == nil {
 			f.liars = map[string]bool{}
 		}
-		f.liars[n.id] = true
+		f.liars[n.ID] = true
 	}
 	if status.Code(err) != codes.NotFound {
 		f.sick = true
-		f.s.probation.fail(n.id)
-		f.s.reporter.add(n.id, f.runBytes, elapsed, true)
+		f.s.health.Failure(n.ID)
+		f.s.reporter.add(n.ID, f.runBytes, elapsed, true)
 	}
 	f.s.cfg.Logger.Warn("chunk source failed, failing over",
-		"node", n.id, "addr", n.addr, "root", f.m.Root.String(), "chunk", f.next, "err", err)
-}
-
-// probation remembers nodes that failed recently so that they are tried
-// after the others for a while.
-type probation struct {
-	d   time.Duration
-	now func() time.Time
-
-	mu    sync.Mutex
-	until map[string]time.Time
-}
-
-func newProbation(d time.Duration, now func() time.Time) *probation {
-	return &probation{d: d, now: now, until: map[string]time.Time{}}
-}
-
-func (p *probation) fail(id string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.now()
-	if len(p.until) >= 1024 {
-		// Node ids come from the tracker, so this map stays small; prune
-		// anyway rather than trust that.
-		for k, t := range p.until {
-			if !now.Before(t) {
-				delete(p.until, k)
-			}
-		}
-	}
-	p.until[id] = now.Add(p.d)
-}
-
-func (p *probation) ok(id string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.until, id)
-}
-
-func (p *probation) on(id string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	t, ok := p.until[id]
-	return ok && p.now().Before(t)
+		"node", n.ID, "addr", n.Addr, "root", f.m.Root.String(), "chunk", f.next, "err", err)
 }

@@ -19,6 +19,7 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -305,14 +306,14 @@ func TestUploadCutOff(t *testing.T) {
 			}
 			fmt.Fprintf(c, "PUT /v1/files/films/cut.mp4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s\r\n%s", testToken, tc.headers, tc.part)
 			// The upload is under way once its hidden file exists.
-			eventually(t, "upload started", func() error {
+			trackertest.EventuallyOK(t, "upload started", func() error {
 				if len(e.leftovers()) == 0 {
 					return fmt.Errorf("no upload file yet")
 				}
 				return nil
 			})
 			c.Close()
-			eventually(t, "upload file removed", func() error {
+			trackertest.EventuallyOK(t, "upload file removed", func() error {
 				if l := e.leftovers(); len(l) > 0 {
 					return fmt.Errorf("left: %v", l)
 				}
@@ -413,7 +414,7 @@ func TestNodesAndChunkMap(t *testing.T) {
 	e.joinCachenode("cache-1", m, 0, 2)
 
 	var detail jsonFileDetail
-	eventually(t, "cachenode's holdings visible", func() error {
+	trackertest.EventuallyOK(t, "cachenode's holdings visible", func() error {
 		if code, ae := e.doJSON("GET", "/v1/files/films/a.mp4?chunkMap=true", nil, &detail); code != 200 {
 			return fmt.Errorf("%d %+v", code, ae)
 		}
@@ -447,7 +448,7 @@ func TestNodesAndChunkMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	var nodes struct{ Nodes []jsonNode }
-	eventually(t, "cachenode load reported", func() error {
+	trackertest.EventuallyOK(t, "cachenode load reported", func() error {
 		if code, ae := e.doJSON("GET", "/v1/nodes", nil, &nodes); code != 200 {
 			return fmt.Errorf("%d %+v", code, ae)
 		}
@@ -490,7 +491,7 @@ func TestStats(t *testing.T) {
 		BytesServedBySource map[string]string `json:"bytesServedBySource"`
 		HitRatio            float64           `json:"hitRatio"`
 	}
-	eventually(t, "cachenode in the stats", func() error {
+	trackertest.EventuallyOK(t, "cachenode in the stats", func() error {
 		if code, ae := e.doJSON("GET", "/v1/stats", nil, &s); code != 200 {
 			return fmt.Errorf("%d %+v", code, ae)
 		}
@@ -558,13 +559,14 @@ func TestOpenAPI(t *testing.T) {
 	}
 	// Every route the server has is in the spec, and nothing else.
 	routes := map[string]string{
-		"GET /v1/files":           "AdminService_ListFiles",
-		"POST /v1/files":          "AdminService_PublishFile",
-		"GET /v1/files/{name}":    "AdminService_GetFile",
-		"PUT /v1/files/{name}":    "AdminService_UploadFile",
-		"DELETE /v1/files/{name}": "AdminService_DeleteFile",
-		"GET /v1/nodes":           "AdminService_ListNodes",
-		"GET /v1/stats":           "AdminService_GetStats",
+		"GET /v1/files":            "AdminService_ListFiles",
+		"POST /v1/files":           "AdminService_PublishFile",
+		"GET /v1/files/{name}":     "AdminService_GetFile",
+		"PUT /v1/files/{name}":     "AdminService_UploadFile",
+		"DELETE /v1/files/{name}":  "AdminService_DeleteFile",
+		"GET /v1/nodes":            "AdminService_ListNodes",
+		"GET /v1/stats":            "AdminService_GetStats",
+		"GET /v1/traces/{traceId}": "AdminService_GetTrace",
 	}
 	seen := 0
 	for path, ops := range spec.Paths {

@@ -9,15 +9,12 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/bitmap"
@@ -26,10 +23,8 @@ import (
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
 )
 
 const (
@@ -68,7 +63,7 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{token: testToke
 func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, media: t.TempDir(), reg: prometheus.NewRegistry()}
-	trackerAddr := startTracker(t)
+	trackerAddr := trackertest.Start(t, etcdEndpoints, trackerserver.Config{Logger: quiet()}).Addr
 	tc, err := trackerclient.Dial(trackerAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -103,35 +98,6 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e
-}
-
-// startTracker serves a tracker on loopback with its own etcd prefix.
-func startTracker(t *testing.T) string {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: etcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := trackerserver.New(cli, trackerserver.Config{
-		Prefix: "/test/" + strings.ReplaceAll(t.Name(), "/", "_") + "/", Logger: quiet(),
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.Run(ctx) })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	trackerv1.RegisterTrackerServiceServer(gs, srv)
-	wg.Go(func() { gs.Serve(l) })
-	t.Cleanup(func() {
-		gs.Stop()
-		cancel()
-		wg.Wait()
-		cli.Close()
-	})
-	return l.Addr().String()
 }
 
 // joinCachenode registers a cachenode with the tracker through the real
@@ -248,6 +214,7 @@ type (
 		Files    int     `json:"files"`
 		Chunks   string  `json:"chunks"`
 		Rate     float64 `json:"rateBytesPerSecond"`
+		OpsAddr  string  `json:"opsAddr"`
 	}
 )
 
@@ -292,20 +259,4 @@ func rootOf(t *testing.T, data []byte) string {
 func reprDigest(data []byte) string {
 	sum := sha256.Sum256(data)
 	return "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
-}
-
-// eventually polls f until it returns nil or a generous deadline passes.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }

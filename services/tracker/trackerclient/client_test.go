@@ -1,7 +1,6 @@
 package trackerclient
 
 import (
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -10,8 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,9 +16,8 @@ import (
 	"github.com/p2pd/p2pd/internal/bitmap"
 	"github.com/p2pd/p2pd/internal/etcdembed"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
 )
 
 // testEndpoints are the client endpoints of the etcd shared by the tests;
@@ -31,87 +27,6 @@ var testEndpoints []string
 func TestMain(m *testing.M) { os.Exit(etcdembed.RunTests(m, &testEndpoints)) }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func newEtcdClient(t *testing.T) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: testEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
-func testPrefix(t *testing.T) string {
-	return "/test/" + strings.ReplaceAll(t.Name(), "/", "_") + "/"
-}
-
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond until it holds or a generous deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// testTracker is a real tracker on loopback that counts the calls it gets.
-type testTracker struct {
-	addr  string
-	calls sync.Map // full method -> *atomic.Int64
-	stop  func()
-}
-
-func (tt *testTracker) count(method string) int64 {
-	v, ok := tt.calls.Load("/tracker.v1.TrackerService/" + method)
-	if !ok {
-		return 0
-	}
-	return v.(*atomic.Int64).Load()
-}
-
-// startTracker serves a tracker on addr ("127.0.0.1:0" for any port) over
-// the test's prefix of the shared etcd.
-func startTracker(t *testing.T, addr string, cfg trackerserver.Config) *testTracker {
-	t.Helper()
-	cfg.Prefix = testPrefix(t)
-	cfg.Logger = discard()
-	srv := trackerserver.New(newEtcdClient(t), cfg)
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tt := &testTracker{addr: l.Addr().String()}
-	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		v, _ := tt.calls.LoadOrStore(info.FullMethod, new(atomic.Int64))
-		v.(*atomic.Int64).Add(1)
-		return h(ctx, req)
-	}))
-	trackerv1.RegisterTrackerServiceServer(gs, srv)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.Run(ctx) })
-	wg.Go(func() { gs.Serve(l) })
-	var once sync.Once
-	tt.stop = func() {
-		once.Do(func() {
-			gs.Stop()
-			cancel()
-			wg.Wait()
-		})
-	}
-	t.Cleanup(tt.stop)
-	return tt
-}
 
 func dial(t *testing.T, addrs string) *Client {
 	t.Helper()
@@ -139,7 +54,7 @@ func have(r []byte, n int, chunks ...int) *trackerv1.Have {
 // holdings returns chunks held per root (hex) for node id.
 func holdings(t *testing.T, c *Client, id string) map[string]uint32 {
 	t.Helper()
-	resp, err := c.ListNodes(testCtx(t), &trackerv1.ListNodesRequest{})
+	resp, err := c.ListNodes(trackertest.Ctx(t), &trackerv1.ListNodesRequest{})
 	if err != nil {
 		t.Fatalf("list nodes: %v", err)
 	}
@@ -148,7 +63,7 @@ func holdings(t *testing.T, c *Client, id string) map[string]uint32 {
 
 func nodeIDs(t *testing.T, c *Client) []string {
 	t.Helper()
-	resp, err := c.ListNodes(testCtx(t), &trackerv1.ListNodesRequest{})
+	resp, err := c.ListNodes(trackertest.Ctx(t), &trackerv1.ListNodesRequest{})
 	if err != nil {
 		t.Fatalf("list nodes: %v", err)
 	}
@@ -231,14 +146,14 @@ func TestSplit(t *testing.T) {
 }
 
 func TestJoinAndClose(t *testing.T) {
-	tr := startTracker(t, "127.0.0.1:0", trackerserver.Config{})
-	c := dial(t, tr.addr)
+	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
+	c := dial(t, tr.Addr)
 	a, b := root("a"), root("b")
-	m := c.Join(testCtx(t), cacheNode("cache-1"), func() []*trackerv1.Have {
+	m := c.Join(trackertest.Ctx(t), cacheNode("cache-1"), func() []*trackerv1.Have {
 		return []*trackerv1.Have{have(a, 4, 0, 1), have(b, 2, 1)}
 	})
-	eventually(t, "registration", m.Registered)
-	eventually(t, "initial holdings", func() bool {
+	trackertest.Eventually(t, "registration", m.Registered)
+	trackertest.Eventually(t, "initial holdings", func() bool {
 		h := holdings(t, c, "cache-1")
 		return h[hexRoot(a)] == 2 && h[hexRoot(b)] == 1
 	})
@@ -260,11 +175,11 @@ func TestJoinAndClose(t *testing.T) {
 // Many updates in a burst reach the tracker in few Announce calls, the
 // latest bitmap per root winning.
 func TestUpdateBatching(t *testing.T) {
-	tr := startTracker(t, "127.0.0.1:0", trackerserver.Config{})
-	c := dial(t, tr.addr)
-	m := c.Join(testCtx(t), cacheNode("cache-1"), nil)
+	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
+	c := dial(t, tr.Addr)
+	m := c.Join(trackertest.Ctx(t), cacheNode("cache-1"), nil)
 	defer m.Close()
-	eventually(t, "registration", m.Registered)
+	trackertest.Eventually(t, "registration", m.Registered)
 	const roots, chunks = 5, 64
 	// Encode first: the burst itself must be quick, as a node's is.
 	var burst []*trackerv1.Have
@@ -273,11 +188,11 @@ func TestUpdateBatching(t *testing.T) {
 			burst = append(burst, have(root(fmt.Sprint(r)), chunks, span(0, i+1)...))
 		}
 	}
-	before := tr.count("Announce")
+	before := tr.Calls("Announce")
 	for _, h := range burst {
 		m.Update(h)
 	}
-	eventually(t, "all updates to arrive", func() bool {
+	trackertest.Eventually(t, "all updates to arrive", func() bool {
 		h := holdings(t, c, "cache-1")
 		for r := range roots {
 			if h[hexRoot(root(fmt.Sprint(r)))] != chunks {
@@ -288,23 +203,23 @@ func TestUpdateBatching(t *testing.T) {
 	})
 	// The burst takes well under one flush delay; allow it to straddle a
 	// flush or two.
-	if n := tr.count("Announce") - before; n < 1 || n > 3 {
+	if n := tr.Calls("Announce") - before; n < 1 || n > 3 {
 		t.Errorf("%d updates took %d Announce calls, want 1 to 3", roots*chunks, n)
 	}
 }
 
 // Holdings over the per-call limit are split into several calls.
 func TestUpdateSplits(t *testing.T) {
-	tr := startTracker(t, "127.0.0.1:0", trackerserver.Config{})
-	c := dial(t, tr.addr)
-	m := c.JoinWith(testCtx(t), cacheNode("cache-1"), nil, Config{MaxHavesPerAnnounce: 2, Logger: discard()})
+	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
+	c := dial(t, tr.Addr)
+	m := c.JoinWith(trackertest.Ctx(t), cacheNode("cache-1"), nil, Config{MaxHavesPerAnnounce: 2, Logger: discard()})
 	defer m.Close()
-	eventually(t, "registration", m.Registered)
+	trackertest.Eventually(t, "registration", m.Registered)
 	for r := range 5 {
 		m.Update(have(root(fmt.Sprint(r)), 8, 1))
 	}
-	eventually(t, "all updates to arrive", func() bool { return len(holdings(t, c, "cache-1")) == 5 })
-	if n := tr.count("Announce"); n < 3 {
+	trackertest.Eventually(t, "all updates to arrive", func() bool { return len(holdings(t, c, "cache-1")) == 5 })
+	if n := tr.Calls("Announce"); n < 3 {
 		t.Errorf("5 roots at 2 per call took %d Announce calls, want at least 3", n)
 	}
 }
@@ -312,16 +227,16 @@ func TestUpdateSplits(t *testing.T) {
 // When the lease is lost, the member registers again and re-announces
 // everything.
 func TestReregisterAfterLeaseLost(t *testing.T) {
-	tr := startTracker(t, "127.0.0.1:0", trackerserver.Config{LeaseTTL: 2 * time.Second})
-	c := dial(t, tr.addr)
-	etcd := newEtcdClient(t)
-	ctx := testCtx(t)
+	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{LeaseTTL: 2 * time.Second})
+	c := dial(t, tr.Addr)
+	etcd := trackertest.Etcd(t, testEndpoints)
+	ctx := trackertest.Ctx(t)
 	a := root("a")
 	m := c.JoinWith(ctx, cacheNode("cache-1"), func() []*trackerv1.Have { return []*trackerv1.Have{have(a, 4, 0, 1, 2)} }, Config{Logger: discard()})
 	defer m.Close()
-	eventually(t, "initial holdings", func() bool { return holdings(t, c, "cache-1")[hexRoot(a)] == 3 })
+	trackertest.Eventually(t, "initial holdings", func() bool { return holdings(t, c, "cache-1")[hexRoot(a)] == 3 })
 
-	nodeKey := testPrefix(t) + "nodes/cache-1"
+	nodeKey := trackertest.Prefix(t) + "nodes/cache-1"
 	lease := func() int64 {
 		resp, err := etcd.Get(ctx, nodeKey)
 		if err != nil {
@@ -336,11 +251,11 @@ func TestReregisterAfterLeaseLost(t *testing.T) {
 	if _, err := etcd.Revoke(ctx, clientv3.LeaseID(old)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "re-registration with holdings", func() bool {
+	trackertest.Eventually(t, "re-registration with holdings", func() bool {
 		l := lease()
 		return l != 0 && l != old && holdings(t, c, "cache-1")[hexRoot(a)] == 3 && m.Registered()
 	})
-	if n := tr.count("Register"); n < 2 {
+	if n := tr.Calls("Register"); n < 2 {
 		t.Errorf("%d Register calls, want at least 2", n)
 	}
 }
@@ -354,30 +269,30 @@ func TestJoinWaitsForTracker(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there for now
 	c := dial(t, addr)
-	m := c.JoinWith(testCtx(t), cacheNode("cache-1"), nil, Config{MaxBackoff: 200 * time.Millisecond, Logger: discard()})
+	m := c.JoinWith(trackertest.Ctx(t), cacheNode("cache-1"), nil, Config{MaxBackoff: 200 * time.Millisecond, Logger: discard()})
 	defer m.Close()
 	if m.Registered() {
 		t.Fatal("registered with no tracker")
 	}
-	startTracker(t, addr, trackerserver.Config{})
-	eventually(t, "registration", m.Registered)
+	trackertest.StartAt(t, addr, testEndpoints, trackerserver.Config{})
+	trackertest.Eventually(t, "registration", m.Registered)
 }
 
 // Calls keep working when one of the listed trackers goes away.
 func TestFailover(t *testing.T) {
-	a := startTracker(t, "127.0.0.1:0", trackerserver.Config{})
-	b := startTracker(t, "127.0.0.1:0", trackerserver.Config{})
-	c := dial(t, a.addr+","+b.addr)
-	ctx := testCtx(t)
+	a := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
+	b := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
+	c := dial(t, a.Addr+","+b.Addr)
+	ctx := trackertest.Ctx(t)
 	for range 10 {
 		if _, err := c.ListNodes(ctx, &trackerv1.ListNodesRequest{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if a.count("ListNodes") == 0 || b.count("ListNodes") == 0 {
-		t.Errorf("calls not spread: a %d, b %d", a.count("ListNodes"), b.count("ListNodes"))
+	if a.Calls("ListNodes") == 0 || b.Calls("ListNodes") == 0 {
+		t.Errorf("calls not spread: a %d, b %d", a.Calls("ListNodes"), b.Calls("ListNodes"))
 	}
-	a.stop()
+	a.Stop()
 	for i := range 20 {
 		if _, err := c.ListNodes(ctx, &trackerv1.ListNodesRequest{}); err != nil {
 			t.Fatalf("call %d after one tracker stopped: %v", i, err)
@@ -385,7 +300,7 @@ func TestFailover(t *testing.T) {
 	}
 	m := c.Join(ctx, cacheNode("cache-1"), nil)
 	defer m.Close()
-	eventually(t, "registration through the remaining tracker", m.Registered)
+	trackertest.Eventually(t, "registration through the remaining tracker", m.Registered)
 	if got := nodeIDs(t, c); !slices.Equal(got, []string{"cache-1"}) {
 		t.Errorf("nodes = %v", got)
 	}

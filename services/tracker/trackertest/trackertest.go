@@ -1,0 +1,160 @@
+// Package trackertest is the test kit of the services around the
+// tracker: a real tracker (over the caller's etcd) serving gRPC on
+// loopback, and the polling helpers the tests of every service share.
+package trackertest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// patience bounds a broken test's wait: it asserts nothing, so it can be
+// generous for a loaded machine.
+const patience = 20 * time.Second
+
+// Tracker is a real tracker serving gRPC on loopback until the test ends
+// or Stop is called.
+type Tracker struct {
+	Addr   string                         // host:port it listens on
+	Server *trackerserver.Server          // for tests that look inside
+	Client trackerv1.TrackerServiceClient // a client of it over Addr
+
+	calls sync.Map // full gRPC method -> *atomic.Int64
+	stop  func()
+}
+
+// Start runs a tracker over the etcd at endpoints on a free loopback port.
+// cfg's zero Prefix is the test's own (Prefix), its nil Logger discards.
+func Start(t testing.TB, endpoints []string, cfg trackerserver.Config) *Tracker {
+	t.Helper()
+	return StartAt(t, "127.0.0.1:0", endpoints, cfg)
+}
+
+// StartAt is Start listening on addr, so a test can bring a stopped
+// tracker back on the same address.
+func StartAt(t testing.TB, addr string, endpoints []string, cfg trackerserver.Config) *Tracker {
+	t.Helper()
+	if cfg.Prefix == "" {
+		cfg.Prefix = Prefix(t)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	srv := trackerserver.New(Etcd(t, endpoints), cfg)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &Tracker{Addr: l.Addr().String(), Server: srv}
+	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		v, _ := tr.calls.LoadOrStore(info.FullMethod, new(atomic.Int64))
+		v.(*atomic.Int64).Add(1)
+		return h(ctx, req)
+	}))
+	trackerv1.RegisterTrackerServiceServer(gs, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Run(ctx) })
+	wg.Go(func() { gs.Serve(l) })
+	conn, err := grpc.NewClient(tr.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Client = trackerv1.NewTrackerServiceClient(conn)
+	var once sync.Once
+	tr.stop = func() {
+		once.Do(func() {
+			gs.Stop()
+			cancel()
+			wg.Wait()
+		})
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		tr.stop()
+	})
+	return tr
+}
+
+// Stop takes the tracker down (its etcd records stay).
+func (tr *Tracker) Stop() { tr.stop() }
+
+// Calls counts the unary calls of method (e.g. "Locate") it has served.
+func (tr *Tracker) Calls(method string) int64 {
+	v, ok := tr.calls.Load("/tracker.v1.TrackerService/" + method)
+	if !ok {
+		return 0
+	}
+	return v.(*atomic.Int64).Load()
+}
+
+// Etcd returns a client of the etcd at endpoints, closed when the test
+// ends.
+func Etcd(t testing.TB, endpoints []string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// Prefix is the test's own part of a shared etcd.
+func Prefix(t testing.TB) string {
+	return "/test/" + strings.ReplaceAll(t.Name(), "/", "_") + "/"
+}
+
+// Ctx returns a context bounded for one test step.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Eventually polls cond until it holds, failing the test after a generous
+// deadline.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	EventuallyOK(t, what, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+}
+
+// errNotYet is a condition of Eventually that does not hold yet.
+var errNotYet = errors.New("timed out")
+
+// EventuallyOK polls f until it returns nil, failing the test with f's
+// last error after a generous deadline.
+func EventuallyOK(t testing.TB, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
