@@ -66,7 +66,7 @@ func TestRegions(t *testing.T) {
 			}
 			caches[r] = append(caches[r], lab.start(name, "cachenode", args...))
 		}
-		lab.start("edge-"+r, "edge", "--listen", lab.ip["edge-"+r]+":8080", "--tracker", tracker, "--region", r)
+		lab.start("edge-"+r, "edge", "--listen", lab.ip["edge-"+r]+":8080", "--tracker", tracker, "--region", r, "--node-id", "edge-"+r)
 	}
 	url := func(r, name string) string { return "http://" + lab.ip["edge-"+r] + ":8080/" + name }
 	eventually(t, 30*time.Second, "every node registered and the files served", func() error {
