@@ -156,7 +156,8 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, r
 			Roles:             sourceRoles,
 			IncludeNonHolders: true,
 			MaxSources:        uint32(s.cfg.MaxSources),
-			AllowRelay:        relay,
+			// Below a parent, the parent is the tier's one way up.
+			AllowRelay: relay && len(s.cfg.Parents) == 0,
 		})
 		cancel()
 		if err != nil {
