@@ -15,10 +15,12 @@ import (
 	discoveryv1 "github.com/p2pd/p2pd/gen/discovery/v1"
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/buildinfo"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/discovery"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/portmux"
 	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/p2pd/p2pd/internal/service"
@@ -152,14 +154,25 @@ func (n *node) run() error {
 		return err
 	}
 	defer edge.Close()
-	httpSrv := service.NewHTTPServer(n.restrict(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(n.tracker), edge), "edge")))
+	viewers, err := n.cfg.cors.Handler(n.restrict(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(n.tracker), edge), "edge")))
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	access, err := n.cfg.accessLog.Open()
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	defer access.Close()
+	httpSrv := service.NewHTTPServer(access.Handler(viewers))
 	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
 	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
 	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.ops.SetReady(true)
 	n.log.Info("p2pd ready", "listen", n.mux.HTTP().Addr().String(), "advertise", n.advertise,
-		"public", n.cfg.public, "host", n.cfg.host, "ops", n.cfg.common.Ops)
+		"public", n.cfg.public, "host", n.cfg.host, "ops", n.cfg.common.Ops, "version", buildinfo.Read().Version)
 	err = g.Wait()
 	n.mux.Close()
 	return err
@@ -186,7 +199,25 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		return nil, err
 	}
 	g.Go(func() error { <-ctx.Done(); et.Close(); return nil })
-	tr := trackerserver.New(et.Client, trackerserver.Config{PeerSharing: n.cfg.loadSharing, Logger: n.log})
+	token, err := adminserver.LoadToken(n.cfg.adminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	n.ops.AdminToken = token
+	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--join-token-file: %w", err)
+	}
+	// The origin is in this process: its credential is made here and
+	// never leaves it, so nothing outside may publish but the admin.
+	originToken := nodeauth.NewSecret()
+	tr := trackerserver.New(et.Client, trackerserver.Config{
+		PeerSharing: n.cfg.loadSharing,
+		OriginToken: originToken,
+		AdminToken:  token,
+		JoinToken:   join,
+		Logger:      n.log,
+	})
 	trackerv1.RegisterTrackerServiceServer(n.grpc, tr)
 	n.ops.Registry.MustRegister(tr.Collectors()...)
 	n.ops.Registry.MustRegister(et.Collectors()...)
@@ -218,15 +249,11 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err := origin.Scan(ctx); err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.Dial(n.self, n.creds.DialOption())
+	tc, err := trackerclient.Dial(n.self, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, originToken))
 	if err != nil {
 		return nil, err
 	}
 	n.tracker = tc
-	token, err := adminserver.LoadToken(n.cfg.adminTokenFile)
-	if err != nil {
-		return nil, err
-	}
 	admin, err := adminserver.New(adminserver.Config{
 		Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize,
 		Metrics: n.ops.Registry, OpsAddr: n.opsAddr(), TraceQueryURL: n.cfg.traceQueryURL, Logger: n.log,
@@ -255,6 +282,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	}
 	return edgeserver.New(edgeserver.Config{
 		Tracker:          tc,
+		Commands:         tc,
 		Nodes:            n.pool,
 		NodeID:           "edge@" + n.advertise,
 		Upstream:         n.self,
@@ -276,6 +304,10 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, err
 	}
+	// A cache has no admin API; the token opens its pprof off loopback.
+	if n.ops.AdminToken, err = adminserver.LoadToken(n.cfg.adminTokenFile); err != nil {
+		return nil, err
+	}
 	store, err := chunkstore.Open(n.cfg.cache, maxBytes)
 	if err != nil {
 		return nil, err
@@ -284,7 +316,11 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.Dial(strings.Join(info.Trackers, ","), n.creds.DialOption())
+	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--join-token-file: %w", err)
+	}
+	tc, err := trackerclient.Dial(strings.Join(info.Trackers, ","), n.creds.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
 	if err != nil {
 		return nil, err
 	}
@@ -319,6 +355,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	})
 	return edgeserver.New(edgeserver.Config{
 		Tracker:  tc,
+		Commands: tc,
 		Nodes:    n.pool,
 		NodeID:   "edge@" + n.advertise,
 		Upstream: n.self,

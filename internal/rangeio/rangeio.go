@@ -19,6 +19,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+
+	"github.com/p2pd/p2pd/internal/bufpool"
 )
 
 // ChunkSource supplies the verified chunks of one file.
@@ -72,7 +74,7 @@ type Options struct {
 	Ahead int
 	// Buffers recycles chunk buffers across Readers; nil gives the Reader
 	// buffers of its own.
-	Buffers *Buffers
+	Buffers *bufpool.Pool
 }
 
 func (o *Options) applyDefaults() {
@@ -89,7 +91,7 @@ func (o *Options) applyDefaults() {
 		o.Ahead = DefaultAhead
 	}
 	if o.Buffers == nil {
-		o.Buffers = &Buffers{}
+		o.Buffers = &bufpool.Pool{}
 	}
 }
 
@@ -337,7 +339,7 @@ func (r *Reader) take(idx int) (*chunk, error) {
 
 func (r *Reader) release() {
 	if r.cur != nil {
-		r.opts.Buffers.put(r.cur.buf)
+		r.opts.Buffers.Put(r.cur.buf)
 		r.cur = nil
 	}
 }
@@ -352,7 +354,7 @@ func (r *Reader) stop() {
 	r.st = nil
 	st.cancel()
 	for c := range st.ch {
-		r.opts.Buffers.put(c.buf)
+		r.opts.Buffers.Put(c.buf)
 	}
 }
 
@@ -448,7 +450,7 @@ func (r *Reader) window(ctx context.Context, first, last int, send func(*chunk) 
 		var bp *[]byte
 		var buf []byte
 		if !shares {
-			bp = r.opts.Buffers.get(r.chunkSize)
+			bp = r.opts.Buffers.Get(r.chunkSize)
 			buf = *bp
 		}
 		idx, data, err := cs.Next(buf)
@@ -461,7 +463,7 @@ func (r *Reader) window(ctx context.Context, first, last int, send func(*chunk) 
 			err = fmt.Errorf("chunk %d: source returned chunk %d of %d bytes, want %d bytes", i, idx, len(data), r.chunkLen(i))
 		}
 		if err != nil {
-			r.opts.Buffers.put(bp)
+			r.opts.Buffers.Put(bp)
 			send(&chunk{err: err})
 			return false
 		}
@@ -469,47 +471,13 @@ func (r *Reader) window(ctx context.Context, first, last int, send func(*chunk) 
 		if bp != nil && len(data) > 0 && &data[0] != &(*bp)[0] {
 			// Shared bytes: read them where they are instead of copying
 			// a chunk per request, and give the buffer back.
-			r.opts.Buffers.put(bp)
+			r.opts.Buffers.Put(bp)
 			c.buf = nil
 		}
 		if !send(c) {
-			r.opts.Buffers.put(c.buf)
+			r.opts.Buffers.Put(c.buf)
 			return false
 		}
 	}
 	return true
-}
-
-// Buffers recycles chunk-sized buffers, one sync.Pool per chunk size (a
-// handful of sizes exist: the size is recorded per file). It counts
-// buffers in use so their bound can be observed. Its zero value is ready.
-type Buffers struct {
-	pools sync.Map // int -> *sync.Pool
-	inUse atomic.Int64
-}
-
-// InUse returns how many buffers are checked out.
-func (b *Buffers) InUse() int64 { return b.inUse.Load() }
-
-func (b *Buffers) get(size int) *[]byte {
-	b.inUse.Add(1)
-	p, ok := b.pools.Load(size)
-	if !ok {
-		p, _ = b.pools.LoadOrStore(size, &sync.Pool{New: func() any {
-			buf := make([]byte, size)
-			return &buf
-		}})
-	}
-	return p.(*sync.Pool).Get().(*[]byte)
-}
-
-func (b *Buffers) put(bp *[]byte) {
-	if bp == nil {
-		return
-	}
-	b.inUse.Add(-1)
-	if p, ok := b.pools.Load(cap(*bp)); ok {
-		*bp = (*bp)[:cap(*bp)]
-		p.(*sync.Pool).Put(bp)
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+
+	"github.com/p2pd/p2pd/internal/bufpool"
 )
 
 // memSource is an in-memory ChunkSource: the network is the boundary this
@@ -15,7 +17,7 @@ import (
 type memSource struct {
 	data      []byte
 	chunkSize int
-	bufs      *Buffers
+	bufs      *bufpool.Pool
 	bound     int64 // max buffers in use allowed, checked at every Next
 
 	failAt    int   // Next fails at this chunk (-1: never)
@@ -140,7 +142,7 @@ func TestSequentialReadByteExact(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newMemSource(tc.size, cs, 1)
 			src.foreign = tc.foreign
-			bufs := &Buffers{}
+			bufs := &bufpool.Pool{}
 			r := NewReader(context.Background(), src, int64(tc.size), cs, Options{Buffers: bufs})
 			got, err := io.ReadAll(r)
 			if err != nil {
@@ -172,7 +174,7 @@ func TestRandomSeeksAndReads(t *testing.T) {
 	const cs = 100
 	for _, ahead := range []int{1, 3} {
 		src := newMemSource(57*cs+33, cs, 2)
-		bufs := &Buffers{}
+		bufs := &bufpool.Pool{}
 		bound := int64(ahead + 2)
 		src.bufs, src.bound = bufs, bound
 		r := NewReader(context.Background(), src, int64(len(src.data)), cs, Options{Ahead: ahead, Buffers: bufs})
@@ -229,7 +231,7 @@ func TestRandomSeeksAndReads(t *testing.T) {
 func TestBoundedBuffersOnLongRead(t *testing.T) {
 	const cs = 32
 	src := newMemSource(1000*cs, cs, 4)
-	bufs := &Buffers{}
+	bufs := &bufpool.Pool{}
 	src.bufs, src.bound = bufs, 3
 	r := NewReader(context.Background(), src, int64(len(src.data)), cs, Options{Buffers: bufs})
 	defer r.Close()
@@ -328,7 +330,7 @@ func TestErrorPropagation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newMemSource(20*cs, cs, 6)
 			src.failAt, src.failErr, src.streamErr = tc.failAt, boom, tc.streamErr
-			bufs := &Buffers{}
+			bufs := &bufpool.Pool{}
 			r := NewReader(context.Background(), src, int64(len(src.data)), cs, Options{Buffers: bufs})
 			if _, err := r.Seek(tc.seek, io.SeekStart); err != nil {
 				t.Fatal(err)
@@ -394,7 +396,7 @@ func TestCloseUnblocksRead(t *testing.T) {
 	const cs = 16
 	src := newMemSource(10*cs, cs, 8)
 	src.blockAt = 1
-	bufs := &Buffers{}
+	bufs := &bufpool.Pool{}
 	r := NewReader(context.Background(), src, int64(len(src.data)), cs, Options{Buffers: bufs})
 	if _, err := r.Read(make([]byte, cs)); err != nil {
 		t.Fatal(err)

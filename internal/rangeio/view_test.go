@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"testing"
+
+	"github.com/p2pd/p2pd/internal/bufpool"
 )
 
 // View reads in place what Read copies, from pool buffers and from shared
@@ -13,7 +15,7 @@ func TestViewMatchesRead(t *testing.T) {
 	for _, foreign := range []bool{false, true} {
 		src := newMemSource(10*1000+7, 1000, 3)
 		src.foreign = foreign
-		src.bufs = &Buffers{}
+		src.bufs = &bufpool.Pool{}
 		src.bound = DefaultAhead + 2
 		r := NewReader(context.Background(), src, int64(len(src.data)), src.chunkSize, Options{Buffers: src.bufs})
 		if _, err := r.Seek(1500, io.SeekStart); err != nil {
@@ -72,7 +74,7 @@ func (sharingStream) SharesChunks() bool { return true }
 func TestSharerIsLentNoBuffer(t *testing.T) {
 	src := newMemSource(20*1000, 1000, 4)
 	src.foreign = true
-	src.bufs = &Buffers{}
+	src.bufs = &bufpool.Pool{}
 	src.bound = 0
 	r := NewReader(context.Background(), sharingSource{src}, int64(len(src.data)), src.chunkSize, Options{Buffers: src.bufs})
 	defer r.Close()

@@ -87,22 +87,3 @@ func TestCodecRejectsTruncatedData(t *testing.T) {
 		}
 	}
 }
-
-func TestBufferPoolSizes(t *testing.T) {
-	p := &bufferPool{}
-	for _, n := range []int{0, 1, 255, 256, 257, 16 << 10, 1<<20 + 9, 1 << 23, 1<<23 + 1} {
-		b := p.Get(n)
-		if len(*b) != n {
-			t.Fatalf("Get(%d): length %d", n, len(*b))
-		}
-		if c := cap(*b); n <= 1<<maxBufClass && (c < n || c&(c-1) != 0) {
-			t.Fatalf("Get(%d): capacity %d, want a power of two >= n", n, c)
-		}
-		p.Put(b)
-		if again := p.Get(n); len(*again) != n {
-			t.Fatalf("Get(%d) after Put: length %d", n, len(*again))
-		}
-	}
-	small := make([]byte, 100) // not from the pool: dropped
-	p.Put(&small)
-}

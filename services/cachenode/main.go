@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +13,7 @@ import (
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
@@ -37,14 +37,11 @@ Usage: cachenode --cache-dir DIR --tracker HOST:PORT [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "cachenode:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "cachenode", run(os.Args[1:])))
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("cachenode", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("cachenode")
 	var (
 		common   service.Common
 		cfg      cacheserver.Config
@@ -54,6 +51,7 @@ func run(args []string) error {
 		maxBytes = flagenv.Bytes(10 << 30)
 		memory   = flagenv.CacheBytes(256 << 20)
 		tlsFlags tlsconfig.Flags
+		joinFile string
 	)
 	fs.StringVar(&listen, "listen", ":7200", "address to serve SPP (gRPC) on")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
@@ -66,18 +64,15 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.FetchMisses, "fetch", true, "fetch chunks not held from other nodes (false: serve only what is held)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory in front of the store, served with no disk read and no second digest: a `size`, 0 for none")
 	fs.IntVar(&cfg.Prefetch, "prefetch", 16, "chunks fetched ahead of sequential playback, past the end of the viewer's request (0: none)")
+	fs.StringVar(&joinFile, "join-token-file", "", "file holding the join token the tracker demands to register (default: $"+nodeauth.JoinTokenEnv+")")
 	common.Register(fs, "127.0.0.1:9092")
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
 		return err
 	}
 	if cacheDir == "" || trackers == "" {
-		fs.Usage()
-		return fmt.Errorf("--cache-dir and --tracker are required")
+		return flagenv.Usagef("--cache-dir and --tracker are required")
 	}
 	log, err := common.Logger("cachenode")
 	if err != nil {
@@ -108,7 +103,11 @@ func run(args []string) error {
 	}
 	cfg.OpsAddr = service.OpsAddr(common.Ops, cfg.Advertise)
 	creds := tlsCreds.DialOption()
-	tc, err := trackerclient.Dial(trackers, creds)
+	join, err := nodeauth.LoadToken(joinFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return fmt.Errorf("--join-token-file: %w", err)
+	}
+	tc, err := trackerclient.Dial(trackers, creds, nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
 	if err != nil {
 		return err
 	}

@@ -4,13 +4,13 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/accesslog"
+	"github.com/p2pd/p2pd/internal/cors"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
@@ -32,14 +32,11 @@ Usage: edge --tracker HOST:PORT[,HOST:PORT...] [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "edge:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "edge", run(os.Args[1:])))
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("edge")
 	var (
 		common   service.Common
 		listen   string
@@ -49,6 +46,8 @@ func run(args []string) error {
 		adv      string
 		memory   = flagenv.CacheBytes(256 << 20)
 		tlsFlags tlsconfig.Flags
+		corsFlag cors.Flags
+		logFlags accesslog.Flags
 	)
 	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
@@ -58,16 +57,14 @@ func run(args []string) error {
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
 	common.Register(fs, "127.0.0.1:9093")
 	tlsFlags.Register(fs)
+	corsFlag.Register(fs)
+	logFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	if trackers == "" {
-		fs.Usage()
-		return errors.New("--tracker is required")
+		return flagenv.Usagef("--tracker is required")
 	}
 	log, err := common.Logger("edge")
 	if err != nil {
@@ -90,6 +87,7 @@ func run(args []string) error {
 	ops := service.NewOps()
 	edge, err := edgeserver.New(edgeserver.Config{
 		Tracker:          tc,
+		Commands:         tc,
 		Nodes:            pool,
 		NodeID:           nodeID,
 		Region:           region,
@@ -107,6 +105,15 @@ func run(args []string) error {
 		return err
 	}
 	defer tel.Close() // flushes the spans of the last requests
+	viewers, err := corsFlag.Handler(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge"))
+	if err != nil {
+		return err
+	}
+	access, err := logFlags.Open()
+	if err != nil {
+		return err
+	}
+	defer access.Close()
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
@@ -129,7 +136,7 @@ func run(args []string) error {
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()
 	go func() {
-		errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge")))
+		errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(access.Handler(viewers)))
 	}()
 	ops.SetReady(true)
 	log.Info("edge ready", "listen", l.Addr().String(), "tracker", trackers, "ops", common.Ops)

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +13,7 @@ import (
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/internal/tlsconfig"
@@ -36,14 +36,11 @@ Usage: origin --media-dir DIR --tracker HOST:PORT [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "origin:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "origin", run(os.Args[1:])))
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("origin", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("origin")
 	var (
 		common    service.Common
 		cfg       originserver.Config
@@ -51,6 +48,7 @@ func run(args []string) error {
 		trackers  string
 		chunkSize int
 		tokenFile string
+		originTok string
 		traceURL  string
 		tlsFlags  tlsconfig.Flags
 	)
@@ -62,19 +60,16 @@ func run(args []string) error {
 	fs.IntVar(&chunkSize, "chunk-size", manifest.DefaultChunkSize, "chunk size in bytes for newly published files")
 	fs.DurationVar(&cfg.Rescan, "rescan", 0, "rescan the media directory this often (0: only at start)")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (default: $"+adminserver.TokenEnv+"; none: the API refuses every call)")
+	fs.StringVar(&originTok, "origin-token-file", "", "file holding the origin credential the tracker demands to publish (default: $"+nodeauth.OriginTokenEnv+"; the same as the tracker's)")
 	fs.StringVar(&traceURL, "trace-query-url", "", "Jaeger's query API (http://HOST:16686) the admin API reads a request's trace from, for the dashboard's trace view (empty: none)")
 	common.Register(fs, "127.0.0.1:9090")
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
 		return err
 	}
 	if cfg.MediaDir == "" || trackers == "" {
-		fs.Usage()
-		return fmt.Errorf("--media-dir and --tracker are required")
+		return flagenv.Usagef("--media-dir and --tracker are required")
 	}
 	cfg.ChunkSize = chunkSize
 	log, err := common.Logger("origin")
@@ -106,7 +101,11 @@ func run(args []string) error {
 		return err
 	}
 	defer tel.Close() // flushes the spans of the last requests
-	tc, err := trackerclient.Dial(trackers, creds.DialOption())
+	originToken, err := nodeauth.LoadToken(originTok, nodeauth.OriginTokenEnv, nil)
+	if err != nil {
+		return fmt.Errorf("--origin-token-file: %w", err)
+	}
+	tc, err := trackerclient.Dial(trackers, creds.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, originToken))
 	if err != nil {
 		return err
 	}
@@ -115,6 +114,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	ops.AdminToken = token // pprof off loopback
 	admin, err := adminserver.New(adminserver.Config{
 		Token: token, MediaDir: cfg.MediaDir, ChunkSize: cfg.ChunkSize,
 		Metrics: ops.Registry, OpsAddr: cfg.OpsAddr, TraceQueryURL: traceURL, Logger: log,

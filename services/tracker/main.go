@@ -3,14 +3,13 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/internal/tlsconfig"
@@ -24,23 +23,27 @@ expires) and announce the chunks they hold; Locate ranks the nodes to ask
 for each chunk from an in-memory index kept current by an etcd watch.
 Several trackers may share one etcd cluster.
 
+Only a caller with the origin credential (--origin-token-file on both the
+tracker and the origin) or an origin certificate may publish or unpublish.
+Without mutual TLS or a join token any process that reaches the port may
+join as a cachenode (its chunks are verified by everyone), never publish,
+unpublish, or replace or remove another node. See docs/security.md.
+
 Usage: tracker (--etcd-endpoints HOST:PORT,... | --embedded-etcd DIR) [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "tracker:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "tracker", run(os.Args[1:])))
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("tracker", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("tracker")
 	var (
 		common    service.Common
 		cfg       trackerserver.ServeConfig
 		endpoints string
 		tlsFlags  tlsconfig.Flags
+		tokens    struct{ origin, admin, join string }
 	)
 	fs.StringVar(&cfg.Listen, "listen", ":7000", "address to serve the tracker (gRPC) on")
 	fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated host:port of an external etcd cluster")
@@ -49,17 +52,19 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Etcd.EmbeddedPeerAddr, "etcd-peer-addr", "127.0.0.1:2380", "peer address of the embedded etcd")
 	fs.DurationVar(&cfg.Tracker.LeaseTTL, "lease-ttl", 10*time.Second, "lease time to live of registered nodes: how long a dead node lingers")
 	fs.BoolVar(&cfg.Tracker.PeerSharing, "peer-sharing", true, "let cachenodes fetch from each other; when false they are sent to origins only")
+	fs.StringVar(&tokens.origin, "origin-token-file", "", "file holding the origin credential: who presents it may publish, unpublish and register an origin (default: $"+nodeauth.OriginTokenEnv+"; none: only origin certificates may)")
+	fs.StringVar(&tokens.admin, "admin-token-file", "", "file holding the admin token: may do what an origin may, and replace or remove any node (default: $P2PD_ADMIN_TOKEN)")
+	fs.StringVar(&tokens.join, "join-token-file", "", "file holding the join token nodes must present to register (default: $"+nodeauth.JoinTokenEnv+"; none: any cachenode or edge may join, see docs/security.md)")
+	fs.IntVar(&cfg.Tracker.MaxNodes, "max-nodes", 10000, "most live registrations in total")
+	fs.IntVar(&cfg.Tracker.MaxNodesPerAddr, "max-nodes-per-addr", 64, "most live registrations made from one source address (-1: no limit)")
 	common.Register(fs, "127.0.0.1:9091")
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return flagenv.Usagef("unexpected arguments %q", fs.Args())
 	}
 	for _, e := range strings.Split(endpoints, ",") {
 		if e = strings.TrimSpace(e); e != "" {
@@ -67,14 +72,22 @@ func run(args []string) error {
 		}
 	}
 	if (len(cfg.Etcd.Endpoints) > 0) == (cfg.Etcd.EmbeddedDir != "") {
-		fs.Usage()
-		return errors.New("exactly one of --etcd-endpoints and --embedded-etcd is required")
+		return flagenv.Usagef("exactly one of --etcd-endpoints and --embedded-etcd is required")
 	}
 	log, err := common.Logger("tracker")
 	if err != nil {
 		return err
 	}
 	cfg.Tracker.Logger = log
+	if cfg.Tracker.OriginToken, err = nodeauth.LoadToken(tokens.origin, nodeauth.OriginTokenEnv, nil); err != nil {
+		return fmt.Errorf("--origin-token-file: %w", err)
+	}
+	if cfg.Tracker.AdminToken, err = nodeauth.LoadToken(tokens.admin, "P2PD_ADMIN_TOKEN", nil); err != nil {
+		return fmt.Errorf("--admin-token-file: %w", err)
+	}
+	if cfg.Tracker.JoinToken, err = nodeauth.LoadToken(tokens.join, nodeauth.JoinTokenEnv, nil); err != nil {
+		return fmt.Errorf("--join-token-file: %w", err)
+	}
 	cfg.Ops = common.Ops
 	creds, err := tlsFlags.Load()
 	if err != nil {

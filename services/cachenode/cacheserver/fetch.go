@@ -51,8 +51,9 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 	for i, idx := range req.Chunks {
 		p.slots[i].idx = int(idx)
 	}
-	bp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bp)
+	bp := spp.Buffers.Get(manifest.DefaultChunkSize)
+	*bp = (*bp)[:0]
+	defer spp.Buffers.Put(bp)
 	sent, err := p.run(stream, bp)
 	p.trace.end(err)
 	p.finish(err)

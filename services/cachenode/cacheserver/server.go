@@ -58,13 +58,13 @@ type Server struct {
 	links     links
 	prefetchN atomic.Int64 // read-ahead chunks in flight
 	manifests manifestCache
+	prewarms  prewarms
 	mflights  flight.Group[*manifest.Manifest]
-	rates     rates
+	rates     *trackerclient.Reporter
 	dirty     dirtySet
 	member    atomic.Pointer[trackerclient.Member]
 	active    atomic.Int64
 	putErrLog atomic.Int64 // unix nanos of the last store error logged
-	bufs      sync.Pool
 }
 
 // New returns a cachenode serving store. tracker locates sources and
@@ -91,11 +91,11 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		started:   time.Now(),
 		flights:   flights{m: map[chunkKey]*chunkFlight{}},
 		manifests: manifestCache{max: cfg.ManifestCache, m: map[manifest.Digest]*manifest.Manifest{}},
+		rates:     trackerclient.NewReporter(),
 		dirty:     dirtySet{m: map[manifest.Digest]bool{}},
 	}
 	s.life, s.stop = context.WithCancel(context.Background())
 	s.puts = make(chan struct{}, cfg.StoreConcurrency)
-	s.bufs.New = func() any { b := make([]byte, 0, manifest.DefaultChunkSize); return &b }
 	store.OnChange(s.dirty.mark)
 	return s, nil
 }
@@ -136,6 +136,11 @@ func (s *Server) Run(ctx context.Context) error {
 		m.Close()
 	}()
 	s.log.Info("joining tracker", "held_bytes", s.store.Bytes(), "files", len(s.store.Roots()))
+	// Operators' commands (purge, prewarm) until Run returns; stopped
+	// before Close, which waits for background work.
+	cctx, stopCommands := context.WithCancel(ctx)
+	defer stopCommands()
+	s.background(func() { s.followCommands(cctx) })
 
 	announce := time.NewTicker(s.cfg.AnnounceInterval)
 	defer announce.Stop()
@@ -190,9 +195,7 @@ func (s *Server) dropOrphans() {
 	for _, root := range s.store.Roots() {
 		if _, err := s.localManifest(root); err != nil {
 			s.log.Warn("dropping chunks without a manifest", "root", root, "err", err)
-			if err := s.store.DropFile(root); err != nil {
-				s.log.Warn("drop orphaned chunks", "root", root, "err", err)
-			}
+			s.dropFile(root)
 		}
 	}
 }
@@ -279,59 +282,19 @@ func (s *Server) streamEnded() {
 	}
 }
 
-// rates accumulates transfer measurements between reports, merged per
-// source so the report stays small however many chunks moved.
-type rates struct {
-	mu      sync.Mutex
-	samples map[rateKey]*trackerv1.RateSample
-}
-
-type rateKey struct {
-	source string
-	failed bool
-}
-
-// maxRateSources bounds the pending samples when reports fail.
-const maxRateSources = 1024
-
-func (r *rates) add(source string, bytes int64, d time.Duration, failed bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.samples == nil {
-		r.samples = map[rateKey]*trackerv1.RateSample{}
-	}
-	k := rateKey{source, failed}
-	rs := r.samples[k]
-	if rs == nil {
-		if len(r.samples) >= maxRateSources {
-			return
-		}
-		rs = &trackerv1.RateSample{Source: source, Failed: failed}
-		r.samples[k] = rs
-	}
-	rs.Bytes += uint64(bytes)
-	rs.DurationNanos += int64(d)
-}
-
-func (r *rates) take() []*trackerv1.RateSample {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*trackerv1.RateSample, 0, len(r.samples))
-	for k, rs := range r.samples {
-		out = append(out, rs)
-		delete(r.samples, k)
-	}
-	return out
-}
-
 func (s *Server) flushRates(ctx context.Context) {
-	samples := s.rates.take()
+	m := s.member.Load()
+	if m == nil {
+		return // not joined: nobody to report as
+	}
+	samples := s.rates.Take()
 	if len(samples) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 	defer cancel()
-	if _, err := s.tracker.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: s.cfg.NodeID, Samples: samples}); err != nil {
+	// Through the membership: a report carries the registration's secret.
+	if err := m.ReportRate(ctx, samples); err != nil {
 		s.log.Debug("report rates", "err", err)
 	}
 }

@@ -309,7 +309,7 @@ func (j *job) work(ctx context.Context, wk *worker) {
 	cut := err != nil && ctx.Err() != nil && j.ctx.Err() == nil // cancelled: others delivered its chunks
 	switch {
 	case err == nil:
-		j.s.rates.add(src.ID, bytes, elapsed, false)
+		j.s.rates.Add(src.ID, bytes, elapsed, false)
 		j.s.links.observe(src.ID, bytes, elapsed)
 	case cut:
 		// Not a failure, and the bytes of the chunk in progress still
@@ -322,7 +322,7 @@ func (j *job) work(ctx context.Context, wk *worker) {
 		// is not unhealthy; anything else counts against it, and it is
 		// asked nothing more in this job.
 		notFound := status.Code(err) == codes.NotFound
-		j.s.rates.add(src.ID, bytes, elapsed, !notFound)
+		j.s.rates.Add(src.ID, bytes, elapsed, !notFound)
 		j.s.metrics.upstreamFails.WithLabelValues(src.label).Inc()
 		if errors.Is(err, manifest.ErrDigestMismatch) {
 			j.s.metrics.digestFailures.Inc()

@@ -140,34 +140,6 @@ func TestDamagedStoredChunkIsNeverServed(t *testing.T) {
 	}
 }
 
-func TestRatesMergePerSource(t *testing.T) {
-	var r rates
-	r.add("a", 100, 10, false)
-	r.add("a", 50, 5, false)
-	r.add("a", 1, 1, true)
-	r.add("b", 7, 2, false)
-	got := map[rateKey][2]int64{}
-	for _, s := range r.take() {
-		got[rateKey{s.Source, s.Failed}] = [2]int64{int64(s.Bytes), s.DurationNanos}
-	}
-	want := map[rateKey][2]int64{
-		{"a", false}: {150, 15},
-		{"a", true}:  {1, 1},
-		{"b", false}: {7, 2},
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Fatalf("%v: got %v, want %v", k, got[k], v)
-		}
-	}
-	if len(r.take()) != 0 {
-		t.Fatal("take did not empty the samples")
-	}
-}
-
 func TestConfigDefaults(t *testing.T) {
 	var c Config
 	c.Advertise = "127.0.0.1:7200"

@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 )
 
 func TestCacheBoundsAndExpiry(t *testing.T) {
@@ -106,31 +104,5 @@ func TestCacheCoalescesAndSkipsErrors(t *testing.T) {
 	cancel()
 	if _, err := c.get(ctx, "slow", func(context.Context) (int, error) { return 1, nil }); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v", err)
-	}
-}
-
-func TestReporterAggregates(t *testing.T) {
-	r := newReporter()
-	r.add("a", 100, time.Second, false)
-	r.add("a", 300, time.Second, false)
-	r.add("b", 0, time.Second, false) // nothing moved: no sample
-	r.add("b", 10, time.Millisecond, true)
-	r.add("b", 0, time.Millisecond, true)
-	got := r.take()
-	byKey := map[string][]*trackerv1.RateSample{}
-	for _, s := range got {
-		byKey[s.Source] = append(byKey[s.Source], s)
-	}
-	if len(got) != 3 {
-		t.Fatalf("%d samples, want 3: %v", len(got), got)
-	}
-	if a := byKey["a"]; len(a) != 1 || a[0].Bytes != 400 || a[0].DurationNanos != int64(2*time.Second) || a[0].Failed {
-		t.Errorf("a: %v, want one success of 400 bytes in 2s", a)
-	}
-	if b := byKey["b"]; len(b) != 2 || !b[0].Failed || !b[1].Failed {
-		t.Errorf("b: %v, want two failures", b)
-	}
-	if again := r.take(); len(again) != 0 {
-		t.Errorf("take after take: %v", again)
 	}
 }

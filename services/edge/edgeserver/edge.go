@@ -24,15 +24,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/bufpool"
 	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/p2pd/p2pd/internal/rank"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -43,13 +46,13 @@ type Server struct {
 	nodes     Nodes
 	pool      *spp.Pool // owned when Config.Nodes was nil
 	metrics   *metrics
-	bufs      *rangeio.Buffers
+	bufs      *bufpool.Pool     // chunks on their way to viewers
 	hot       *chunkcache.Cache // verified chunks in memory, nil when off
 	files     *cache[string, *trackerv1.File]
 	manifests *cache[manifest.Digest, *manifest.Manifest]
 	locates   *cache[locateKey, *located]
 	health    *rank.Healths // the sources that failed lately
-	reporter  *reporter
+	reporter  *trackerclient.Reporter
 	index     *template.Template
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -64,12 +67,12 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:   cfg,
 		nodes: cfg.Nodes,
-		bufs:  &rangeio.Buffers{},
+		bufs:  &bufpool.Pool{},
 		hot:   chunkcache.New(cfg.MemoryCacheBytes),
 		// Flat (Base = Max): an edge's streams are short, and a node that
 		// fails again is back on probation at once anyway.
 		health:   rank.NewHealths(rank.HealthConfig{Base: cfg.Probation, Max: cfg.Probation}, cfg.Now),
-		reporter: newReporter(),
+		reporter: trackerclient.NewReporter(),
 		index:    template.Must(template.New("index").Funcs(template.FuncMap{"href": href}).Parse(indexHTML)),
 		done:     make(chan struct{}),
 	}
@@ -87,11 +90,16 @@ func New(cfg Config) (*Server, error) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
+	var wg sync.WaitGroup
+	if cfg.ReportInterval > 0 {
+		wg.Go(func() { s.reporter.Run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger) })
+	}
+	if cfg.Commands != nil {
+		wg.Go(func() { cfg.Commands.FollowCommands(ctx, cfg.NodeID, cfg.Logger, s.apply) })
+	}
 	go func() {
 		defer close(s.done)
-		if cfg.ReportInterval > 0 {
-			s.reporter.run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger)
-		}
+		wg.Wait()
 	}()
 	return s, nil
 }
@@ -106,6 +114,26 @@ func (s *Server) Close() error {
 	}
 	return nil
 }
+
+// apply carries out an operator's command: an edge has only purges to
+// do (prewarm fills cachenodes).
+func (s *Server) apply(c *trackerv1.Command) {
+	if c.Action != trackerv1.CommandAction_COMMAND_ACTION_PURGE || !trackerclient.Chosen(c.Nodes, s.cfg.NodeID) {
+		return
+	}
+	root, err := manifest.DigestFromBytes(c.Root)
+	if err != nil {
+		s.cfg.Logger.Warn("ignoring purge with a bad root", "id", c.Id, "err", err)
+		return
+	}
+	n := s.Purge(root)
+	s.cfg.Logger.Info("purged file", "root", root.String(), "name", c.Name, "chunks_in_memory", n)
+}
+
+// Purge drops every chunk of root from the edge's memory cache and
+// returns how many there were: the next request for the file fetches it
+// anew from a cachenode.
+func (s *Server) Purge(root manifest.Digest) int { return s.hot.RemoveRoot(root) }
 
 // NodeID is the id the edge names itself with in SPP requests and rate
 // reports.

@@ -1,8 +1,8 @@
 package edgeserver
 
 import (
+	"github.com/p2pd/p2pd/internal/bufpool"
 	"github.com/p2pd/p2pd/internal/chunkcache"
-	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -18,7 +18,7 @@ type metrics struct {
 	memory     prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer, bufs *rangeio.Buffers, hot *chunkcache.Cache) *metrics {
+func newMetrics(reg prometheus.Registerer, bufs *bufpool.Pool, hot *chunkcache.Cache) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2pd_edge_requests_total",
@@ -53,6 +53,12 @@ func newMetrics(reg prometheus.Registerer, bufs *rangeio.Buffers, hot *chunkcach
 			Name: "p2pd_edge_memory_cache_bytes",
 			Help: "Verified chunk bytes held in the edge's memory cache.",
 		}, func() float64 { return float64(hot.Bytes()) }),
+	}
+	// The server errors an alert divides by the requests start at zero:
+	// a series that appears with the first error hides that error from
+	// rate() and increase().
+	for _, code := range []string{"500", "502", "503", "504"} {
+		m.requests.WithLabelValues(code)
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.bytes, m.failovers, m.active, m.duration, m.buffers, m.memoryHits, m.memory)

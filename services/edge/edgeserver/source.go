@@ -180,7 +180,7 @@ func (f *failoverStream) endRun(err error) {
 	f.endSpan(err)
 	if err == nil {
 		f.s.health.Success(n.ID)
-		f.s.reporter.add(n.ID, f.runBytes, elapsed, false)
+		f.s.reporter.Add(n.ID, f.runBytes, elapsed, false)
 		return
 	}
 	if f.excluded == nil {
@@ -200,7 +200,7 @@ func (f *failoverStream) endRun(err error) {
 	if status.Code(err) != codes.NotFound {
 		f.sick = true
 		f.s.health.Failure(n.ID)
-		f.s.reporter.add(n.ID, f.runBytes, elapsed, true)
+		f.s.reporter.Add(n.ID, f.runBytes, elapsed, true)
 	}
 	f.s.cfg.Logger.Warn("chunk source failed, failing over",
 		"node", n.ID, "addr", n.Addr, "root", f.m.Root.String(), "chunk", f.next, "err", err)

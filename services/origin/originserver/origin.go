@@ -58,8 +58,6 @@ type Server struct {
 	byRoot  map[manifest.Digest]*entry
 	tracker Tracker
 	member  Announcer
-
-	bufs sync.Pool
 }
 
 // New returns an origin for cfg. Call Scan to publish the media directory.
@@ -80,7 +78,6 @@ func New(cfg Config, reg prometheus.Registerer) (*Server, error) {
 		byName:  map[string]*entry{},
 		byRoot:  map[manifest.Digest]*entry{},
 	}
-	s.bufs.New = func() any { b := make([]byte, 0, manifest.DefaultChunkSize); return &b }
 	return s, nil
 }
 

@@ -72,8 +72,9 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 	s.metrics.active.Inc()
 	defer s.metrics.active.Dec()
 
-	bp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bp)
+	bp := spp.Buffers.Get(manifest.DefaultChunkSize)
+	*bp = (*bp)[:0]
+	defer spp.Buffers.Put(bp)
 	span := trace.SpanFromContext(stream.Context())
 	if span.IsRecording() {
 		span.SetAttributes(telemetry.KeyFile.String(e.m.Name), telemetry.KeyRoot.String(root.String()),
