@@ -22,7 +22,7 @@ func TestLocateRegions(t *testing.T) {
 	}
 	reg := func(n *trackerv1.Node) int64 {
 		n.GrpcAddr = "127.0.0.1:1"
-		resp, err := c.Register(ctx, &trackerv1.RegisterRequest{Node: n})
+		resp, err := c.Register(ctx, &trackerv1.RegisterRequest{Node: n, Secret: secretOf(n.Id)})
 		if err != nil {
 			t.Fatalf("register %s: %v", n.Id, err)
 		}
