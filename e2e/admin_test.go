@@ -90,6 +90,18 @@ func TestAdmin(t *testing.T) {
 				t.Fatalf("nodes: %d %s", code, body)
 			}
 		}
+		// Every node says which build it runs (a rolling upgrade shows).
+		var nodes struct {
+			Nodes []struct{ Id, Version string }
+		}
+		if err := json.Unmarshal(body, &nodes); err != nil || len(nodes.Nodes) == 0 {
+			t.Fatalf("nodes: %v %s", err, body)
+		}
+		for _, n := range nodes.Nodes {
+			if n.Version != e2eVersion {
+				t.Errorf("node %s reports version %q, want %q", n.Id, n.Version, e2eVersion)
+			}
+		}
 		code, body = c.admin(t, "GET", "/v1/stats", nil)
 		var s struct{ OriginEgressBytes string }
 		if json.Unmarshal(body, &s); code != 200 || s.OriginEgressBytes == "0" {
