@@ -2,13 +2,18 @@ package e2e
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,7 +28,8 @@ import (
 const artifactsDir = "artifacts"
 
 // TestBrowser plays a real H.264 video in headless Chromium from the edge,
-// seeks in it, and checks the dashboard's chunk map.
+// seeks in it, and checks the dashboard's chunk map and its waterfall of a
+// request's trace, read from a real Jaeger.
 func TestBrowser(t *testing.T) {
 	chrome := findChromium()
 	if chrome == "" {
@@ -34,7 +40,9 @@ func TestBrowser(t *testing.T) {
 		t.Skip("ffmpeg not found: install the Debian package ffmpeg (.ci/run does)")
 	}
 	media := t.TempDir()
-	c := startAdminCDN(t, media, "--chunk-size", "524288")
+	j := startJaeger(t)
+	exportSpans(t, j.otlp)
+	c := startAdminCDN(t, media, "--chunk-size", "524288", "--trace-query-url", j.query)
 	requirePlayer(t, c)
 	if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -133,6 +141,8 @@ func TestBrowser(t *testing.T) {
 
 	throttle(t, ctx, -1)
 
+	crossOriginRanges(t, ctx, c, url.PathEscape("videos")+"/"+url.PathEscape("test clip.mp4"), data)
+
 	// The dashboard's chunk map shows the file on the nodes that hold it:
 	// the origin holds every chunk, the cachenode those it fetched for the
 	// edge.
@@ -168,6 +178,146 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("a chunk map row has %d cells for %d chunks", cells, chunks)
 	}
 	shot(t, ctx, "dashboard")
+
+	// Purge from the dashboard (two clicks: the first arms the button),
+	// then prewarm on every cachenode; the map follows both.
+	must(t, ctx, "click purge twice", chromedp.Evaluate[chromedp.Void](`document.getElementById('purge').click(); document.getElementById('purge').click()`))
+	poll("purge done", `document.getElementById('cache-status').textContent.includes('done, no cachenode holds a chunk') &&
+		![...document.querySelectorAll('#chunkmap .maprow')].some(r => r.dataset.role === 'cachenode')`)
+	shot(t, ctx, "dashboard-purged")
+	must(t, ctx, "click prewarm", chromedp.Evaluate[chromedp.Void](`document.getElementById('prewarm').click()`))
+	poll("prewarm done", `document.getElementById('cache-status').textContent.includes('done, every chunk on every chosen node')`)
+	want, n, err := holders(t, c, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, held := range want {
+		if held != n {
+			t.Errorf("after the dashboard's prewarm %s holds %d of %d chunks", id, held, n)
+		}
+	}
+	shot(t, ctx, "dashboard-prewarmed")
+	// The trace view: a file no node has yet, so its first request goes
+	// from the edge through the tracker and a cachenode to the origin.
+	c.upload(t, "traced.bin", randomBytes(300<<10))
+	resp, _ := get(t, "GET", c.edgeURL+"/traced.bin", map[string]string{"Range": "bytes=1000-1999"})
+	traceID := resp.Header.Get("X-Trace-Id")
+	if resp.StatusCode != 206 || len(traceID) != 32 {
+		t.Fatalf("GET traced.bin: %d, X-Trace-Id %q", resp.StatusCode, traceID)
+	}
+	type span struct{ SpanID, ParentSpanID, Service, Name string }
+	var spans []span
+	eventually(t, 60*time.Second, "the admin API returns the request's spans from the trace store", func() error {
+		code, body := c.admin(t, "GET", "/v1/traces/"+traceID, nil)
+		var tr struct{ Spans []span }
+		if err := json.Unmarshal(body, &tr); code != 200 || err != nil {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		services := map[string]bool{}
+		root := false
+		for _, sp := range tr.Spans {
+			services[sp.Service] = true
+			root = root || sp.ParentSpanID == "" && sp.Service == "edge"
+		}
+		// The edge's own span ends last (with the response): the trace
+		// is whole once it is there.
+		if !root || !services["cachenode"] || !services["tracker"] {
+			return fmt.Errorf("services %v, the edge's root span there: %v", services, root)
+		}
+		spans = tr.Spans
+		return nil
+	})
+	must(t, ctx, "open the trace view", chromedp.Navigate(c.adminURL+"/ui/#trace="+traceID))
+	poll("waterfall drawn", fmt.Sprintf(`document.querySelectorAll('#waterfall .span').length === %d`, len(spans)))
+	rows := must(t, ctx, "read the waterfall", chromedp.Evaluate[[]map[string]string](`[...document.querySelectorAll('#waterfall .span')].map(r =>
+		({span: r.dataset.span, service: r.dataset.service, depth: r.dataset.depth, bar: r.querySelector('.bar').style.width}))`))
+	if n := len(slices.DeleteFunc(slices.Clone(rows), func(r map[string]string) bool { return r["depth"] != "0" })); n != 1 ||
+		rows[0]["depth"] != "0" || rows[0]["service"] != "edge" {
+		t.Errorf("waterfall rows %v: want one root, the edge's span, first", rows)
+	}
+	drawn := map[string]bool{}
+	for _, r := range rows {
+		drawn[r["span"]] = true
+		if r["bar"] == "" {
+			t.Errorf("span %v has no bar", r)
+		}
+	}
+	for _, sp := range spans {
+		if !drawn[sp.SpanID] {
+			t.Errorf("span %s (%s %s) is not in the waterfall", sp.SpanID, sp.Service, sp.Name)
+		}
+	}
+	// A span's attributes show on click.
+	must(t, ctx, "click the root span", chromedp.Click(chromedp.CSS(`#waterfall .span[data-depth="0"]`), chromedp.NodeVisible))
+	attrs := must(t, ctx, "read its attributes", chromedp.Evaluate[string](`document.getElementById('span-attrs').innerText`))
+	if !strings.Contains(attrs, "edge") || !strings.Contains(attrs, "206") {
+		t.Errorf("root span attributes %q: want its service and status 206", attrs)
+	}
+	shot(t, ctx, "trace")
+}
+
+// crossOriginRanges opens a page served from another origin (another
+// loopback address and port, as a content provider's own site would be)
+// whose script reads byte ranges of the video from the edge with fetch()
+// and a Range header: the browser sends a CORS preflight, and reads the
+// bytes and the exposed headers only if the edge allows it.
+func crossOriginRanges(t *testing.T, ctx context.Context, c *adminCDN, path string, data []byte) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.99:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><title>a player site</title><p id="site">another origin</p>`)
+	}))
+	site.Listener = l
+	site.Start()
+	defer site.Close()
+	must(t, ctx, "open the other origin's page", chromedp.Steps(chromedp.Navigate(site.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`#site`))))
+	n := len(data)
+	ranges := [][2]int{{0, 99}, {n / 2, n/2 + 4095}, {n - 50, n - 1}}
+	js := `(async () => {
+		const out = [];
+		for (const [a, b] of ` + toJSON(t, ranges) + `) {
+			const r = await fetch(` + strconv.Quote(c.edgeURL+"/"+path) + `, { headers: { Range: 'bytes=' + a + '-' + b } });
+			const bytes = new Uint8Array(await r.arrayBuffer());
+			let hex = '';
+			for (const x of bytes) hex += x.toString(16).padStart(2, '0');
+			out.push({ origin: location.origin, status: r.status, hex,
+				contentRange: r.headers.get('Content-Range'), contentLength: r.headers.get('Content-Length'),
+				acceptRanges: r.headers.get('Accept-Ranges'), etag: r.headers.get('ETag'), traceId: r.headers.get('X-Trace-Id') });
+		}
+		return out;
+	})()`
+	type answer struct {
+		Origin, Hex, ContentRange, ContentLength, AcceptRanges, Etag, TraceID string
+		Status                                                                int
+	}
+	got := must(t, ctx, "fetch ranges from another origin", chromedp.Evaluate[[]answer](js, chromedp.EvalAwaitPromise))
+	if len(got) != len(ranges) {
+		t.Fatalf("%d answers for %d ranges", len(got), len(ranges))
+	}
+	for i, r := range ranges {
+		a := got[i]
+		wantRange := fmt.Sprintf("bytes %d-%d/%d", r[0], r[1], n)
+		if a.Origin != site.URL || a.Status != 206 || a.Hex != hex.EncodeToString(data[r[0]:r[1]+1]) || a.ContentRange != wantRange ||
+			a.ContentLength != strconv.Itoa(r[1]-r[0]+1) || a.AcceptRanges != "bytes" || a.Etag == "" || a.TraceID == "" {
+			t.Fatalf("range %v from %s: status %d, %d bytes (equal %v), Content-Range %q (want %q), Content-Length %q, Accept-Ranges %q, ETag %q, X-Trace-Id %q",
+				r, a.Origin, a.Status, len(a.Hex)/2, a.Hex == hex.EncodeToString(data[r[0]:r[1]+1]), a.ContentRange, wantRange,
+				a.ContentLength, a.AcceptRanges, a.Etag, a.TraceID)
+		}
+	}
+}
+
+// toJSON encodes v for a script.
+func toJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // throttle limits the browser's download rate to bytesPerSecond (-1:

@@ -34,6 +34,7 @@ type stack struct {
 	env     []string
 	tag     string
 	media   string
+	token   string // the admin API's bearer token
 	network string // the project's network, once up
 	probes  atomic.Int32
 }
@@ -92,16 +93,7 @@ func newStack(t *testing.T, media string) *stack {
 	}
 	t.Logf("compose e2e: engine %s, %s, project %s", bytes.TrimSpace(out), strings.Join(compose, " "), s.project)
 
-	// Build the images exactly as `make images` does.
-	bctx, bcancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer bcancel()
-	start := time.Now()
-	build := exec.CommandContext(bctx, "make", "--no-print-directory", "-C", root,
-		"-f", "deployments/compose/compose.mk", "images", "P2PD_TAG="+s.tag)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("make images: %v\n%s", err, out)
-	}
-	t.Logf("images built in %v", time.Since(start).Round(time.Second))
+	buildImages(t, root, s.tag)
 
 	// The host reaches published ports on loopback only, each on a port
 	// the engine picks, so this project collides with no other stack.
@@ -110,7 +102,15 @@ func newStack(t *testing.T, media string) *stack {
 		t.Fatal(err)
 	}
 	s.files = []string{filepath.Join(root, "deployments/compose/docker-compose.yml"), override}
+	// The admin token as `make up` makes it: a file the origin reads
+	// through a bind mount, readable by its unprivileged user.
+	s.token = hex.EncodeToString(randBytes(16))
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(s.token+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s.env = append(os.Environ(),
+		"P2PD_ADMIN_TOKEN_FILE="+tokenFile,
 		"P2PD_TAG="+s.tag,
 		"P2PD_MEDIA_DIR="+media,
 		"P2PD_EDGE_PORTS=127.0.0.1:",
@@ -121,6 +121,20 @@ func newStack(t *testing.T, media string) *stack {
 	)
 	t.Cleanup(s.teardown)
 	return s
+}
+
+// buildImages builds the images exactly as `make images` does.
+func buildImages(t *testing.T, root, tag string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	start := time.Now()
+	build := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root,
+		"-f", "deployments/compose/compose.mk", "images", "P2PD_TAG="+tag)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("make images: %v\n%s", err, out)
+	}
+	t.Logf("images built in %v", time.Since(start).Round(time.Second))
 }
 
 // opsOverride publishes every node's ops listener on a random loopback
@@ -509,6 +523,40 @@ func opsMetric(t *testing.T, c container, port int, name string, want map[string
 		t.Fatalf("%s: ops port %d not published", c.Name, port)
 	}
 	return metric(t, addr, name, want)
+}
+
+// admin calls the origin's admin API from the host, with the token unless
+// noToken, decodes a 200 answer's JSON into out and returns the status.
+func (s *stack) admin(t *testing.T, path string, out any, noToken bool) int {
+	t.Helper()
+	addr := s.one("origin", 1).hostAddr(9090)
+	if addr == "" {
+		t.Fatal("origin: ops port 9090 not published")
+	}
+	req, err := http.NewRequest("GET", "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !noToken {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	if resp.StatusCode == http.StatusOK && out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Fatalf("GET %s: %v: %s", path, err, body)
+		}
+	} else if resp.StatusCode != http.StatusOK {
+		t.Logf("GET %s: %d %s", path, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	return resp.StatusCode
 }
 
 // mediaFile is a generated file and its digest.

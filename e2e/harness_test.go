@@ -24,6 +24,9 @@ import (
 	"github.com/prometheus/common/model"
 )
 
+// e2eVersion is the version the test binaries are built with.
+const e2eVersion = "v0.0.0-e2e"
+
 // binDir holds the binaries built once by TestMain.
 var binDir string
 
@@ -42,7 +45,8 @@ func buildAndRun(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+	// Stamped as the Makefile stamps a build, so tests can see the version.
+	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/p2pd/p2pd/internal/buildinfo.version="+e2eVersion, "-o", dir+string(os.PathSeparator),
 		"../services/tracker", "../services/origin", "../services/cachenode", "../services/edge", "../cmd/p2pd")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -183,15 +187,25 @@ func metricVia(t *testing.T, client *http.Client, ops, name string, want map[str
 		t.Fatalf("scrape %s: %v", ops, err)
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	v, err := metricIn(resp.Body, name, want)
 	if err != nil {
 		t.Fatalf("parse metrics of %s: %v", ops, err)
+	}
+	return v
+}
+
+// metricIn sums the samples of a metric in a Prometheus text exposition
+// whose labels include want; 0 when the metric is absent.
+func metricIn(r io.Reader, name string, want map[string]string) (float64, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return 0, err
 	}
 	var sum float64
 	f, ok := families[name]
 	if !ok {
-		return 0
+		return 0, nil
 	}
 	for _, m := range f.Metric {
 		labels := map[string]string{}
@@ -216,7 +230,7 @@ func metricVia(t *testing.T, client *http.Client, ops, name string, want map[str
 			sum += m.Untyped.GetValue()
 		}
 	}
-	return sum
+	return sum, nil
 }
 
 // randomFile writes size random bytes to dir/name and returns them.

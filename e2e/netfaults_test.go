@@ -52,7 +52,7 @@ func TestNetworkFaults(t *testing.T) {
 	trackerd := lab.d["tracker"]
 	url := func(name string) string { return "http://" + lab.ip["edge"] + ":8080/" + name }
 	eventually(t, 30*time.Second, "every node registered and the files served", func() error {
-		if n := trackerd.metric("p2pd_tracker_nodes", nil); n != 3 {
+		if n := trackerd.metric("p2pd_tracker_nodes", nil); n != 4 { // origin, 2 cachenodes, edge
 			return fmt.Errorf("%v nodes", n)
 		}
 		for _, f := range []string{"part.mp4", "lossy.mp4"} {
@@ -134,7 +134,7 @@ func TestNetworkFaults(t *testing.T) {
 		// Back on the network, it is a member again without a restart, and
 		// downloads through the edge are whole.
 		eventually(t, 30*time.Second, victim.name+" back", func() error {
-			if n := trackerd.metric("p2pd_tracker_nodes", nil); n != 3 {
+			if n := trackerd.metric("p2pd_tracker_nodes", nil); n != 4 { // origin, 2 cachenodes, edge
 				return fmt.Errorf("%v nodes", n)
 			}
 			return nil
@@ -177,8 +177,9 @@ type netlab struct {
 	hubIf  map[string]string // node -> its veth's end on the bridge
 	ip     map[string]string
 	d      map[string]*daemon
-	viewer *http.Client // dials from the viewer's namespace
-	netem  bool         // tc netem works here
+	viewer *http.Client   // dials from the viewer's namespace
+	netem  bool           // tc netem works here
+	sites  map[string]int // site -> n of its subnet 10.202.n.0/24 (regions_test.go)
 }
 
 func newNetlab(t *testing.T) *netlab {

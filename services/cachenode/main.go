@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -38,14 +37,11 @@ Usage: cachenode --cache-dir DIR --tracker HOST:PORT [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "cachenode:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "cachenode", run(os.Args[1:])))
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("cachenode", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("cachenode")
 	var (
 		common   service.Common
 		cfg      cacheserver.Config
@@ -60,6 +56,8 @@ func run(args []string) error {
 	fs.StringVar(&listen, "listen", ":7200", "address to serve SPP (gRPC) on")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "node id (default: cachenode@ADVERTISE)")
+	fs.StringVar(&cfg.Region, "region", "", "region label: near peers share it, and only a shield fetches from outside it (env P2PD_REGION)")
+	fs.BoolVar(&cfg.Shield, "shield", false, "a gateway of the region: the region's misses come through its shields (none: a node of the region is elected per chunk)")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&cacheDir, "cache-dir", "", "directory of the chunk store (required)")
 	fs.Var(&maxBytes, "max-bytes", "most chunk bytes to keep: a `size` in bytes, or with a K, M, G or T suffix (powers of 1024)")
@@ -71,14 +69,10 @@ func run(args []string) error {
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
 		return err
 	}
 	if cacheDir == "" || trackers == "" {
-		fs.Usage()
-		return fmt.Errorf("--cache-dir and --tracker are required")
+		return flagenv.Usagef("--cache-dir and --tracker are required")
 	}
 	log, err := common.Logger("cachenode")
 	if err != nil {

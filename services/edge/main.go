@@ -4,14 +4,14 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/accesslog"
 	"github.com/p2pd/p2pd/internal/connlimit"
+	"github.com/p2pd/p2pd/internal/cors"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
@@ -34,44 +34,43 @@ Usage: edge --tracker HOST:PORT[,HOST:PORT...] [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "edge:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "edge", run(os.Args[1:])))
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("edge")
 	var (
 		common   service.Common
 		listen   string
 		trackers string
 		nodeID   string
+		region   string
 		adv      string
+		joinFile string
 		memory   = flagenv.CacheBytes(256 << 20)
 		tlsFlags tlsconfig.Flags
-		joinFile string
+		corsFlag cors.Flags
+		logFlags accesslog.Flags
 		limits   connlimit.Config
 	)
 	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports, and registered with the tracker (default: edge@HOSTNAME)")
+	fs.StringVar(&joinFile, "join-token-file", "", "file holding the join token the tracker demands to register (default: $"+nodeauth.JoinTokenEnv+")")
+	fs.StringVar(&region, "region", "", "region label: the cachenodes of this region are asked first (env P2PD_REGION)")
 	fs.StringVar(&adv, "advertise", "", "host:port viewers reach this edge on, registered with the tracker so operators see it (default: derived from --listen)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
-	fs.StringVar(&joinFile, "join-token-file", "", "file holding the join token the tracker demands to register (default: $"+nodeauth.JoinTokenEnv+")")
 	limits.Register(fs)
 	common.Register(fs, "127.0.0.1:9093")
 	tlsFlags.Register(fs)
+	corsFlag.Register(fs)
+	logFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	if trackers == "" {
-		fs.Usage()
-		return errors.New("--tracker is required")
+		return flagenv.Usagef("--tracker is required")
 	}
 	log, err := common.Logger("edge")
 	if err != nil {
@@ -84,6 +83,8 @@ func run(args []string) error {
 	ctx, stop := service.SignalContext()
 	defer stop()
 
+	// Edges register (so operators see them) like cachenodes: with the
+	// join token when the trackers demand one.
 	join, err := nodeauth.LoadToken(joinFile, nodeauth.JoinTokenEnv, nil)
 	if err != nil {
 		return fmt.Errorf("--join-token-file: %w", err)
@@ -98,8 +99,10 @@ func run(args []string) error {
 	ops := service.NewOps()
 	edge, err := edgeserver.New(edgeserver.Config{
 		Tracker:          tc,
+		Commands:         tc,
 		Nodes:            pool,
 		NodeID:           nodeID,
+		Region:           region,
 		MemoryCacheBytes: int64(memory),
 		Registry:         ops.Registry,
 		Logger:           log,
@@ -114,6 +117,15 @@ func run(args []string) error {
 		return err
 	}
 	defer tel.Close() // flushes the spans of the last requests
+	viewers, err := corsFlag.Handler(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge"))
+	if err != nil {
+		return err
+	}
+	access, err := logFlags.Open()
+	if err != nil {
+		return err
+	}
+	defer access.Close()
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
@@ -129,6 +141,7 @@ func run(args []string) error {
 		Role:     trackerv1.Role_ROLE_EDGE,
 		HttpAddr: adv,
 		OpsAddr:  service.OpsAddr(common.Ops, adv),
+		Region:   region,
 	}, nil)
 	defer member.Close()
 	edge.ReportThrough(member)
@@ -136,7 +149,7 @@ func run(args []string) error {
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()
 	go func() {
-		errc <- service.ServeHTTP(ctx, connlimit.Wrap(l, limits), service.NewHTTPServer(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge")))
+		errc <- service.ServeHTTP(ctx, connlimit.Wrap(l, limits), service.NewHTTPServer(access.Handler(viewers)))
 	}()
 	ops.SetReady(true)
 	log.Info("edge ready", "listen", l.Addr().String(), "tracker", trackers, "ops", common.Ops)

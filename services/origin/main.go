@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -37,14 +36,11 @@ Usage: origin --media-dir DIR --tracker HOST:PORT [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "origin:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "origin", run(os.Args[1:])))
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("origin", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("origin")
 	var (
 		common    service.Common
 		cfg       originserver.Config
@@ -70,14 +66,10 @@ func run(args []string) error {
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
 		return err
 	}
 	if cfg.MediaDir == "" || trackers == "" {
-		fs.Usage()
-		return fmt.Errorf("--media-dir and --tracker are required")
+		return flagenv.Usagef("--media-dir and --tracker are required")
 	}
 	cfg.ChunkSize = chunkSize
 	log, err := common.Logger("origin")
@@ -122,6 +114,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	ops.AdminToken = token // pprof off loopback
 	admin, err := adminserver.New(adminserver.Config{
 		Token: token, MediaDir: cfg.MediaDir, ChunkSize: cfg.ChunkSize,
 		Metrics: ops.Registry, OpsAddr: cfg.OpsAddr, TraceQueryURL: traceURL, Logger: log,

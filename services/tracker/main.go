@@ -3,8 +3,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -36,14 +34,11 @@ Usage: tracker (--etcd-endpoints HOST:PORT,... | --embedded-etcd DIR) [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "tracker:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "tracker", run(os.Args[1:])))
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("tracker", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("tracker")
 	var (
 		common    service.Common
 		cfg       trackerserver.ServeConfig
@@ -68,13 +63,10 @@ func run(args []string) error {
 	tlsFlags.Register(fs)
 	fs.Usage = flagenv.Usage(fs, usage)
 	if err := flagenv.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return flagenv.Usagef("unexpected arguments %q", fs.Args())
 	}
 	for _, e := range strings.Split(endpoints, ",") {
 		if e = strings.TrimSpace(e); e != "" {
@@ -82,8 +74,7 @@ func run(args []string) error {
 		}
 	}
 	if (len(cfg.Etcd.Endpoints) > 0) == (cfg.Etcd.EmbeddedDir != "") {
-		fs.Usage()
-		return errors.New("exactly one of --etcd-endpoints and --embedded-etcd is required")
+		return flagenv.Usagef("exactly one of --etcd-endpoints and --embedded-etcd is required")
 	}
 	log, err := common.Logger("tracker")
 	if err != nil {

@@ -24,6 +24,7 @@ type metrics struct {
 	active         prometheus.Gauge
 	endGame        prometheus.Counter
 	prefetched     prometheus.Counter
+	commands       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, store *chunkstore.Store, hot *chunkcache.Cache) *metrics {
@@ -69,6 +70,13 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store, hot *chunkca
 			Name: "p2pd_cachenode_prefetched_chunks_total",
 			Help: "Chunks fetched ahead of sequential playback, before anyone asked for them.",
 		}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2pd_cachenode_commands_total",
+			Help: "Operators' commands carried out, by action: purge (a file dropped from disk and memory), prewarm (a file fetched in full).",
+		}, []string{"action"}),
+	}
+	for _, a := range []string{"purge", "prewarm"} {
+		m.commands.WithLabelValues(a)
 	}
 	for _, src := range []string{sourceLocal, sourcePeer, sourceOrigin} {
 		m.served.WithLabelValues(src)
@@ -81,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store, hot *chunkca
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.served, m.chunksServed, m.fetched, m.upstreamFails, m.fetchSeconds, m.digestFailures, m.storeErrors, m.active, m.endGame, m.prefetched,
+	reg.MustRegister(m.served, m.chunksServed, m.fetched, m.upstreamFails, m.fetchSeconds, m.digestFailures, m.storeErrors, m.active, m.endGame, m.prefetched, m.commands,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "p2pd_cachenode_store_bytes",
 			Help: "Chunk bytes held in the store.",

@@ -39,6 +39,7 @@ type Server struct {
 	tracker *trackerclient.Client
 	pool    *spp.Pool
 	metrics *metrics
+	tiers   *tierMetrics
 	started time.Time
 
 	// life bounds upstream fetches: they outlive the request that started
@@ -57,6 +58,8 @@ type Server struct {
 	links     links
 	prefetchN atomic.Int64 // read-ahead chunks in flight
 	manifests manifestCache
+	prewarms  prewarms
+	purges    purgeLog
 	mflights  flight.Group[*manifest.Manifest]
 	rates     *trackerclient.Reporter
 	dirty     dirtySet
@@ -84,6 +87,7 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		tracker:   tracker,
 		pool:      pool,
 		metrics:   newMetrics(reg, store, hot),
+		tiers:     newTierMetrics(reg),
 		hot:       hot,
 		started:   time.Now(),
 		flights:   flights{m: map[chunkKey]*chunkFlight{}},
@@ -109,6 +113,9 @@ func (s *Server) Node() *trackerv1.Node {
 		HeldBytes:       uint64(s.store.Bytes()),
 		Load:            uint32(s.active.Load()),
 		UpSinceUnixNano: s.started.UnixNano(),
+		Region:          s.cfg.Region,
+		Shield:          s.cfg.Shield,
+		Parent:          s.cfg.Parent,
 	}
 }
 
@@ -130,6 +137,11 @@ func (s *Server) Run(ctx context.Context) error {
 		m.Close()
 	}()
 	s.log.Info("joining tracker", "held_bytes", s.store.Bytes(), "files", len(s.store.Roots()))
+	// Operators' commands (purge, prewarm) until Run returns; stopped
+	// before Close, which waits for background work.
+	cctx, stopCommands := context.WithCancel(ctx)
+	defer stopCommands()
+	s.background(func() { s.followCommands(cctx) })
 
 	announce := time.NewTicker(s.cfg.AnnounceInterval)
 	defer announce.Stop()
@@ -184,9 +196,7 @@ func (s *Server) dropOrphans() {
 	for _, root := range s.store.Roots() {
 		if _, err := s.localManifest(root); err != nil {
 			s.log.Warn("dropping chunks without a manifest", "root", root, "err", err)
-			if err := s.store.DropFile(root); err != nil {
-				s.log.Warn("drop orphaned chunks", "root", root, "err", err)
-			}
+			s.dropFile(root)
 		}
 	}
 }

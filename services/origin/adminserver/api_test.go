@@ -565,6 +565,8 @@ func TestOpenAPI(t *testing.T) {
 		"DELETE /v1/files/{name}":  "AdminService_DeleteFile",
 		"GET /v1/nodes":            "AdminService_ListNodes",
 		"GET /v1/stats":            "AdminService_GetStats",
+		"POST /v1/prewarm":         "AdminService_PrewarmFile",
+		"POST /v1/purge":           "AdminService_PurgeFile",
 		"GET /v1/traces/{traceId}": "AdminService_GetTrace",
 	}
 	seen := 0

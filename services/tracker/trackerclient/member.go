@@ -10,6 +10,7 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/buildinfo"
 	"github.com/p2pd/p2pd/internal/nodeauth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -64,6 +65,9 @@ func (c *Client) JoinWith(ctx context.Context, node *trackerv1.Node, haves HaveF
 	if node.UpSinceUnixNano == 0 {
 		// Set once here so re-registrations keep the node's real age.
 		node.UpSinceUnixNano = time.Now().UnixNano()
+	}
+	if node.Version == "" {
+		node.Version = buildinfo.Read().Version
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	m := &Member{

@@ -21,6 +21,9 @@ type Config struct {
 	// tracker binary's --peer-sharing defaults to true; the zero Config has
 	// it off so it matches p2pd's flag.
 	PeerSharing bool
+	// CommandTTL is how long an operator's command (purge, prewarm) is
+	// kept for nodes that were away when it was posted.
+	CommandTTL time.Duration
 	// MaxLocateChunks caps LocateRequest.chunk_count.
 	MaxLocateChunks uint32
 	// DefaultMaxSources is used when LocateRequest.max_sources is 0.
@@ -77,6 +80,8 @@ type Config struct {
 //   - Prefix "/p2pd/v1/", the layout in docs/architecture.md;
 //   - LeaseTTL 10s: nodes heartbeat every ~3s, so one lost heartbeat is
 //     harmless, and a dead node is gone in 10s;
+//   - CommandTTL 1h: a node restarted within the hour still purges
+//     what it must not serve; commands are tiny and rare;
 //   - MaxLocateChunks 1024: a 1 GiB run at 1 MiB chunks, a few KiB of reply;
 //   - DefaultMaxSources 4, MaxSourcesCap 32: enough to fetch in parallel
 //     and fail over, without sending the whole membership per chunk;
@@ -99,6 +104,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = 10 * time.Second
+	}
+	if c.CommandTTL <= 0 {
+		c.CommandTTL = time.Hour
 	}
 	if c.MaxLocateChunks == 0 {
 		c.MaxLocateChunks = 1024

@@ -20,7 +20,7 @@ type etcdMetrics struct {
 }
 
 func newEtcdMetrics() *etcdMetrics {
-	return &etcdMetrics{
+	m := &etcdMetrics{
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "p2pd_tracker_etcd_request_duration_seconds",
 			Help:    "Time of the tracker's etcd requests, by operation (for LeaseKeepAlive: to the keep-alive answer).",
@@ -31,6 +31,13 @@ func newEtcdMetrics() *etcdMetrics {
 			Help: "The tracker's etcd requests that failed, by operation.",
 		}, []string{"op"}),
 	}
+	// Every operation the tracker makes starts at zero errors: an alert on
+	// rate(...errors...) needs the series before the first error, or it
+	// cannot fire on that error.
+	for _, op := range []string{"Range", "Put", "Txn", "DeleteRange", "LeaseGrant", "LeaseRevoke", "LeaseKeepAlive"} {
+		m.errors.WithLabelValues(op)
+	}
+	return m
 }
 
 func (m *etcdMetrics) collectors() []prometheus.Collector {
