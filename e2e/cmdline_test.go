@@ -33,7 +33,8 @@ func TestCommandLine(t *testing.T) {
 		{"p2pd", []string{"-nN"}, 2, "", "p2pd: give -p DIR (server) or -c DIR -S SERVER (cache) (see p2pd --help)\n"},
 		{"p2pd", []string{"-inN", "-c", "/tmp/x"}, 2, "", "p2pd: a cache needs -S HOST[:PORT], the server to join (see p2pd --help)\n"},
 		{"origin", []string{"--media-dir", "/m"}, 2, "", "origin: --media-dir and --tracker are required (see origin --help)\n"},
-		{"edge", []string{"--tracker", "t:1", "--access-log-format", "xml"}, 1, "", ""},
+		{"edge", []string{"--tracker", "t:1", "--access-log-format", "xml"}, 2, "", "edge: --access-log-format: access log format \"xml\": want combined or json (see edge --help)\n"},
+		{"edge", []string{"--tracker", "t:1", "--cors-origins", "example.com"}, 2, "", ""},
 	}
 	for _, tc := range tests {
 		cmd := exec.Command(filepath.Join(binDir, tc.bin), tc.args...)
