@@ -179,6 +179,24 @@ func TestBrowser(t *testing.T) {
 	}
 	shot(t, ctx, "dashboard")
 
+	// Purge from the dashboard (two clicks: the first arms the button),
+	// then prewarm on every cachenode; the map follows both.
+	must(t, ctx, "click purge twice", chromedp.Evaluate[chromedp.Void](`document.getElementById('purge').click(); document.getElementById('purge').click()`))
+	poll("purge done", `document.getElementById('cache-status').textContent.includes('done, no cachenode holds a chunk') &&
+		![...document.querySelectorAll('#chunkmap .maprow')].some(r => r.dataset.role === 'cachenode')`)
+	shot(t, ctx, "dashboard-purged")
+	must(t, ctx, "click prewarm", chromedp.Evaluate[chromedp.Void](`document.getElementById('prewarm').click()`))
+	poll("prewarm done", `document.getElementById('cache-status').textContent.includes('done, every chunk on every chosen node')`)
+	want, n, err := holders(t, c, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, held := range want {
+		if held != n {
+			t.Errorf("after the dashboard's prewarm %s holds %d of %d chunks", id, held, n)
+		}
+	}
+	shot(t, ctx, "dashboard-prewarmed")
 	// The trace view: a file no node has yet, so its first request goes
 	// from the edge through the tracker and a cachenode to the origin.
 	c.upload(t, "traced.bin", randomBytes(300<<10))

@@ -39,6 +39,7 @@ type Server struct {
 	tracker *trackerclient.Client
 	pool    *spp.Pool
 	metrics *metrics
+	tiers   *tierMetrics
 	started time.Time
 
 	// life bounds upstream fetches: they outlive the request that started
@@ -58,6 +59,7 @@ type Server struct {
 	prefetchN atomic.Int64 // read-ahead chunks in flight
 	manifests manifestCache
 	prewarms  prewarms
+	purges    purgeLog
 	mflights  flight.Group[*manifest.Manifest]
 	rates     *trackerclient.Reporter
 	dirty     dirtySet
@@ -85,6 +87,7 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		tracker:   tracker,
 		pool:      pool,
 		metrics:   newMetrics(reg, store, hot),
+		tiers:     newTierMetrics(reg),
 		hot:       hot,
 		started:   time.Now(),
 		flights:   flights{m: map[chunkKey]*chunkFlight{}},
@@ -110,6 +113,9 @@ func (s *Server) Node() *trackerv1.Node {
 		HeldBytes:       uint64(s.store.Bytes()),
 		Load:            uint32(s.active.Load()),
 		UpSinceUnixNano: s.started.UnixNano(),
+		Region:          s.cfg.Region,
+		Shield:          s.cfg.Shield,
+		Parent:          s.cfg.Parent,
 	}
 }
 
@@ -289,7 +295,7 @@ func (s *Server) flushRates(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 	defer cancel()
 	// Through the membership: a report carries the registration's secret.
-	if err := m.ReportRate(ctx, samples); err != nil {
+	if _, err := m.ReportRate(ctx, &trackerv1.ReportRateRequest{Samples: samples}); err != nil {
 		s.log.Debug("report rates", "err", err)
 	}
 }
