@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/p2pd/p2pd/internal/accesslog"
+	"github.com/p2pd/p2pd/internal/connlimit"
 	"github.com/p2pd/p2pd/internal/cors"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
@@ -69,6 +70,8 @@ type config struct {
 	// cors and accessLog apply to viewers' HTTP.
 	cors      cors.Flags
 	accessLog accesslog.Flags
+	// limits bound viewers' connections.
+	limits connlimit.Config
 	// tls is mutual TLS between nodes (their gRPC on the shared port).
 	tls tlsconfig.Flags
 }
@@ -153,6 +156,14 @@ OPTIONS
                         Jaeger's query API (http://HOST:16686) the admin
                         API reads a request's trace from for the
                         dashboard's trace view (server; default none)
+      --max-conns N     most viewers' connections open at once (10000);
+                        more are answered 503 with Retry-After
+      --max-conns-per-client N
+                        most connections one client address keeps open
+                        (256); more are answered 503 with Retry-After
+      --send-timeout DURATION
+                        close a viewer's connection that accepts no byte
+                        for this long (20s)
       --tls-cert FILE, --tls-key FILE, --tls-ca FILE
                         mutual TLS between nodes: this node's certificate
                         and key (PEM) and the CA that signs every node's;
@@ -256,6 +267,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.joinTokenFile, "join-token-file", "", "")
 	fs.StringVar(&c.traceQueryURL, "trace-query-url", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")
+	c.limits.Register(fs)
 	c.common.Register(fs, "")
 	c.tls.Register(fs)
 	c.cors.Register(fs)

@@ -17,6 +17,7 @@ import (
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/buildinfo"
 	"github.com/p2pd/p2pd/internal/chunkstore"
+	"github.com/p2pd/p2pd/internal/connlimit"
 	"github.com/p2pd/p2pd/internal/discovery"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
@@ -167,7 +168,7 @@ func (n *node) run() error {
 	defer access.Close()
 	httpSrv := service.NewHTTPServer(access.Handler(viewers))
 	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
-	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
+	g.Go(func() error { return service.ServeHTTP(ctx, connlimit.Wrap(n.mux.HTTP(), n.cfg.limits), httpSrv) })
 	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.ops.SetReady(true)
@@ -213,10 +214,13 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	originToken := nodeauth.NewSecret()
 	tr := trackerserver.New(et.Client, trackerserver.Config{
 		PeerSharing: n.cfg.loadSharing,
-		OriginToken: originToken,
-		AdminToken:  token,
-		JoinToken:   join,
-		Logger:      n.log,
+		// Caches are ranked once the tracker has reached them itself.
+		ProbeNodes:       true,
+		ProbeDialOptions: []grpc.DialOption{n.creds.DialOption()},
+		OriginToken:      originToken,
+		AdminToken:       token,
+		JoinToken:        join,
+		Logger:           n.log,
 	})
 	trackerv1.RegisterTrackerServiceServer(n.grpc, tr)
 	n.ops.Registry.MustRegister(tr.Collectors()...)

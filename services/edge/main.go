@@ -10,8 +10,10 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/accesslog"
+	"github.com/p2pd/p2pd/internal/connlimit"
 	"github.com/p2pd/p2pd/internal/cors"
 	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
@@ -44,17 +46,21 @@ func run(args []string) error {
 		nodeID   string
 		region   string
 		adv      string
+		joinFile string
 		memory   = flagenv.CacheBytes(256 << 20)
 		tlsFlags tlsconfig.Flags
 		corsFlag cors.Flags
 		logFlags accesslog.Flags
+		limits   connlimit.Config
 	)
 	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports, and registered with the tracker (default: edge@HOSTNAME)")
 	fs.StringVar(&region, "region", "", "region label: the cachenodes of this region are asked first (env P2PD_REGION)")
+	fs.StringVar(&joinFile, "join-token-file", "", "file holding the join token the tracker demands to register (default: $"+nodeauth.JoinTokenEnv+")")
 	fs.StringVar(&adv, "advertise", "", "host:port viewers reach this edge on, registered with the tracker so operators see it (default: derived from --listen)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
+	limits.Register(fs)
 	common.Register(fs, "127.0.0.1:9093")
 	tlsFlags.Register(fs)
 	corsFlag.Register(fs)
@@ -77,7 +83,13 @@ func run(args []string) error {
 	ctx, stop := service.SignalContext()
 	defer stop()
 
-	tc, err := trackerclient.Dial(trackers, creds.DialOption())
+	// Edges register (so operators see them) like cachenodes: with the
+	// join token when the trackers demand one.
+	join, err := nodeauth.LoadToken(joinFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return fmt.Errorf("--join-token-file: %w", err)
+	}
+	tc, err := trackerclient.Dial(trackers, creds.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
 	if err != nil {
 		return err
 	}
@@ -132,11 +144,12 @@ func run(args []string) error {
 		Region:   region,
 	}, nil)
 	defer member.Close()
+	edge.ReportThrough(member)
 
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()
 	go func() {
-		errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(access.Handler(viewers)))
+		errc <- service.ServeHTTP(ctx, connlimit.Wrap(l, limits), service.NewHTTPServer(access.Handler(viewers)))
 	}()
 	ops.SetReady(true)
 	log.Info("edge ready", "listen", l.Addr().String(), "tracker", trackers, "ops", common.Ops)

@@ -14,6 +14,7 @@ import (
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/internal/tlsconfig"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	"google.golang.org/grpc"
 )
 
 const usage = `tracker — where the chunks of the p2pd CDN are.
@@ -55,6 +56,7 @@ func run(args []string) error {
 	fs.StringVar(&tokens.origin, "origin-token-file", "", "file holding the origin credential: who presents it may publish, unpublish and register an origin (default: $"+nodeauth.OriginTokenEnv+"; none: only origin certificates may)")
 	fs.StringVar(&tokens.admin, "admin-token-file", "", "file holding the admin token: may do what an origin may, and replace or remove any node (default: $P2PD_ADMIN_TOKEN)")
 	fs.StringVar(&tokens.join, "join-token-file", "", "file holding the join token nodes must present to register (default: $"+nodeauth.JoinTokenEnv+"; none: any cachenode or edge may join, see docs/security.md)")
+	fs.BoolVar(&cfg.Tracker.ProbeNodes, "probe-nodes", true, "rank only nodes that answer the tracker's own health probe; a node reported failing is dropped until it answers again")
 	fs.IntVar(&cfg.Tracker.MaxNodes, "max-nodes", 10000, "most live registrations in total")
 	fs.IntVar(&cfg.Tracker.MaxNodesPerAddr, "max-nodes-per-addr", 64, "most live registrations made from one source address (-1: no limit)")
 	common.Register(fs, "127.0.0.1:9091")
@@ -94,6 +96,7 @@ func run(args []string) error {
 		return err
 	}
 	cfg.ServerOptions = append(cfg.ServerOptions, creds.ServerOption())
+	cfg.Tracker.ProbeDialOptions = []grpc.DialOption{creds.DialOption()}
 	ctx, stop := service.SignalContext()
 	defer stop()
 	// A tracker has no node id of its own: its host names it in traces.

@@ -260,7 +260,10 @@ type Node struct {
 	RateBytesPerSecond float64 `protobuf:"fixed64,11,opt,name=rate_bytes_per_second,json=rateBytesPerSecond,proto3" json:"rate_bytes_per_second,omitempty"`
 	// host:port of the node's ops listener (/metrics), where the admin API
 	// reads its counters for GetStats; empty when it has none.
-	OpsAddr       string `protobuf:"bytes,20,opt,name=ops_addr,json=opsAddr,proto3" json:"ops_addr,omitempty"`
+	OpsAddr string `protobuf:"bytes,20,opt,name=ops_addr,json=opsAddr,proto3" json:"ops_addr,omitempty"`
+	// The node's build, as its --version prints the version (git describe
+	// of a Makefile build): during a rolling upgrade, old and new side by side.
+	Version       string `protobuf:"bytes,24,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +378,13 @@ func (x *Node) GetRateBytesPerSecond() float64 {
 func (x *Node) GetOpsAddr() string {
 	if x != nil {
 		return x.OpsAddr
+	}
+	return ""
+}
+
+func (x *Node) GetVersion() string {
+	if x != nil {
+		return x.Version
 	}
 	return ""
 }
@@ -1765,7 +1775,7 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
 	"\x06chunks\x18\x03 \x01(\rR\x06chunks\x12\x1b\n" +
-	"\tchunk_map\x18\x04 \x01(\fR\bchunkMap\"\xf1\x02\n" +
+	"\tchunk_map\x18\x04 \x01(\fR\bchunkMap\"\x8b\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1b\n" +
@@ -1780,7 +1790,8 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x06chunks\x18\n" +
 	" \x01(\x04R\x06chunks\x121\n" +
 	"\x15rate_bytes_per_second\x18\v \x01(\x01R\x12rateBytesPerSecond\x12\x19\n" +
-	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\"B\n" +
+	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\x12\x18\n" +
+	"\aversion\x18\x18 \x01(\tR\aversion\"B\n" +
 	"\x12PublishFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\areplace\x18\x02 \x01(\bR\areplace\"9\n" +

@@ -151,6 +151,8 @@ type Node struct {
 	// host:port of the node's ops listener (/metrics), if it has one: the
 	// admin API reads cluster-wide counters there.
 	OpsAddr string `protobuf:"bytes,20,opt,name=ops_addr,json=opsAddr,proto3" json:"ops_addr,omitempty"`
+	// The node's build (its --version), so a rolling upgrade can be watched.
+	Version string `protobuf:"bytes,24,opt,name=version,proto3" json:"version,omitempty"`
 	// Site label (--region): sources in the requester's region rank first,
 	// and a chunk's home is chosen per region. Empty: the default region.
 	Region string `protobuf:"bytes,30,opt,name=region,proto3" json:"region,omitempty"`
@@ -254,6 +256,13 @@ func (x *Node) GetUpSinceUnixNano() int64 {
 func (x *Node) GetOpsAddr() string {
 	if x != nil {
 		return x.OpsAddr
+	}
+	return ""
+}
+
+func (x *Node) GetVersion() string {
+	if x != nil {
+		return x.Version
 	}
 	return ""
 }
@@ -2124,7 +2133,7 @@ var File_tracker_v1_tracker_proto protoreflect.FileDescriptor
 const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\n" +
 	"\x18tracker/v1/tracker.proto\x12\n" +
-	"tracker.v1\"\xe0\x02\n" +
+	"tracker.v1\"\xfa\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x10.tracker.v1.RoleR\x04role\x12\x1b\n" +
@@ -2135,7 +2144,8 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"held_bytes\x18\x06 \x01(\x04R\theldBytes\x12\x12\n" +
 	"\x04load\x18\a \x01(\rR\x04load\x12+\n" +
 	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\x12\x19\n" +
-	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\x12\x16\n" +
+	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\x12\x18\n" +
+	"\aversion\x18\x18 \x01(\tR\aversion\x12\x16\n" +
 	"\x06region\x18\x1e \x01(\tR\x06region\x12\x16\n" +
 	"\x06shield\x18\x1f \x01(\bR\x06shield\x12\x16\n" +
 	"\x06parent\x18  \x01(\tR\x06parent\"O\n" +

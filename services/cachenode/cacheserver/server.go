@@ -59,6 +59,7 @@ type Server struct {
 	prefetchN atomic.Int64 // read-ahead chunks in flight
 	manifests manifestCache
 	prewarms  prewarms
+	purges    purgeLog
 	mflights  flight.Group[*manifest.Manifest]
 	rates     *trackerclient.Reporter
 	dirty     dirtySet
@@ -294,7 +295,7 @@ func (s *Server) flushRates(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 	defer cancel()
 	// Through the membership: a report carries the registration's secret.
-	if err := m.ReportRate(ctx, samples); err != nil {
+	if _, err := m.ReportRate(ctx, &trackerv1.ReportRateRequest{Samples: samples}); err != nil {
 		s.log.Debug("report rates", "err", err)
 	}
 }

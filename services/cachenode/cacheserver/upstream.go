@@ -181,16 +181,24 @@ func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src upstrea
 	s.metrics.fetched.WithLabelValues(src.label).Add(float64(len(data)))
 	s.tiers.add(src, s.cfg.Region, len(data))
 	s.metrics.fetchSeconds.WithLabelValues(src.label).Observe(time.Since(w.start).Seconds())
-	s.hot.Add(m.Root, w.idx, data)
+	// A chunk asked for before a purge of its file goes to whoever asked,
+	// but is kept neither in memory nor in the store.
+	if !s.purges.keep(m.Root, w.start, func() { s.hot.Add(m.Root, w.idx, data) }) {
+		w.f.land(data, src.label, nil)
+		s.release(chunkKey{m.Root, w.idx}, w.f)
+		return
+	}
 	w.f.land(data, src.label, nil)
 	k := chunkKey{m.Root, w.idx}
 	s.puts <- struct{}{}
 	ok := s.background(func() {
 		defer func() { <-s.puts }()
 		// Verified by the ChunkReader that received it.
-		if err := s.store.PutVerified(m.Root, w.idx, data); err != nil {
-			s.storeFailed(m.Root, w.idx, err)
-		}
+		s.purges.keep(m.Root, w.start, func() {
+			if err := s.store.PutVerified(m.Root, w.idx, data); err != nil {
+				s.storeFailed(m.Root, w.idx, err)
+			}
+		})
 		// Only now: until the chunk is in the store, later requests must
 		// find the flight, or they would fetch the chunk again.
 		s.release(k, w.f)

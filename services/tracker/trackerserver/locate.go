@@ -106,6 +106,9 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 			}
 		}
 	})
+	if s.probe != nil {
+		nodes, held, homes = s.reachableOnly(nodes, held, homes, req.Requester)
+	}
 	if known && end > uint64(fileChunks) {
 		return nil, status.Errorf(codes.OutOfRange, "locate %s: chunks [%d, %d) beyond the file's %d chunks", root, req.FirstChunk, end, fileChunks)
 	}
