@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -87,5 +88,27 @@ func TestDescribe(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Describe = %+v, want %+v", got, want)
+	}
+}
+
+// TestLearnNotServed: a node without discovery (an older server) is told
+// apart at once from one that is not up yet, which is waited for.
+func TestLearnNotServed(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer() // serves nothing
+	go srv.Serve(l)
+	defer srv.Stop()
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := Learn(ctx, conn, l.Addr().String(), slog.New(slog.NewTextHandler(io.Discard, nil))); !errors.Is(err, ErrNotServed) {
+		t.Fatalf("Learn from a node without discovery: %v, want ErrNotServed", err)
 	}
 }
