@@ -11,9 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
-	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/portmux"
@@ -22,10 +20,10 @@ import (
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/internal/tlsconfig"
-	"github.com/p2pd/p2pd/internal/webui"
 	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
 	"github.com/p2pd/p2pd/services/edge/edgeserver"
 	"github.com/p2pd/p2pd/services/origin/adminserver"
+	"github.com/p2pd/p2pd/services/origin/originrun"
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
@@ -149,7 +147,7 @@ func (n *node) run() error {
 		return err
 	}
 	defer edge.Close()
-	httpSrv := service.NewHTTPServer(n.restrict(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(n.tracker), edge), "edge")))
+	httpSrv := service.NewHTTPServer(n.restrict(edgeserver.Handler(n.tracker, edge)))
 	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
 	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
 	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
@@ -193,21 +191,6 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err != nil {
 		return nil, fmt.Errorf("--rescan %q: %w", n.cfg.rescan, err)
 	}
-	origin, err := originserver.New(originserver.Config{
-		MediaDir:  n.cfg.publish,
-		ChunkSize: n.cfg.chunkSize,
-		NodeID:    n.cfg.nodeID,
-		Advertise: n.advertise,
-		HTTPAddr:  n.advertise,
-		Rescan:    rescan,
-	}, n.ops.Registry)
-	if err != nil {
-		return nil, err
-	}
-	sppv1.RegisterChunkServiceServer(n.grpc, origin)
-	if err := origin.Scan(ctx); err != nil {
-		return nil, err
-	}
 	tc, err := trackerclient.Dial(n.self, n.creds.DialOption())
 	if err != nil {
 		return nil, err
@@ -217,22 +200,27 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err != nil {
 		return nil, err
 	}
-	admin, err := adminserver.New(adminserver.Config{Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize, Metrics: n.ops.Registry, Logger: n.log}, origin, tc)
+	og, octx := errgroup.WithContext(ctx)
+	_, err = originrun.Start(octx, og, originrun.Host{GRPC: n.grpc, Ops: n.ops}, originrun.Config{
+		Origin: originserver.Config{
+			MediaDir:  n.cfg.publish,
+			ChunkSize: n.cfg.chunkSize,
+			NodeID:    n.cfg.nodeID,
+			Advertise: n.advertise,
+			HTTPAddr:  n.advertise,
+			Rescan:    rescan,
+		},
+		AdminToken: token,
+		Logger:     n.log,
+		BeforeJoin: tr.WaitReady,
+		ScanFirst:  true,
+	}, tc)
 	if err != nil {
 		return nil, err
 	}
-	admin.Mount(n.ops.Mux)
-	g.Go(func() error { <-ctx.Done(); return admin.Close() })
 	g.Go(func() error {
 		defer tc.Close()
-		if err := tr.WaitReady(ctx); err != nil {
-			return nil
-		}
-		member := tc.Join(ctx, origin.Node(), origin.Haves)
-		defer member.Close()
-		origin.Attach(ctx, tc, member)
-		origin.Run(ctx)
-		return nil
+		return og.Wait()
 	})
 	// A server has no cachenode: --memory-cache sizes its edge's memory
 	// cache instead, the one copy of hot chunks in front of the origin.
@@ -263,16 +251,13 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, err
 	}
-	store, err := chunkstore.Open(n.cfg.cache, maxBytes)
-	if err != nil {
-		return nil, err
-	}
 	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption())
 	if err != nil {
 		return nil, err
 	}
 	n.tracker = tc
-	cache, err := cacheserver.New(cacheserver.Config{
+	cg, cctx := errgroup.WithContext(ctx)
+	cache, err := cacheserver.Start(cctx, cg, cacheserver.Host{GRPC: n.grpc, Pool: n.pool, Ops: n.ops}, cacheserver.Config{
 		NodeID:           n.cfg.nodeID,
 		Advertise:        n.advertise,
 		HTTPAddr:         n.advertise,
@@ -280,16 +265,14 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		MemoryCacheBytes: memory,
 		Prefetch:         cmp.Or(n.cfg.prefetch, -1), // the config's 0 is "default"
 		Logger:           n.log,
-	}, store, tc, n.pool, n.ops.Registry)
+	}, n.cfg.cache, maxBytes, tc)
 	if err != nil {
 		tc.Close()
 		return nil, err
 	}
-	sppv1.RegisterChunkServiceServer(n.grpc, cache)
 	g.Go(func() error {
 		defer tc.Close()
-		defer cache.Close()
-		return cache.Run(ctx)
+		return cg.Wait()
 	})
 	return edgeserver.New(edgeserver.Config{
 		Tracker:  tc,

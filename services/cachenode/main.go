@@ -1,28 +1,16 @@
 // Command cachenode is a p2pd cache: it keeps verified chunks on disk,
 // serves them over SPP and fetches what it misses from the sources the
-// tracker ranks (peer cachenodes, the origin).
+// tracker ranks (peer cachenodes, the origin). Its wiring is
+// cacheserver.Serve; this file is its flags.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
-	"net"
-	"os"
 
-	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
-	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
-	"github.com/p2pd/p2pd/internal/spp"
-	"github.com/p2pd/p2pd/internal/telemetry"
-	"github.com/p2pd/p2pd/internal/tlsconfig"
 	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
-	"github.com/p2pd/p2pd/services/tracker/trackerclient"
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 const usage = `cachenode — a p2pd cache node.
@@ -37,108 +25,31 @@ Usage: cachenode --cache-dir DIR --tracker HOST:PORT [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "cachenode:", err)
-		os.Exit(1)
-	}
-}
-
-func run(args []string) error {
-	fs := flag.NewFlagSet("cachenode", flag.ContinueOnError)
+	cmd := service.NewCommand("cachenode", usage, "127.0.0.1:9092")
+	fs := cmd.Flags()
 	var (
-		common   service.Common
-		cfg      cacheserver.Config
-		listen   string
-		trackers string
-		cacheDir string
+		pc       cacheserver.ProcessConfig
 		maxBytes = flagenv.Bytes(10 << 30)
 		memory   = flagenv.CacheBytes(256 << 20)
-		tlsFlags tlsconfig.Flags
 	)
-	fs.StringVar(&listen, "listen", ":7200", "address to serve SPP (gRPC) on")
-	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
-	fs.StringVar(&cfg.NodeID, "node-id", "", "node id (default: cachenode@ADVERTISE)")
-	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
-	fs.StringVar(&cacheDir, "cache-dir", "", "directory of the chunk store (required)")
+	fs.StringVar(&pc.Listen, "listen", ":7200", "address to serve SPP (gRPC) on")
+	fs.StringVar(&pc.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
+	fs.StringVar(&pc.NodeID, "node-id", "", "node id (default: cachenode@ADVERTISE)")
+	fs.StringVar(&pc.Trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
+	fs.StringVar(&pc.CacheDir, "cache-dir", "", "directory of the chunk store (required)")
 	fs.Var(&maxBytes, "max-bytes", "most chunk bytes to keep: a `size` in bytes, or with a K, M, G or T suffix (powers of 1024)")
-	fs.BoolVar(&cfg.FetchMisses, "fetch", true, "fetch chunks not held from other nodes (false: serve only what is held)")
+	fs.BoolVar(&pc.FetchMisses, "fetch", true, "fetch chunks not held from other nodes (false: serve only what is held)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory in front of the store, served with no disk read and no second digest: a `size`, 0 for none")
-	fs.IntVar(&cfg.Prefetch, "prefetch", 16, "chunks fetched ahead of sequential playback, past the end of the viewer's request (0: none)")
-	common.Register(fs, "127.0.0.1:9092")
-	tlsFlags.Register(fs)
-	fs.Usage = flagenv.Usage(fs, usage)
-	if err := flagenv.Parse(fs, args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
+	fs.IntVar(&pc.Prefetch, "prefetch", 16, "chunks fetched ahead of sequential playback, past the end of the viewer's request (0: none)")
+	cmd.Main(func(ctx context.Context, env *service.Env) error {
+		if pc.CacheDir == "" || pc.Trackers == "" {
+			return cmd.Usage(errors.New("--cache-dir and --tracker are required"))
 		}
-		return err
-	}
-	if cacheDir == "" || trackers == "" {
-		fs.Usage()
-		return fmt.Errorf("--cache-dir and --tracker are required")
-	}
-	log, err := common.Logger("cachenode")
-	if err != nil {
-		return err
-	}
-	cfg.Logger = log
-	tlsCreds, err := tlsFlags.Load()
-	if err != nil {
-		return err
-	}
-	cfg.MemoryCacheBytes = int64(memory)
-	if cfg.Prefetch == 0 {
-		cfg.Prefetch = -1 // the config's "none"
-	}
-	ctx, stop := service.SignalContext()
-	defer stop()
-
-	store, err := chunkstore.Open(cacheDir, int64(maxBytes))
-	if err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", listen, err)
-	}
-	if cfg.Advertise == "" {
-		cfg.Advertise = service.HostPort(listen, l)
-	}
-	creds := tlsCreds.DialOption()
-	tc, err := trackerclient.Dial(trackers, creds)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-	pool := spp.NewPool(append(service.GRPCDialOptions(), creds)...)
-	defer pool.Close()
-
-	ops := service.NewOps()
-	cache, err := cacheserver.New(cfg, store, tc, pool, ops.Registry)
-	if err != nil {
-		return err
-	}
-	tel, err := telemetry.Setup(ctx, "cachenode", cache.Node().Id, log)
-	if err != nil {
-		return err
-	}
-	defer tel.Close() // flushes the spans of the last requests
-	srv := grpc.NewServer(append(service.GRPCServerOptions(), tlsCreds.ServerOption())...)
-	sppv1.RegisterChunkServiceServer(srv, cache)
-	health := service.AddHealth(srv)
-
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return service.ServeGRPC(ctx, l, srv) })
-	g.Go(func() error { return service.ServeOps(ctx, common.Ops, ops) })
-	g.Go(func() error { return cache.Run(ctx) })
-	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	ops.SetReady(true)
-	log.Info("cachenode ready", "listen", l.Addr().String(), "advertise", cfg.Advertise,
-		"cache_dir", cacheDir, "max_bytes", int64(maxBytes), "held_bytes", store.Bytes(), "fetch", cfg.FetchMisses)
-	err = g.Wait()
-	log.Info("cachenode stopped", "held_bytes", store.Bytes())
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+		pc.Logger, pc.TLS, pc.Ops = env.Log, env.TLS, env.Ops
+		pc.MaxBytes, pc.MemoryCacheBytes = int64(maxBytes), int64(memory)
+		if pc.Prefetch == 0 {
+			pc.Prefetch = -1 // the config's "none"
+		}
+		return cacheserver.Serve(ctx, pc)
+	})
 }

@@ -1,23 +1,16 @@
 // Command edge is the viewers' HTTP front of the p2pd CDN: it answers GET
 // and HEAD (with Range) for published files, streaming verified chunks
-// from the cachenodes the tracker ranks best.
+// from the cachenodes the tracker ranks best. Its wiring is
+// edgeserver.Serve; this file is its flags.
 package main
 
 import (
+	"context"
 	"errors"
-	"flag"
-	"fmt"
-	"net"
-	"os"
 
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
-	"github.com/p2pd/p2pd/internal/spp"
-	"github.com/p2pd/p2pd/internal/telemetry"
-	"github.com/p2pd/p2pd/internal/tlsconfig"
-	"github.com/p2pd/p2pd/internal/webui"
 	"github.com/p2pd/p2pd/services/edge/edgeserver"
-	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 )
 
 const usage = `edge — the viewers' HTTP front of the p2pd CDN.
@@ -31,94 +24,22 @@ Usage: edge --tracker HOST:PORT[,HOST:PORT...] [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "edge:", err)
-		os.Exit(1)
-	}
-}
-
-func run(args []string) error {
-	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	cmd := service.NewCommand("edge", usage, "127.0.0.1:9093")
+	fs := cmd.Flags()
 	var (
-		common   service.Common
-		listen   string
-		trackers string
-		nodeID   string
-		memory   = flagenv.CacheBytes(256 << 20)
-		tlsFlags tlsconfig.Flags
+		pc     edgeserver.ProcessConfig
+		memory = flagenv.CacheBytes(256 << 20)
 	)
-	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
-	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
-	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports (default: edge@HOSTNAME)")
+	fs.StringVar(&pc.Listen, "listen", ":8080", "address to serve viewers' HTTP on")
+	fs.StringVar(&pc.Trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
+	fs.StringVar(&pc.NodeID, "node-id", "", "node id sent with SPP requests and rate reports (default: edge@HOSTNAME)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
-	common.Register(fs, "127.0.0.1:9093")
-	tlsFlags.Register(fs)
-	fs.Usage = flagenv.Usage(fs, usage)
-	if err := flagenv.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
+	cmd.Main(func(ctx context.Context, env *service.Env) error {
+		if pc.Trackers == "" {
+			return cmd.Usage(errors.New("--tracker is required"))
 		}
-		return err
-	}
-	if trackers == "" {
-		fs.Usage()
-		return errors.New("--tracker is required")
-	}
-	log, err := common.Logger("edge")
-	if err != nil {
-		return err
-	}
-	creds, err := tlsFlags.Load()
-	if err != nil {
-		return err
-	}
-	ctx, stop := service.SignalContext()
-	defer stop()
-
-	tc, err := trackerclient.Dial(trackers, creds.DialOption())
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-	pool := spp.NewPool(append(service.GRPCDialOptions(), creds.DialOption())...)
-	defer pool.Close() // after the edge's Close below
-	ops := service.NewOps()
-	edge, err := edgeserver.New(edgeserver.Config{
-		Tracker:          tc,
-		Nodes:            pool,
-		NodeID:           nodeID,
-		MemoryCacheBytes: int64(memory),
-		Registry:         ops.Registry,
-		Logger:           log,
-		TraceID:          telemetry.TraceID,
+		pc.Logger, pc.TLS, pc.Ops = env.Log, env.TLS, env.Ops
+		pc.MemoryCacheBytes = int64(memory)
+		return edgeserver.Serve(ctx, pc)
 	})
-	if err != nil {
-		return err
-	}
-	defer edge.Close() // after the HTTP server has drained its requests
-	tel, err := telemetry.Setup(ctx, "edge", edge.NodeID(), log)
-	if err != nil {
-		return err
-	}
-	defer tel.Close() // flushes the spans of the last requests
-	l, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", listen, err)
-	}
-
-	errc := make(chan error, 2)
-	go func() { errc <- service.ServeOps(ctx, common.Ops, ops) }()
-	go func() {
-		errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(tc), edge), "edge")))
-	}()
-	ops.SetReady(true)
-	log.Info("edge ready", "listen", l.Addr().String(), "tracker", trackers, "ops", common.Ops)
-	var first error
-	for range 2 {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-			stop() // one listener failed: take the other down too
-		}
-	}
-	return first
 }

@@ -3,17 +3,15 @@
 package main
 
 import (
+	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
-	"github.com/p2pd/p2pd/internal/tlsconfig"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 )
 
@@ -28,19 +26,11 @@ Usage: tracker (--etcd-endpoints HOST:PORT,... | --embedded-etcd DIR) [flags]
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "tracker:", err)
-		os.Exit(1)
-	}
-}
-
-func run(args []string) error {
-	fs := flag.NewFlagSet("tracker", flag.ContinueOnError)
+	cmd := service.NewCommand("tracker", usage, "127.0.0.1:9091")
+	fs := cmd.Flags()
 	var (
-		common    service.Common
 		cfg       trackerserver.ServeConfig
 		endpoints string
-		tlsFlags  tlsconfig.Flags
 	)
 	fs.StringVar(&cfg.Listen, "listen", ":7000", "address to serve the tracker (gRPC) on")
 	fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated host:port of an external etcd cluster")
@@ -49,46 +39,27 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Etcd.EmbeddedPeerAddr, "etcd-peer-addr", "127.0.0.1:2380", "peer address of the embedded etcd")
 	fs.DurationVar(&cfg.Tracker.LeaseTTL, "lease-ttl", 10*time.Second, "lease time to live of registered nodes: how long a dead node lingers")
 	fs.BoolVar(&cfg.Tracker.PeerSharing, "peer-sharing", true, "let cachenodes fetch from each other; when false they are sent to origins only")
-	common.Register(fs, "127.0.0.1:9091")
-	tlsFlags.Register(fs)
-	fs.Usage = flagenv.Usage(fs, usage)
-	if err := flagenv.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
+	cmd.Main(func(ctx context.Context, env *service.Env) error {
+		if fs.NArg() > 0 {
+			return fmt.Errorf("unexpected arguments %q", fs.Args())
 		}
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	for _, e := range strings.Split(endpoints, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			cfg.Etcd.Endpoints = append(cfg.Etcd.Endpoints, e)
+		for _, e := range strings.Split(endpoints, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				cfg.Etcd.Endpoints = append(cfg.Etcd.Endpoints, e)
+			}
 		}
-	}
-	if (len(cfg.Etcd.Endpoints) > 0) == (cfg.Etcd.EmbeddedDir != "") {
-		fs.Usage()
-		return errors.New("exactly one of --etcd-endpoints and --embedded-etcd is required")
-	}
-	log, err := common.Logger("tracker")
-	if err != nil {
-		return err
-	}
-	cfg.Tracker.Logger = log
-	cfg.Ops = common.Ops
-	creds, err := tlsFlags.Load()
-	if err != nil {
-		return err
-	}
-	cfg.ServerOptions = append(cfg.ServerOptions, creds.ServerOption())
-	ctx, stop := service.SignalContext()
-	defer stop()
-	// A tracker has no node id of its own: its host names it in traces.
-	host, _ := os.Hostname()
-	tel, err := telemetry.Setup(ctx, "tracker", "tracker@"+host, log)
-	if err != nil {
-		return err
-	}
-	defer tel.Close() // flushes the spans of the last requests
-	return trackerserver.Serve(ctx, cfg)
+		if (len(cfg.Etcd.Endpoints) > 0) == (cfg.Etcd.EmbeddedDir != "") {
+			return cmd.Usage(errors.New("exactly one of --etcd-endpoints and --embedded-etcd is required"))
+		}
+		cfg.Tracker.Logger, cfg.Ops = env.Log, env.Ops
+		cfg.ServerOptions = append(cfg.ServerOptions, env.TLS.ServerOption())
+		// A tracker has no node id of its own: its host names it in traces.
+		host, _ := os.Hostname()
+		tel, err := telemetry.Setup(ctx, "tracker", "tracker@"+host, env.Log)
+		if err != nil {
+			return err
+		}
+		defer tel.Close() // flushes the spans of the last requests
+		return trackerserver.Serve(ctx, cfg)
+	})
 }

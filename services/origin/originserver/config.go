@@ -32,3 +32,9 @@ func (c *Config) applyDefaults() {
 		c.NodeID = "origin@" + c.Advertise
 	}
 }
+
+// ID is the node id c gives the origin, its default filled in.
+func (c Config) ID() string {
+	c.applyDefaults()
+	return c.NodeID
+}
