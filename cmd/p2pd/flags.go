@@ -36,8 +36,11 @@ type config struct {
 	etcdDir     string
 	// adminTokenFile holds the admin API token (server).
 	adminTokenFile string
-	rescan         string
-	common         service.Common
+	// traceQueryURL is the trace store's query API the admin API reads
+	// traces from (server).
+	traceQueryURL string
+	rescan        string
+	common        service.Common
 	// tls is mutual TLS between nodes (their gRPC on the shared port).
 	tls tlsconfig.Flags
 }
@@ -95,6 +98,10 @@ OPTIONS
                         bearer token of the admin API on the ops listener
                         (server; default $P2PD_ADMIN_TOKEN; none: the API
                         refuses every call)
+      --trace-query-url URL
+                        Jaeger's query API (http://HOST:16686) the admin
+                        API reads a request's trace from for the
+                        dashboard's trace view (server; default none)
       --tls-cert FILE, --tls-key FILE, --tls-ca FILE
                         mutual TLS between nodes: this node's certificate
                         and key (PEM) and the CA that signs every node's;
@@ -157,6 +164,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.chunkSize, "chunk-size", manifest.DefaultChunkSize, "")
 	fs.StringVar(&c.etcdDir, "etcd-dir", "", "")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "")
+	fs.StringVar(&c.traceQueryURL, "trace-query-url", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")
 	c.common.Register(fs, defaultOps)
 	c.tls.Register(fs)

@@ -208,12 +208,14 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 			NodeID:    n.cfg.nodeID,
 			Advertise: n.advertise,
 			HTTPAddr:  n.advertise,
+			OpsAddr:   n.opsAddr(),
 			Rescan:    rescan,
 		},
-		AdminToken: token,
-		Logger:     n.log,
-		BeforeJoin: tr.WaitReady,
-		ScanFirst:  true,
+		AdminToken:    token,
+		TraceQueryURL: n.cfg.traceQueryURL,
+		Logger:        n.log,
+		BeforeJoin:    tr.WaitReady,
+		ScanFirst:     true,
 	}, tc)
 	if err != nil {
 		return nil, err
@@ -261,6 +263,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		NodeID:           n.cfg.nodeID,
 		Advertise:        n.advertise,
 		HTTPAddr:         n.advertise,
+		OpsAddr:          n.opsAddr(),
 		FetchMisses:      n.cfg.fetch,
 		MemoryCacheBytes: memory,
 		Prefetch:         cmp.Or(n.cfg.prefetch, -1), // the config's 0 is "default"
@@ -293,6 +296,10 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		TraceID:  telemetry.TraceID,
 	})
 }
+
+// opsAddr is where other nodes reach this one's ops listener: the
+// server's admin API reads every cache's counters there.
+func (n *node) opsAddr() string { return service.OpsAddr(n.cfg.common.Ops, n.advertise) }
 
 // memoryBytes parses --memory-cache: a size, or 0 to disable the cache.
 func memoryBytes(v string) (int64, error) {

@@ -250,3 +250,36 @@ func reachableHostname() string {
 	}
 	return "127.0.0.1"
 }
+
+// OpsAddr is where other processes reach an ops listener bound to ops (the
+// --ops flag): its own host when it names one, else advertise's host
+// (the address the node registers for its other listener), so a listener
+// on every interface is advertised under the node's reachable name.
+// Empty when there is no ops listener, its port is chosen at random, or it
+// is bound to loopback on a node advertised to other machines (no one
+// else could reach it there).
+func OpsAddr(ops, advertise string) string {
+	host, port, err := net.SplitHostPort(ops)
+	if err != nil || port == "" || port == "0" {
+		return ""
+	}
+	adv, _, _ := net.SplitHostPort(advertise)
+	switch {
+	case host == "" || net.ParseIP(host).IsUnspecified():
+		if adv == "" {
+			return ""
+		}
+		host = adv
+	case isLoopback(host) && adv != "" && !isLoopback(adv):
+		return ""
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// isLoopback reports whether host names this machine only.
+func isLoopback(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	return host == "localhost"
+}

@@ -32,7 +32,8 @@ func main() {
 	)
 	fs.StringVar(&pc.Listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&pc.Trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
-	fs.StringVar(&pc.NodeID, "node-id", "", "node id sent with SPP requests and rate reports (default: edge@HOSTNAME)")
+	fs.StringVar(&pc.NodeID, "node-id", "", "node id sent with SPP requests and rate reports, and registered with the tracker (default: edge@HOSTNAME)")
+	fs.StringVar(&pc.Advertise, "advertise", "", "host:port viewers reach this edge on, registered with the tracker so operators see it (default: derived from --listen)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
 	cmd.Main(func(ctx context.Context, env *service.Env) error {
 		if pc.Trackers == "" {

@@ -38,6 +38,7 @@ func main() {
 	fs.StringVar(&pc.Trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.IntVar(&pc.Origin.ChunkSize, "chunk-size", manifest.DefaultChunkSize, "chunk size in bytes for newly published files")
 	fs.DurationVar(&pc.Origin.Rescan, "rescan", 0, "rescan the media directory this often (0: only at start)")
+	fs.StringVar(&pc.TraceQueryURL, "trace-query-url", "", "Jaeger's query API (http://HOST:16686) the admin API reads a request's trace from, for the dashboard's trace view (empty: none)")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (default: $"+adminserver.TokenEnv+"; none: the API refuses every call)")
 	cmd.Main(func(ctx context.Context, env *service.Env) error {
 		if pc.Origin.MediaDir == "" || pc.Trackers == "" {

@@ -258,8 +258,11 @@ type Node struct {
 	// the tracker by the nodes that fetched from it (an EWMA); 0 when none
 	// has been reported yet.
 	RateBytesPerSecond float64 `protobuf:"fixed64,11,opt,name=rate_bytes_per_second,json=rateBytesPerSecond,proto3" json:"rate_bytes_per_second,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// host:port of the node's ops listener (/metrics), where the admin API
+	// reads its counters for GetStats; empty when it has none.
+	OpsAddr       string `protobuf:"bytes,20,opt,name=ops_addr,json=opsAddr,proto3" json:"ops_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -367,6 +370,13 @@ func (x *Node) GetRateBytesPerSecond() float64 {
 		return x.RateBytesPerSecond
 	}
 	return 0
+}
+
+func (x *Node) GetOpsAddr() string {
+	if x != nil {
+		return x.OpsAddr
+	}
+	return ""
 }
 
 type PublishFileRequest struct {
@@ -969,9 +979,9 @@ func (*GetStatsRequest) Descriptor() ([]byte, []int) {
 	return file_admin_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
-// GetStatsResponse: cluster-wide figures come from the tracker; traffic
-// counters come from the metrics of the process serving the admin API
-// (the origin, and in a single p2pd process also its cache and edge).
+// GetStatsResponse: storage and load come from the tracker; traffic
+// counters are summed over every live node's metrics, read from each
+// node's ops listener (ops_addr) and from the admin API's own process.
 type GetStatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Live nodes by role (origin, cachenode, edge).
@@ -988,18 +998,23 @@ type GetStatsResponse struct {
 	CacheReplication float64 `protobuf:"fixed64,7,opt,name=cache_replication,json=cacheReplication,proto3" json:"cache_replication,omitempty"`
 	// SPP streams being served, summed over nodes.
 	ActiveStreams uint64 `protobuf:"varint,8,opt,name=active_streams,json=activeStreams,proto3" json:"active_streams,omitempty"`
-	// Chunk bytes the origin sent to cachenodes since it started.
+	// Chunk bytes the origins sent since they started.
 	OriginEgressBytes uint64 `protobuf:"varint,9,opt,name=origin_egress_bytes,json=originEgressBytes,proto3" json:"origin_egress_bytes,omitempty"`
-	// Chunk bytes served by cachenodes in this process, by where they came
-	// from: local (a cache hit), peer or origin. Empty when no cachenode
-	// runs in this process.
+	// Chunk bytes served by every cachenode, by where they came from:
+	// local (a cache hit), peer or origin. Empty when no cachenode reports.
 	BytesServedBySource map[string]uint64 `protobuf:"bytes,10,rep,name=bytes_served_by_source,json=bytesServedBySource,proto3" json:"bytes_served_by_source,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// local / all bytes in bytes_served_by_source; 0 when empty.
 	HitRatio float64 `protobuf:"fixed64,11,opt,name=hit_ratio,json=hitRatio,proto3" json:"hit_ratio,omitempty"`
-	// Bytes sent to viewers by edges in this process.
+	// Bytes sent to viewers by every edge.
 	EdgeBytesSent uint64 `protobuf:"varint,12,opt,name=edge_bytes_sent,json=edgeBytesSent,proto3" json:"edge_bytes_sent,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Processes whose counters are in the traffic figures (the admin API's
+	// own and each distinct ops listener that answered).
+	MetricsSources uint32 `protobuf:"varint,20,opt,name=metrics_sources,json=metricsSources,proto3" json:"metrics_sources,omitempty"`
+	// Live nodes whose ops listener did not answer (node ids): their
+	// counters are missing from the traffic figures.
+	MetricsMissing []string `protobuf:"bytes,21,rep,name=metrics_missing,json=metricsMissing,proto3" json:"metrics_missing,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
@@ -1116,6 +1131,225 @@ func (x *GetStatsResponse) GetEdgeBytesSent() uint64 {
 	return 0
 }
 
+func (x *GetStatsResponse) GetMetricsSources() uint32 {
+	if x != nil {
+		return x.MetricsSources
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetMetricsMissing() []string {
+	if x != nil {
+		return x.MetricsMissing
+	}
+	return nil
+}
+
+type GetTraceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The trace id: 32 hex digits, as in an edge's X-Trace-Id header.
+	TraceId       string `protobuf:"bytes,1,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTraceRequest) Reset() {
+	*x = GetTraceRequest{}
+	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTraceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTraceRequest) ProtoMessage() {}
+
+func (x *GetTraceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTraceRequest.ProtoReflect.Descriptor instead.
+func (*GetTraceRequest) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetTraceRequest) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+type GetTraceResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TraceId string                 `protobuf:"bytes,1,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// Every span of the trace, by start time.
+	Spans         []*Span `protobuf:"bytes,2,rep,name=spans,proto3" json:"spans,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTraceResponse) Reset() {
+	*x = GetTraceResponse{}
+	mi := &file_admin_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTraceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTraceResponse) ProtoMessage() {}
+
+func (x *GetTraceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTraceResponse.ProtoReflect.Descriptor instead.
+func (*GetTraceResponse) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetTraceResponse) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *GetTraceResponse) GetSpans() []*Span {
+	if x != nil {
+		return x.Spans
+	}
+	return nil
+}
+
+// Span is one timed operation of a trace.
+type Span struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	SpanId string                 `protobuf:"bytes,1,opt,name=span_id,json=spanId,proto3" json:"span_id,omitempty"`
+	// Empty for the trace's root span.
+	ParentSpanId string `protobuf:"bytes,2,opt,name=parent_span_id,json=parentSpanId,proto3" json:"parent_span_id,omitempty"`
+	// The service that recorded it: edge, tracker, cachenode, origin, p2pd.
+	Service string `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
+	// The operation, e.g. "GET /{name}" or "spp.v1.ChunkService/Fetch".
+	Name  string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	Start *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start,proto3" json:"start,omitempty"`
+	// Duration in microseconds.
+	DurationUs int64 `protobuf:"varint,6,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
+	// The span's attributes (tags), as strings.
+	Attributes map[string]string `protobuf:"bytes,7,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// True when the span recorded an error.
+	Error         bool `protobuf:"varint,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Span) Reset() {
+	*x = Span{}
+	mi := &file_admin_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Span) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Span) ProtoMessage() {}
+
+func (x *Span) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Span.ProtoReflect.Descriptor instead.
+func (*Span) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Span) GetSpanId() string {
+	if x != nil {
+		return x.SpanId
+	}
+	return ""
+}
+
+func (x *Span) GetParentSpanId() string {
+	if x != nil {
+		return x.ParentSpanId
+	}
+	return ""
+}
+
+func (x *Span) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *Span) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Span) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *Span) GetDurationUs() int64 {
+	if x != nil {
+		return x.DurationUs
+	}
+	return 0
+}
+
+func (x *Span) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *Span) GetError() bool {
+	if x != nil {
+		return x.Error
+	}
+	return false
+}
+
 // Error is the body of every failed admin REST call.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1132,7 +1366,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_admin_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1378,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_v1_admin_proto_msgTypes[17]
+	mi := &file_admin_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1391,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_admin_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Error) GetCode() string {
@@ -1205,7 +1439,7 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
 	"\x06chunks\x18\x03 \x01(\rR\x06chunks\x12\x1b\n" +
-	"\tchunk_map\x18\x04 \x01(\fR\bchunkMap\"\xd6\x02\n" +
+	"\tchunk_map\x18\x04 \x01(\fR\bchunkMap\"\xf1\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1b\n" +
@@ -1219,7 +1453,8 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x05files\x18\t \x01(\rR\x05files\x12\x16\n" +
 	"\x06chunks\x18\n" +
 	" \x01(\x04R\x06chunks\x121\n" +
-	"\x15rate_bytes_per_second\x18\v \x01(\x01R\x12rateBytesPerSecond\"B\n" +
+	"\x15rate_bytes_per_second\x18\v \x01(\x01R\x12rateBytesPerSecond\x12\x19\n" +
+	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\"B\n" +
 	"\x12PublishFileRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\areplace\x18\x02 \x01(\bR\areplace\"9\n" +
@@ -1247,7 +1482,7 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ListNodesRequest\"9\n" +
 	"\x11ListNodesResponse\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.admin.v1.NodeR\x05nodes\"\x11\n" +
-	"\x0fGetStatsRequest\"\xdd\x05\n" +
+	"\x0fGetStatsRequest\"\xaf\x06\n" +
 	"\x10GetStatsResponse\x12O\n" +
 	"\rnodes_by_role\x18\x01 \x03(\v2+.admin.v1.GetStatsResponse.NodesByRoleEntryR\vnodesByRole\x12\x14\n" +
 	"\x05files\x18\x02 \x01(\rR\x05files\x12'\n" +
@@ -1261,17 +1496,39 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x16bytes_served_by_source\x18\n" +
 	" \x03(\v23.admin.v1.GetStatsResponse.BytesServedBySourceEntryR\x13bytesServedBySource\x12\x1b\n" +
 	"\thit_ratio\x18\v \x01(\x01R\bhitRatio\x12&\n" +
-	"\x0fedge_bytes_sent\x18\f \x01(\x04R\redgeBytesSent\x1a>\n" +
+	"\x0fedge_bytes_sent\x18\f \x01(\x04R\redgeBytesSent\x12'\n" +
+	"\x0fmetrics_sources\x18\x14 \x01(\rR\x0emetricsSources\x12'\n" +
+	"\x0fmetrics_missing\x18\x15 \x03(\tR\x0emetricsMissing\x1a>\n" +
 	"\x10NodesByRoleEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1aF\n" +
 	"\x18BytesServedBySourceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"M\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\",\n" +
+	"\x0fGetTraceRequest\x12\x19\n" +
+	"\btrace_id\x18\x01 \x01(\tR\atraceId\"S\n" +
+	"\x10GetTraceResponse\x12\x19\n" +
+	"\btrace_id\x18\x01 \x01(\tR\atraceId\x12$\n" +
+	"\x05spans\x18\x02 \x03(\v2\x0e.admin.v1.SpanR\x05spans\"\xdb\x02\n" +
+	"\x04Span\x12\x17\n" +
+	"\aspan_id\x18\x01 \x01(\tR\x06spanId\x12$\n" +
+	"\x0eparent_span_id\x18\x02 \x01(\tR\fparentSpanId\x12\x18\n" +
+	"\aservice\x18\x03 \x01(\tR\aservice\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x120\n" +
+	"\x05start\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x1f\n" +
+	"\vduration_us\x18\x06 \x01(\x03R\n" +
+	"durationUs\x12>\n" +
+	"\n" +
+	"attributes\x18\a \x03(\v2\x1e.admin.v1.Span.AttributesEntryR\n" +
+	"attributes\x12\x14\n" +
+	"\x05error\x18\b \x01(\bR\x05error\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
-	"\x06status\x18\x03 \x01(\x05R\x06status2\xfb\x03\n" +
+	"\x06status\x18\x03 \x01(\x05R\x06status2\xbe\x04\n" +
 	"\fAdminService\x12J\n" +
 	"\vPublishFile\x12\x1c.admin.v1.PublishFileRequest\x1a\x1d.admin.v1.PublishFileResponse\x12G\n" +
 	"\n" +
@@ -1281,7 +1538,8 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"DeleteFile\x12\x1b.admin.v1.DeleteFileRequest\x1a\x1c.admin.v1.DeleteFileResponse\x12D\n" +
 	"\tListFiles\x12\x1a.admin.v1.ListFilesRequest\x1a\x1b.admin.v1.ListFilesResponse\x12D\n" +
 	"\tListNodes\x12\x1a.admin.v1.ListNodesRequest\x1a\x1b.admin.v1.ListNodesResponse\x12A\n" +
-	"\bGetStats\x12\x19.admin.v1.GetStatsRequest\x1a\x1a.admin.v1.GetStatsResponseB+Z)github.com/p2pd/p2pd/gen/admin/v1;adminv1b\x06proto3"
+	"\bGetStats\x12\x19.admin.v1.GetStatsRequest\x1a\x1a.admin.v1.GetStatsResponse\x12A\n" +
+	"\bGetTrace\x12\x19.admin.v1.GetTraceRequest\x1a\x1a.admin.v1.GetTraceResponseB+Z)github.com/p2pd/p2pd/gen/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -1295,7 +1553,7 @@ func file_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_admin_v1_admin_proto_rawDescData
 }
 
-var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_admin_v1_admin_proto_goTypes = []any{
 	(*File)(nil),                  // 0: admin.v1.File
 	(*Holder)(nil),                // 1: admin.v1.Holder
@@ -1314,42 +1572,51 @@ var file_admin_v1_admin_proto_goTypes = []any{
 	(*ListNodesResponse)(nil),     // 14: admin.v1.ListNodesResponse
 	(*GetStatsRequest)(nil),       // 15: admin.v1.GetStatsRequest
 	(*GetStatsResponse)(nil),      // 16: admin.v1.GetStatsResponse
-	(*Error)(nil),                 // 17: admin.v1.Error
-	nil,                           // 18: admin.v1.GetStatsResponse.NodesByRoleEntry
-	nil,                           // 19: admin.v1.GetStatsResponse.BytesServedBySourceEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*GetTraceRequest)(nil),       // 17: admin.v1.GetTraceRequest
+	(*GetTraceResponse)(nil),      // 18: admin.v1.GetTraceResponse
+	(*Span)(nil),                  // 19: admin.v1.Span
+	(*Error)(nil),                 // 20: admin.v1.Error
+	nil,                           // 21: admin.v1.GetStatsResponse.NodesByRoleEntry
+	nil,                           // 22: admin.v1.GetStatsResponse.BytesServedBySourceEntry
+	nil,                           // 23: admin.v1.Span.AttributesEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_admin_v1_admin_proto_depIdxs = []int32{
-	20, // 0: admin.v1.File.mod_time:type_name -> google.protobuf.Timestamp
-	20, // 1: admin.v1.File.published_time:type_name -> google.protobuf.Timestamp
-	20, // 2: admin.v1.Node.up_since:type_name -> google.protobuf.Timestamp
+	24, // 0: admin.v1.File.mod_time:type_name -> google.protobuf.Timestamp
+	24, // 1: admin.v1.File.published_time:type_name -> google.protobuf.Timestamp
+	24, // 2: admin.v1.Node.up_since:type_name -> google.protobuf.Timestamp
 	0,  // 3: admin.v1.PublishFileResponse.file:type_name -> admin.v1.File
 	0,  // 4: admin.v1.UploadFileResponse.file:type_name -> admin.v1.File
 	0,  // 5: admin.v1.ListFilesResponse.files:type_name -> admin.v1.File
 	0,  // 6: admin.v1.GetFileResponse.file:type_name -> admin.v1.File
 	1,  // 7: admin.v1.GetFileResponse.holders:type_name -> admin.v1.Holder
 	2,  // 8: admin.v1.ListNodesResponse.nodes:type_name -> admin.v1.Node
-	18, // 9: admin.v1.GetStatsResponse.nodes_by_role:type_name -> admin.v1.GetStatsResponse.NodesByRoleEntry
-	19, // 10: admin.v1.GetStatsResponse.bytes_served_by_source:type_name -> admin.v1.GetStatsResponse.BytesServedBySourceEntry
-	3,  // 11: admin.v1.AdminService.PublishFile:input_type -> admin.v1.PublishFileRequest
-	5,  // 12: admin.v1.AdminService.UploadFile:input_type -> admin.v1.UploadFileRequest
-	9,  // 13: admin.v1.AdminService.GetFile:input_type -> admin.v1.GetFileRequest
-	11, // 14: admin.v1.AdminService.DeleteFile:input_type -> admin.v1.DeleteFileRequest
-	7,  // 15: admin.v1.AdminService.ListFiles:input_type -> admin.v1.ListFilesRequest
-	13, // 16: admin.v1.AdminService.ListNodes:input_type -> admin.v1.ListNodesRequest
-	15, // 17: admin.v1.AdminService.GetStats:input_type -> admin.v1.GetStatsRequest
-	4,  // 18: admin.v1.AdminService.PublishFile:output_type -> admin.v1.PublishFileResponse
-	6,  // 19: admin.v1.AdminService.UploadFile:output_type -> admin.v1.UploadFileResponse
-	10, // 20: admin.v1.AdminService.GetFile:output_type -> admin.v1.GetFileResponse
-	12, // 21: admin.v1.AdminService.DeleteFile:output_type -> admin.v1.DeleteFileResponse
-	8,  // 22: admin.v1.AdminService.ListFiles:output_type -> admin.v1.ListFilesResponse
-	14, // 23: admin.v1.AdminService.ListNodes:output_type -> admin.v1.ListNodesResponse
-	16, // 24: admin.v1.AdminService.GetStats:output_type -> admin.v1.GetStatsResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	21, // 9: admin.v1.GetStatsResponse.nodes_by_role:type_name -> admin.v1.GetStatsResponse.NodesByRoleEntry
+	22, // 10: admin.v1.GetStatsResponse.bytes_served_by_source:type_name -> admin.v1.GetStatsResponse.BytesServedBySourceEntry
+	19, // 11: admin.v1.GetTraceResponse.spans:type_name -> admin.v1.Span
+	24, // 12: admin.v1.Span.start:type_name -> google.protobuf.Timestamp
+	23, // 13: admin.v1.Span.attributes:type_name -> admin.v1.Span.AttributesEntry
+	3,  // 14: admin.v1.AdminService.PublishFile:input_type -> admin.v1.PublishFileRequest
+	5,  // 15: admin.v1.AdminService.UploadFile:input_type -> admin.v1.UploadFileRequest
+	9,  // 16: admin.v1.AdminService.GetFile:input_type -> admin.v1.GetFileRequest
+	11, // 17: admin.v1.AdminService.DeleteFile:input_type -> admin.v1.DeleteFileRequest
+	7,  // 18: admin.v1.AdminService.ListFiles:input_type -> admin.v1.ListFilesRequest
+	13, // 19: admin.v1.AdminService.ListNodes:input_type -> admin.v1.ListNodesRequest
+	15, // 20: admin.v1.AdminService.GetStats:input_type -> admin.v1.GetStatsRequest
+	17, // 21: admin.v1.AdminService.GetTrace:input_type -> admin.v1.GetTraceRequest
+	4,  // 22: admin.v1.AdminService.PublishFile:output_type -> admin.v1.PublishFileResponse
+	6,  // 23: admin.v1.AdminService.UploadFile:output_type -> admin.v1.UploadFileResponse
+	10, // 24: admin.v1.AdminService.GetFile:output_type -> admin.v1.GetFileResponse
+	12, // 25: admin.v1.AdminService.DeleteFile:output_type -> admin.v1.DeleteFileResponse
+	8,  // 26: admin.v1.AdminService.ListFiles:output_type -> admin.v1.ListFilesResponse
+	14, // 27: admin.v1.AdminService.ListNodes:output_type -> admin.v1.ListNodesResponse
+	16, // 28: admin.v1.AdminService.GetStats:output_type -> admin.v1.GetStatsResponse
+	18, // 29: admin.v1.AdminService.GetTrace:output_type -> admin.v1.GetTraceResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_admin_v1_admin_proto_init() }
@@ -1363,7 +1630,7 @@ func file_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_v1_admin_proto_rawDesc), len(file_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

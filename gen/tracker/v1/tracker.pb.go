@@ -93,8 +93,11 @@ type Node struct {
 	Load uint32 `protobuf:"varint,7,opt,name=load,proto3" json:"load,omitempty"`
 	// When the node registered, Unix nanoseconds.
 	UpSinceUnixNano int64 `protobuf:"varint,8,opt,name=up_since_unix_nano,json=upSinceUnixNano,proto3" json:"up_since_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// host:port of the node's ops listener (/metrics), if it has one: the
+	// admin API reads cluster-wide counters there.
+	OpsAddr       string `protobuf:"bytes,20,opt,name=ops_addr,json=opsAddr,proto3" json:"ops_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -181,6 +184,13 @@ func (x *Node) GetUpSinceUnixNano() int64 {
 		return x.UpSinceUnixNano
 	}
 	return 0
+}
+
+func (x *Node) GetOpsAddr() string {
+	if x != nil {
+		return x.OpsAddr
+	}
+	return ""
 }
 
 type RegisterRequest struct {
@@ -1600,7 +1610,7 @@ var File_tracker_v1_tracker_proto protoreflect.FileDescriptor
 const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\n" +
 	"\x18tracker/v1/tracker.proto\x12\n" +
-	"tracker.v1\"\xfd\x01\n" +
+	"tracker.v1\"\x98\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x10.tracker.v1.RoleR\x04role\x12\x1b\n" +
@@ -1610,7 +1620,8 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\n" +
 	"held_bytes\x18\x06 \x01(\x04R\theldBytes\x12\x12\n" +
 	"\x04load\x18\a \x01(\rR\x04load\x12+\n" +
-	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\"7\n" +
+	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\x12\x19\n" +
+	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\"7\n" +
 	"\x0fRegisterRequest\x12$\n" +
 	"\x04node\x18\x01 \x01(\v2\x10.tracker.v1.NodeR\x04node\"N\n" +
 	"\x10RegisterResponse\x12\x19\n" +

@@ -15,6 +15,10 @@ type Config struct {
 	// HTTPAddr is the viewers' HTTP address, if this process also serves
 	// it (the single p2pd binary); registered with the tracker.
 	HTTPAddr string
+	// OpsAddr is where other processes reach the ops listener (/metrics),
+	// registered with the tracker so the admin API can read the node's
+	// counters; empty when there is none.
+	OpsAddr string
 	// FetchMisses makes the node fetch the chunks it does not hold from
 	// the tracker's ranked sources. The zero value serves only what the node
 	// already holds, as the classic p2pd cache without -n.

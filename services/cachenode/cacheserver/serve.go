@@ -66,6 +66,7 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 	if pc.Advertise == "" {
 		pc.Advertise = service.HostPort(pc.Listen, l)
 	}
+	pc.OpsAddr = service.OpsAddr(pc.Ops, pc.Advertise)
 	tc, err := trackerclient.Dial(pc.Trackers, pc.TLS.DialOption())
 	if err != nil {
 		return err

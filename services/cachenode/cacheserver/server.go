@@ -104,6 +104,7 @@ func (s *Server) Node() *trackerv1.Node {
 		Role:            trackerv1.Role_ROLE_CACHENODE,
 		GrpcAddr:        s.cfg.Advertise,
 		HttpAddr:        s.cfg.HTTPAddr,
+		OpsAddr:         s.cfg.OpsAddr,
 		CapacityBytes:   uint64(s.store.MaxBytes()),
 		HeldBytes:       uint64(s.store.Bytes()),
 		Load:            uint32(s.active.Load()),

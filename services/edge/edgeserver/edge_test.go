@@ -73,6 +73,10 @@ func TestServe(t *testing.T) {
 		{"empty file", "GET", "/empty.webm", nil, want{200, []byte{}, "", "video/webm"}},
 		{"empty file HEAD", "HEAD", "/empty.webm", nil, want{200, []byte{}, "", "video/webm"}},
 		{"empty file range", "GET", "/empty.webm", []string{"Range", "bytes=0-0"}, want{200, []byte{}, "", ""}},
+		{"empty file suffix 416", "GET", "/empty.webm", []string{"Range", "bytes=-500"}, want{416, nil, "bytes */0", ""}},
+		{"empty file suffixes 416", "GET", "/empty.webm", []string{"Range", "bytes=-1,-500"}, want{416, nil, "bytes */0", ""}},
+		{"empty file suffix HEAD 416", "HEAD", "/empty.webm", []string{"Range", "bytes=-500"}, want{416, []byte{}, "bytes */0", ""}},
+		{"empty file suffix, stale If-Range", "GET", "/empty.webm", []string{"Range", "bytes=-500", "If-Range", `"stale"`}, want{200, []byte{}, "", "video/webm"}},
 		{"unknown file", "GET", "/films/none.mp4", nil, want{404, nil, "", ""}},
 	}
 	for _, tc := range tests {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
@@ -22,7 +23,10 @@ type ProcessConfig struct {
 	Listen   string // viewers' HTTP address
 	Ops      string // ops listener address, empty for none
 	Trackers string // comma-separated tracker addresses
-	TLS      *tlsconfig.Creds
+	// Advertise is where viewers reach this edge, registered with the
+	// tracker (default: derived from Listen).
+	Advertise string
+	TLS       *tlsconfig.Creds
 }
 
 // Handler is the viewers' HTTP front of an edge: the player page and
@@ -60,6 +64,18 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", pc.Listen, err)
 	}
+	if pc.Advertise == "" {
+		pc.Advertise = service.HostPort(pc.Listen, l)
+	}
+	// Registered as an edge: listed among the nodes (the dashboard, the
+	// admin API's stats read its counters at OpsAddr), never a chunk source.
+	member := tc.Join(ctx, &trackerv1.Node{
+		Id:       edge.NodeID(),
+		Role:     trackerv1.Role_ROLE_EDGE,
+		HttpAddr: pc.Advertise,
+		OpsAddr:  service.OpsAddr(pc.Ops, pc.Advertise),
+	}, nil)
+	defer member.Close()
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -117,6 +117,17 @@ func (rw *responseWriter) commit() error {
 	if rw.status == 0 {
 		rw.status = http.StatusOK
 	}
+	if rw.status == http.StatusPartialContent && rw.size == 0 {
+		// A suffix range of an empty file: ServeContent answers 206 with
+		// "bytes 0--1/0", which no client can parse. No byte range of an
+		// empty representation can be sent, so it is unsatisfiable (RFC
+		// 9110 §15.5.17); ServeContent has already answered every
+		// precondition and If-Range before it got here.
+		rw.status, rw.held = http.StatusRequestedRangeNotSatisfiable, nil
+		rw.Header().Del("Content-Type")
+		rw.Header().Set("Content-Range", "bytes */0")
+		rw.Header().Set("Content-Length", "0")
+	}
 	if rw.status == http.StatusRequestedRangeNotSatisfiable && rw.size >= 0 && rw.Header().Get("Content-Range") == "" {
 		// ServeContent sets it only when the range is valid but past the
 		// end; a malformed one gets the same answer, as nginx gives.

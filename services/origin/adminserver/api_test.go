@@ -559,13 +559,14 @@ func TestOpenAPI(t *testing.T) {
 	}
 	// Every route the server has is in the spec, and nothing else.
 	routes := map[string]string{
-		"GET /v1/files":           "AdminService_ListFiles",
-		"POST /v1/files":          "AdminService_PublishFile",
-		"GET /v1/files/{name}":    "AdminService_GetFile",
-		"PUT /v1/files/{name}":    "AdminService_UploadFile",
-		"DELETE /v1/files/{name}": "AdminService_DeleteFile",
-		"GET /v1/nodes":           "AdminService_ListNodes",
-		"GET /v1/stats":           "AdminService_GetStats",
+		"GET /v1/files":            "AdminService_ListFiles",
+		"POST /v1/files":           "AdminService_PublishFile",
+		"GET /v1/files/{name}":     "AdminService_GetFile",
+		"PUT /v1/files/{name}":     "AdminService_UploadFile",
+		"DELETE /v1/files/{name}":  "AdminService_DeleteFile",
+		"GET /v1/nodes":            "AdminService_ListNodes",
+		"GET /v1/stats":            "AdminService_GetStats",
+		"GET /v1/traces/{traceId}": "AdminService_GetTrace",
 	}
 	seen := 0
 	for path, ops := range spec.Paths {

@@ -3,6 +3,7 @@ package adminserver
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -29,10 +30,23 @@ type Config struct {
 	// ReserveBytes is the free space an upload must leave on the media
 	// directory's file system, so the origin's disk never fills up.
 	ReserveBytes int64
-	// Metrics is where traffic statistics are read from: the process's
-	// registry, holding the origin's counters (and, in a single p2pd
-	// process, the cachenode's and the edge's). Nil: none are reported.
+	// Metrics is this process's registry, holding the origin's counters
+	// (and, in a single p2pd process, the cachenode's and the edge's).
+	// GetStats adds every other node's, read from its ops listener.
 	Metrics prometheus.Gatherer
+	// OpsAddr is this process's own ops address as registered with the
+	// tracker: nodes registered with it are counted through Metrics, not
+	// scraped over HTTP.
+	OpsAddr string
+	// ScrapeTimeout bounds reading one node's /metrics for GetStats.
+	ScrapeTimeout time.Duration
+	// TraceQueryURL is the base URL of the trace store's query API
+	// (Jaeger's, e.g. http://jaeger:16686) GetTrace reads from. Empty:
+	// GetTrace answers unavailable.
+	TraceQueryURL string
+	// HTTPClient reads nodes' metrics and the trace store
+	// (http.DefaultClient when nil; each call has its own deadline).
+	HTTPClient *http.Client
 	// TrackerTimeout bounds each call to the tracker.
 	TrackerTimeout time.Duration
 	// PublishWait bounds how long a publish or upload waits for the
@@ -49,6 +63,9 @@ type Config struct {
 //     file system's own overhead;
 //   - TrackerTimeout 10s: ListNodes of a large CDN is a big answer;
 //   - PublishWait 5s: holdings are announced in batches every 250 ms;
+//   - ScrapeTimeout 3s: a node slower than that is reported missing
+//     rather than holding the dashboard up;
+//   - HTTPClient http.DefaultClient;
 //   - Logger slog.Default().
 func (c *Config) applyDefaults() {
 	if c.ChunkSize == 0 {
@@ -62,6 +79,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.PublishWait <= 0 {
 		c.PublishWait = 5 * time.Second
+	}
+	if c.ScrapeTimeout <= 0 {
+		c.ScrapeTimeout = 3 * time.Second
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = http.DefaultClient
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -214,6 +214,7 @@ type (
 		Files    int     `json:"files"`
 		Chunks   string  `json:"chunks"`
 		Rate     float64 `json:"rateBytesPerSecond"`
+		OpsAddr  string  `json:"opsAddr"`
 	}
 )
 

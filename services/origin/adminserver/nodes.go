@@ -9,7 +9,6 @@ import (
 	adminv1 "github.com/p2pd/p2pd/gen/admin/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -76,6 +75,7 @@ func (s *Server) ListNodes(ctx context.Context, _ *adminv1.ListNodesRequest) (*a
 			Load:          n.Load,
 			HeldBytes:     n.HeldBytes,
 			CapacityBytes: n.CapacityBytes,
+			OpsAddr:       n.OpsAddr,
 		}
 		if n.UpSinceUnixNano != 0 {
 			an.UpSince = timestamppb.New(time.Unix(0, n.UpSinceUnixNano))
@@ -132,109 +132,4 @@ func (s *Server) rates(ctx context.Context) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// Metric names read for GetStats. They are the services' own counters
-// (originserver, cacheserver, edgeserver); only those registered in this
-// process are found.
-const (
-	metricOriginEgress = "p2pd_origin_egress_bytes_total"
-	metricCacheServed  = "p2pd_cachenode_bytes_served_total"
-	metricEdgeSent     = "p2pd_edge_bytes_sent_total"
-)
-
-// GetStats summarises the CDN: storage and load from the tracker, traffic
-// from this process's counters.
-func (s *Server) GetStats(ctx context.Context, _ *adminv1.GetStatsRequest) (*adminv1.GetStatsResponse, error) {
-	v, err := s.listNodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp := &adminv1.GetStatsResponse{NodesByRole: map[string]uint32{}, BytesServedBySource: map[string]uint64{}}
-	published := map[string]bool{}
-	for _, m := range s.origin.Files() {
-		resp.Files++
-		resp.PublishedBytes += uint64(m.Size)
-		resp.PublishedChunks += uint64(m.ChunkCount())
-		published[m.Root.String()] = true
-	}
-	var cachedChunks uint64
-	for _, n := range v.nodes {
-		resp.NodesByRole[roleName(n.Role)]++
-		resp.ActiveStreams += uint64(n.Load)
-		if n.Role != trackerv1.Role_ROLE_CACHENODE {
-			continue
-		}
-		resp.CachedBytes += n.HeldBytes
-		resp.CacheCapacityBytes += n.CapacityBytes
-		for root, c := range v.holdings[n.Id].GetChunksByRoot() {
-			if published[root] {
-				cachedChunks += uint64(c)
-			}
-		}
-	}
-	if resp.PublishedChunks > 0 {
-		resp.CacheReplication = float64(cachedChunks) / float64(resp.PublishedChunks)
-	}
-	s.addCounters(resp)
-	return resp, nil
-}
-
-// addCounters fills the traffic figures from the process's metrics.
-func (s *Server) addCounters(resp *adminv1.GetStatsResponse) {
-	if s.cfg.Metrics == nil {
-		return
-	}
-	// Gather returns what it could collect along with any error; partial
-	// figures are still worth reporting.
-	fams, err := s.cfg.Metrics.Gather()
-	if err != nil {
-		s.log.Warn("gather metrics for stats", "err", err)
-	}
-	var served, local float64
-	for _, f := range fams {
-		switch f.GetName() {
-		case metricOriginEgress:
-			resp.OriginEgressBytes += uint64(sumMetric(f, nil))
-		case metricEdgeSent:
-			resp.EdgeBytesSent += uint64(sumMetric(f, nil))
-		case metricCacheServed:
-			for _, m := range f.Metric {
-				src := "unknown"
-				for _, l := range m.Label {
-					if l.GetName() == "source" {
-						src = l.GetValue()
-					}
-				}
-				v := sumMetric(f, m)
-				resp.BytesServedBySource[src] += uint64(v)
-				served += v
-				if src == "local" {
-					local += v
-				}
-			}
-		}
-	}
-	if served > 0 {
-		resp.HitRatio = local / served
-	}
-}
-
-// sumMetric sums the counter or gauge values of f, or of only m if set.
-func sumMetric(f *dto.MetricFamily, only *dto.Metric) float64 {
-	var sum float64
-	for _, m := range f.Metric {
-		if only != nil && m != only {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Untyped != nil:
-			sum += m.Untyped.GetValue()
-		}
-	}
-	return sum
 }

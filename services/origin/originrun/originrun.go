@@ -34,7 +34,10 @@ type Host struct {
 type Config struct {
 	Origin     originserver.Config
 	AdminToken string // empty disables the admin API
-	Logger     *slog.Logger
+	// TraceQueryURL is Jaeger's query API the admin API reads a request's
+	// trace from (empty: none).
+	TraceQueryURL string
+	Logger        *slog.Logger
 	// BeforeJoin, if set, is waited for before the origin joins the
 	// tracker (a tracker in the same process must have loaded its index).
 	BeforeJoin func(context.Context) error
@@ -57,7 +60,7 @@ func Start(ctx context.Context, g *errgroup.Group, h Host, cfg Config, tc *track
 	}
 	admin, err := adminserver.New(adminserver.Config{
 		Token: cfg.AdminToken, MediaDir: cfg.Origin.MediaDir, ChunkSize: cfg.Origin.ChunkSize,
-		Metrics: h.Ops.Registry, Logger: cfg.Logger,
+		Metrics: h.Ops.Registry, OpsAddr: cfg.Origin.OpsAddr, TraceQueryURL: cfg.TraceQueryURL, Logger: cfg.Logger,
 	}, origin, tc)
 	if err != nil {
 		return nil, err
@@ -114,6 +117,7 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 	if pc.Origin.Advertise == "" {
 		pc.Origin.Advertise = service.HostPort(pc.Listen, l)
 	}
+	pc.Origin.OpsAddr = service.OpsAddr(pc.Ops, pc.Origin.Advertise)
 	tel, err := telemetry.Setup(ctx, "origin", pc.Origin.ID(), log)
 	if err != nil {
 		return err

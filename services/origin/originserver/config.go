@@ -19,6 +19,10 @@ type Config struct {
 	Advertise string
 	// HTTPAddr is the viewers' HTTP address, if this process also serves it.
 	HTTPAddr string
+	// OpsAddr is where other processes reach the ops listener (/metrics),
+	// registered with the tracker so the admin API can read the node's
+	// counters; empty when there is none.
+	OpsAddr string
 	// Rescan is how often the media directory is scanned for new, changed
 	// and removed files. 0 disables rescanning after the first scan.
 	Rescan time.Duration

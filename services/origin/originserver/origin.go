@@ -88,6 +88,7 @@ func (s *Server) Node() *trackerv1.Node {
 		Role:            trackerv1.Role_ROLE_ORIGIN,
 		GrpcAddr:        s.cfg.Advertise,
 		HttpAddr:        s.cfg.HTTPAddr,
+		OpsAddr:         s.cfg.OpsAddr,
 		UpSinceUnixNano: time.Now().UnixNano(),
 	}
 }

@@ -159,6 +159,9 @@ func (s *Server) sourceRoles(asked []trackerv1.Role, requester *trackerv1.Node) 
 	for _, r := range asked {
 		allowed[r] = true
 	}
+	// Edges register so operators see them, but hold no chunks anyone
+	// may fetch: they are never a source, whatever a request asks.
+	delete(allowed, trackerv1.Role_ROLE_EDGE)
 	if !s.cfg.PeerSharing && requester.GetRole() == trackerv1.Role_ROLE_CACHENODE {
 		allowed = map[trackerv1.Role]bool{trackerv1.Role_ROLE_ORIGIN: allowed[trackerv1.Role_ROLE_ORIGIN]}
 	}

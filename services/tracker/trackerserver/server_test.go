@@ -271,7 +271,7 @@ func (c *fakeClock) advance(d time.Duration) { c.nanos.Add(int64(d)) }
 //	cache-1  0-3          100 MB/s
 //	cache-2  2-5          10 MB/s, busy (load 8)
 //	cache-3  nothing      never measured
-//	edge-1   (an edge: never a source)
+//	edge-1   chunk 0 (an edge: never a source, whatever it announces)
 func locateSetup(t *testing.T, c trackerv1.TrackerServiceClient) []byte {
 	t.Helper()
 	ctx := testCtx(t)
@@ -291,9 +291,12 @@ func locateSetup(t *testing.T, c trackerv1.TrackerServiceClient) []byte {
 		t.Fatal(err)
 	}
 	register(t, c, "cache-3", cachenode)
-	if _, err := c.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: "edge-1", Role: edge, GrpcAddr: "127.0.0.1:2"}}); err != nil {
+	le, err := c.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: "edge-1", Role: edge, GrpcAddr: "127.0.0.1:2"}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	// Even an edge that claims chunks is never handed out as a source.
+	announce(t, c, "edge-1", le.LeaseId, have(r, 8, 0))
 	if _, err := c.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: "edge-1", Samples: []*trackerv1.RateSample{
 		{Source: "origin", Bytes: 1e6, DurationNanos: int64(time.Second)},
 		{Source: "cache-1", Bytes: 100e6, DurationNanos: int64(time.Second)},
