@@ -21,6 +21,7 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/internal/spp/spptest"
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
@@ -301,22 +302,7 @@ func (c *cluster) startCacheLimit(id, dir string, maxBytes int64, cfg Config) *c
 // fetch reads chunks of m from the cachenode through a verifying reader
 // and returns their concatenated bytes.
 func (cn *cache) fetch(ctx context.Context, m *manifest.Manifest, idxs []uint32, localOnly bool) ([]byte, error) {
-	r, err := spp.Open(ctx, cn.client, m, &sppv1.FetchRequest{Root: m.Root[:], Chunks: idxs, LocalOnly: localOnly, Requester: "test"}, 10*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var out []byte
-	for {
-		_, data, err := r.Next(nil)
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, data...)
-	}
+	return spptest.ReadAll(ctx, cn.client, m, &sppv1.FetchRequest{Root: m.Root[:], Chunks: idxs, LocalOnly: localOnly, Requester: "test"}, 10*time.Second)
 }
 
 func allChunks(m *manifest.Manifest) []uint32 {
@@ -327,9 +313,9 @@ func allChunks(m *manifest.Manifest) []uint32 {
 	return idxs
 }
 
-// metric returns the value of a counter or gauge in reg, labels given as
+// metricValue returns the value of a counter or gauge in reg, labels given as
 // name, value pairs; 0 if absent.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -373,7 +359,7 @@ func waitMetric(t *testing.T, reg *prometheus.Registry, want float64, name strin
 	var got float64
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if got = metric(t, reg, name, labels...); got == want {
+		if got = metricValue(t, reg, name, labels...); got == want {
 			return
 		}
 		if time.Now().After(deadline) {
