@@ -30,7 +30,7 @@ type Config struct {
 
 func (c *Config) applyDefaults() {
 	if c.ChunkSize == 0 {
-		c.ChunkSize = manifest.DefaultChunkSize // 1 MiB: DESIGN §3
+		c.ChunkSize = manifest.DefaultChunkSize // 1 MiB
 	}
 	if c.NodeID == "" {
 		c.NodeID = "origin@" + c.Advertise
