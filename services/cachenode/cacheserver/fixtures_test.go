@@ -22,7 +22,7 @@ import (
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/spp/spptest"
-	"github.com/p2pd/p2pd/services/origin/originserver"
+	"github.com/p2pd/p2pd/services/origin/origintest"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
@@ -149,36 +149,18 @@ func testFile(t *testing.T, dir, name string, size int) ([]byte, *manifest.Manif
 
 // origin is the real origin service publishing a media directory.
 type origin struct {
-	srv  *originserver.Server
+	*origintest.Origin
 	reg  *prometheus.Registry
-	addr string
 	stop func()
 }
 
+// startOrigin publishes mediaDir from a real origin that joins the tracker.
 func (c *cluster) startOrigin(mediaDir string) *origin {
 	c.t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	o, err := originserver.New(originserver.Config{
-		MediaDir: mediaDir, ChunkSize: testChunkSize, NodeID: "origin", Advertise: l.Addr().String(),
-	}, reg)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	gs := grpc.NewServer(service.GRPCServerOptions()...)
-	sppv1.RegisterChunkServiceServer(gs, o)
-	go gs.Serve(l)
-	c.t.Cleanup(gs.Stop)
-	ctx := context.Background()
-	if err := o.Scan(ctx); err != nil {
-		c.t.Fatal(err)
-	}
-	mem := c.join(o.Node(), o.Haves)
-	o.Attach(ctx, c.tracker, mem)
-	return &origin{srv: o, reg: reg, addr: l.Addr().String(), stop: gs.Stop}
+	o := origintest.Start(c.t, origintest.Config{MediaDir: mediaDir, ChunkSize: testChunkSize, NodeID: "origin"})
+	mem := c.join(o.Server.Node(), o.Server.Haves)
+	o.Server.Attach(context.Background(), c.tracker, mem)
+	return &origin{Origin: o, reg: o.Registry, stop: o.Stop}
 }
 
 // fileSource is a minimal SPP source serving one file on disk, which can
