@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,7 +24,8 @@ import (
 const artifactsDir = "artifacts"
 
 // TestBrowser plays a real H.264 video in headless Chromium from the edge,
-// seeks in it, and checks the dashboard's chunk map.
+// seeks in it, and checks the dashboard's chunk map and its waterfall of a
+// request's trace, read from a real Jaeger.
 func TestBrowser(t *testing.T) {
 	chrome := findChromium()
 	if chrome == "" {
@@ -34,7 +36,9 @@ func TestBrowser(t *testing.T) {
 		t.Skip("ffmpeg not found: install the Debian package ffmpeg (.ci/run does)")
 	}
 	media := t.TempDir()
-	c := startAdminCDN(t, media, "--chunk-size", "524288")
+	j := startJaeger(t)
+	exportSpans(t, j.otlp)
+	c := startAdminCDN(t, media, "--chunk-size", "524288", "--trace-query-url", j.query)
 	requirePlayer(t, c)
 	if err := os.MkdirAll(artifactsDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -168,6 +172,64 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("a chunk map row has %d cells for %d chunks", cells, chunks)
 	}
 	shot(t, ctx, "dashboard")
+
+	// The trace view: a file no node has yet, so its first request goes
+	// from the edge through the tracker and a cachenode to the origin.
+	c.upload(t, "traced.bin", randomBytes(300<<10))
+	resp, _ := get(t, "GET", c.edgeURL+"/traced.bin", map[string]string{"Range": "bytes=1000-1999"})
+	traceID := resp.Header.Get("X-Trace-Id")
+	if resp.StatusCode != 206 || len(traceID) != 32 {
+		t.Fatalf("GET traced.bin: %d, X-Trace-Id %q", resp.StatusCode, traceID)
+	}
+	type span struct{ SpanID, ParentSpanID, Service, Name string }
+	var spans []span
+	eventually(t, 60*time.Second, "the admin API returns the request's spans from the trace store", func() error {
+		code, body := c.admin(t, "GET", "/v1/traces/"+traceID, nil)
+		var tr struct{ Spans []span }
+		if err := json.Unmarshal(body, &tr); code != 200 || err != nil {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		services := map[string]bool{}
+		root := false
+		for _, sp := range tr.Spans {
+			services[sp.Service] = true
+			root = root || sp.ParentSpanID == "" && sp.Service == "edge"
+		}
+		// The edge's own span ends last (with the response): the trace
+		// is whole once it is there.
+		if !root || !services["cachenode"] || !services["tracker"] {
+			return fmt.Errorf("services %v, the edge's root span there: %v", services, root)
+		}
+		spans = tr.Spans
+		return nil
+	})
+	must(t, ctx, "open the trace view", chromedp.Navigate(c.adminURL+"/ui/#trace="+traceID))
+	poll("waterfall drawn", fmt.Sprintf(`document.querySelectorAll('#waterfall .span').length === %d`, len(spans)))
+	rows := must(t, ctx, "read the waterfall", chromedp.Evaluate[[]map[string]string](`[...document.querySelectorAll('#waterfall .span')].map(r =>
+		({span: r.dataset.span, service: r.dataset.service, depth: r.dataset.depth, bar: r.querySelector('.bar').style.width}))`))
+	if n := len(slices.DeleteFunc(slices.Clone(rows), func(r map[string]string) bool { return r["depth"] != "0" })); n != 1 ||
+		rows[0]["depth"] != "0" || rows[0]["service"] != "edge" {
+		t.Errorf("waterfall rows %v: want one root, the edge's span, first", rows)
+	}
+	drawn := map[string]bool{}
+	for _, r := range rows {
+		drawn[r["span"]] = true
+		if r["bar"] == "" {
+			t.Errorf("span %v has no bar", r)
+		}
+	}
+	for _, sp := range spans {
+		if !drawn[sp.SpanID] {
+			t.Errorf("span %s (%s %s) is not in the waterfall", sp.SpanID, sp.Service, sp.Name)
+		}
+	}
+	// A span's attributes show on click.
+	must(t, ctx, "click the root span", chromedp.Click(chromedp.CSS(`#waterfall .span[data-depth="0"]`), chromedp.NodeVisible))
+	attrs := must(t, ctx, "read its attributes", chromedp.Evaluate[string](`document.getElementById('span-attrs').innerText`))
+	if !strings.Contains(attrs, "edge") || !strings.Contains(attrs, "206") {
+		t.Errorf("root span attributes %q: want its service and status 206", attrs)
+	}
+	shot(t, ctx, "trace")
 }
 
 // throttle limits the browser's download rate to bytesPerSecond (-1:

@@ -34,6 +34,7 @@ type stack struct {
 	env     []string
 	tag     string
 	media   string
+	token   string // the admin API's bearer token
 	network string // the project's network, once up
 	probes  atomic.Int32
 }
@@ -110,13 +111,22 @@ func newStack(t *testing.T, media string) *stack {
 		t.Fatal(err)
 	}
 	s.files = []string{filepath.Join(root, "deployments/compose/docker-compose.yml"), override}
+	// The admin token as `make up` makes it: a file the origin reads
+	// through a bind mount, readable by its unprivileged user.
+	s.token = hex.EncodeToString(randBytes(16))
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(s.token+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s.env = append(os.Environ(),
+		"P2PD_ADMIN_TOKEN_FILE="+tokenFile,
 		"P2PD_TAG="+s.tag,
 		"P2PD_MEDIA_DIR="+media,
 		"P2PD_EDGE_PORTS=127.0.0.1:",
 		"P2PD_ORIGIN_OPS=127.0.0.1:",
 		"P2PD_JAEGER_UI=127.0.0.1:",
 		"P2PD_CACHE_MAX_BYTES=2G",
+		"P2PD_ORIGIN_TOKEN="+e2eOriginToken,
 	)
 	t.Cleanup(s.teardown)
 	return s
@@ -508,6 +518,40 @@ func opsMetric(t *testing.T, c container, port int, name string, want map[string
 		t.Fatalf("%s: ops port %d not published", c.Name, port)
 	}
 	return metric(t, addr, name, want)
+}
+
+// admin calls the origin's admin API from the host, with the token unless
+// noToken, decodes a 200 answer's JSON into out and returns the status.
+func (s *stack) admin(t *testing.T, path string, out any, noToken bool) int {
+	t.Helper()
+	addr := s.one("origin", 1).hostAddr(9090)
+	if addr == "" {
+		t.Fatal("origin: ops port 9090 not published")
+	}
+	req, err := http.NewRequest("GET", "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !noToken {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	if resp.StatusCode == http.StatusOK && out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Fatalf("GET %s: %v: %s", path, err, body)
+		}
+	} else if resp.StatusCode != http.StatusOK {
+		t.Logf("GET %s: %d %s", path, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	return resp.StatusCode
 }
 
 // mediaFile is a generated file and its digest.

@@ -135,7 +135,7 @@ func TestFaultTrackerRestart(t *testing.T) {
 	eventually(t, 30*time.Second, "nodes back in the tracker", func() error {
 		nodes := c.tracker.metric("p2pd_tracker_nodes", nil)
 		have := c.tracker.metric("p2pd_tracker_holdings", nil)
-		if nodes != 2 || have < 3 { // origin: 2 files; cachenode: known.mp4
+		if nodes != 3 || have < 3 { // origin, cachenode, edge; origin: 2 files, cachenode: known.mp4
 			return fmt.Errorf("%v nodes, %v holdings", nodes, have)
 		}
 		return nil
@@ -186,7 +186,7 @@ func TestFaultEtcdUnreachable(t *testing.T) {
 	t.Logf("etcd frozen for %v: %d full downloads of a cached file, all byte-exact", time.Since(start).Round(time.Second), served)
 
 	eventually(t, 60*time.Second, "nodes registered again", func() error {
-		if n := c.tracker.metric("p2pd_tracker_nodes", nil); n != 2 {
+		if n := c.tracker.metric("p2pd_tracker_nodes", nil); n != 3 { // origin, cachenode, edge
 			return fmt.Errorf("%v nodes", n)
 		}
 		return nil
@@ -199,7 +199,7 @@ func TestFaultEtcdUnreachable(t *testing.T) {
 	eventually(t, 30*time.Second, "state in etcd", func() error {
 		nodes := witness.metric("p2pd_tracker_nodes", nil)
 		have := witness.metric("p2pd_tracker_holdings", nil)
-		if nodes != 2 || have < 4 { // origin: 2 files; cachenode: both
+		if nodes != 3 || have < 4 { // origin, cachenode, edge; origin: 2 files, cachenode: both
 			return fmt.Errorf("%v nodes, %v holdings", nodes, have)
 		}
 		return nil

@@ -24,6 +24,9 @@ import (
 	"github.com/prometheus/common/model"
 )
 
+// e2eVersion is the version the test binaries are built with.
+const e2eVersion = "v0.0.0-e2e"
+
 // binDir holds the binaries built once by TestMain.
 var binDir string
 
@@ -42,7 +45,8 @@ func buildAndRun(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+	// Stamped as the Makefile stamps a build, so tests can see the version.
+	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/p2pd/p2pd/internal/buildinfo.version="+e2eVersion, "-o", dir+string(os.PathSeparator),
 		"../services/tracker", "../services/origin", "../services/cachenode", "../services/edge", "../cmd/p2pd")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -59,6 +63,10 @@ type proc struct {
 	log  string
 	done chan struct{}
 }
+
+// e2eOriginToken is the origin credential of the services the tests
+// start.
+const e2eOriginToken = "e2e-origin-credential"
 
 // start runs a built binary with args; it is killed when the test ends and
 // its log is printed if the test failed.
@@ -77,7 +85,9 @@ func startExe(t *testing.T, name, exe string, args ...string) *proc {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = os.Environ()
+	// Trackers and origins share the origin credential (the tracker lets
+	// only its holder publish); no other process needs it.
+	cmd.Env = append(os.Environ(), "P2PD_ORIGIN_TOKEN="+e2eOriginToken)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

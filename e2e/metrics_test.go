@@ -235,8 +235,8 @@ func TestMetrics(t *testing.T) {
 	})
 
 	t.Run("tracker", func(t *testing.T) {
-		if v := metric(t, c.trackerOps, "p2pd_tracker_nodes", nil); v != 2 {
-			t.Errorf("p2pd_tracker_nodes = %v, want 2 (origin and cachenode)", v)
+		if v := metric(t, c.trackerOps, "p2pd_tracker_nodes", nil); v != 3 {
+			t.Errorf("p2pd_tracker_nodes = %v, want 3 (origin, cachenode and edge)", v)
 		}
 		if v := metric(t, c.trackerOps, "p2pd_tracker_files", nil); v != 1 {
 			t.Errorf("p2pd_tracker_files = %v, want 1", v)

@@ -52,7 +52,7 @@ func TestNetworkFaults(t *testing.T) {
 	trackerd := lab.d["tracker"]
 	url := func(name string) string { return "http://" + lab.ip["edge"] + ":8080/" + name }
 	eventually(t, 30*time.Second, "every node registered and the files served", func() error {
-		if n := trackerd.metric("p2pd_tracker_nodes", nil); n != 3 {
+		if n := trackerd.metric("p2pd_tracker_nodes", nil); n != 4 { // origin, 2 cachenodes, edge
 			return fmt.Errorf("%v nodes", n)
 		}
 		for _, f := range []string{"part.mp4", "lossy.mp4"} {
@@ -134,7 +134,7 @@ func TestNetworkFaults(t *testing.T) {
 		// Back on the network, it is a member again without a restart, and
 		// downloads through the edge are whole.
 		eventually(t, 30*time.Second, victim.name+" back", func() error {
-			if n := trackerd.metric("p2pd_tracker_nodes", nil); n != 3 {
+			if n := trackerd.metric("p2pd_tracker_nodes", nil); n != 4 { // origin, 2 cachenodes, edge
 				return fmt.Errorf("%v nodes", n)
 			}
 			return nil

@@ -23,12 +23,15 @@ func samePort(t *testing.T, hosts ...string) string {
 		port := strconv.Itoa(20000 + rand.IntN(30000))
 		free := true
 		for _, h := range hosts {
-			l, err := net.Listen("tcp", net.JoinHostPort(h, port))
-			if err != nil {
-				free = false
-				break
+			// The port and its ops listener's default, port + 1010.
+			for _, p := range []string{port, opsPort(port)} {
+				l, err := net.Listen("tcp", net.JoinHostPort(h, p))
+				if err != nil {
+					free = false
+					break
+				}
+				l.Close()
 			}
-			l.Close()
 		}
 		if free {
 			return port
@@ -47,7 +50,13 @@ type p2pdNode struct {
 func (n *p2pdNode) url(name string) string {
 	return "http://" + net.JoinHostPort(n.host, n.port) + "/" + name
 }
-func (n *p2pdNode) ops() string { return net.JoinHostPort(n.host, "9090") }
+func (n *p2pdNode) ops() string { return net.JoinHostPort(n.host, opsPort(n.port)) }
+
+// opsPort is the default ops port of a p2pd node on port (-P + 1010).
+func opsPort(port string) string {
+	p, _ := strconv.Atoi(port)
+	return strconv.Itoa(p + 1010)
+}
 
 func startP2PD(t *testing.T, name, host, port string, args ...string) *p2pdNode {
 	t.Helper()

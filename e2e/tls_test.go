@@ -233,6 +233,6 @@ func register(addr string, opt grpc.DialOption) error {
 	if err != nil {
 		return err
 	}
-	_, err = tc.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: node.Id, LeaseId: resp.LeaseId})
+	_, err = tc.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: node.Id, LeaseId: resp.LeaseId, Secret: resp.Secret})
 	return err
 }

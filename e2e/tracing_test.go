@@ -185,17 +185,7 @@ func randomHex(n int) string {
 
 func TestTracing(t *testing.T) {
 	col := startCollector(t)
-	for k, v := range map[string]string{
-		"OTEL_TRACES_EXPORTER":        "otlp",
-		"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + col.addr,
-		"OTEL_BSP_SCHEDULE_DELAY":     "100", // milliseconds: spans arrive while the test waits
-		"OTEL_TRACES_SAMPLER":         "",
-		"OTEL_SERVICE_NAME":           "",
-		"OTEL_RESOURCE_ATTRIBUTES":    "",
-	} {
-		t.Setenv(k, v)
-	}
+	exportSpans(t, col.addr)
 	media := t.TempDir()
 	const chunk = 1 << 20
 	const name = "traced/clip.mp4"

@@ -19,6 +19,11 @@ fi
 TOKEN_FILE="$RUN_DIR/admin-token"
 [ -s "$TOKEN_FILE" ] || head -c 18 /dev/urandom | base64 | tr '+/' '-_' > "$TOKEN_FILE"
 chmod 600 "$TOKEN_FILE"
+# The origin credential the tracker demands of the origin to publish
+# (docs/security.md): made once too.
+ORIGIN_TOKEN_FILE="$RUN_DIR/origin-token"
+[ -s "$ORIGIN_TOKEN_FILE" ] || head -c 24 /dev/urandom | base64 | tr '+/' '-_' > "$ORIGIN_TOKEN_FILE"
+chmod 600 "$ORIGIN_TOKEN_FILE"
 
 trap 'trap - INT TERM EXIT; kill 0 2>/dev/null; wait 2>/dev/null' INT TERM EXIT
 
@@ -40,11 +45,13 @@ wait_ready() {
 }
 
 prefix tracker "$BIN/tracker" --listen 127.0.0.1:7000 --embedded-etcd "$RUN_DIR/etcd" \
-  --etcd-client-addr 127.0.0.1:2379 --etcd-peer-addr 127.0.0.1:2380 --ops 127.0.0.1:9091
+  --etcd-client-addr 127.0.0.1:2379 --etcd-peer-addr 127.0.0.1:2380 --ops 127.0.0.1:9091 \
+  --origin-token-file "$ORIGIN_TOKEN_FILE"
 wait_ready tracker http://127.0.0.1:9091/readyz
 
 prefix origin "$BIN/origin" --listen 127.0.0.1:7100 --tracker 127.0.0.1:7000 \
-  --media-dir "$MEDIA_DIR" --rescan 10s --ops 127.0.0.1:9090 --admin-token-file "$TOKEN_FILE"
+  --media-dir "$MEDIA_DIR" --rescan 10s --ops 127.0.0.1:9090 --admin-token-file "$TOKEN_FILE" \
+  --origin-token-file "$ORIGIN_TOKEN_FILE"
 prefix cachenode "$BIN/cachenode" --listen 127.0.0.1:7200 --tracker 127.0.0.1:7000 \
   --cache-dir "$RUN_DIR/cache" --ops 127.0.0.1:9092
 prefix edge "$BIN/edge" --listen "127.0.0.1:$PORT" --tracker 127.0.0.1:7000 --ops 127.0.0.1:9093

@@ -24,7 +24,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,6 +32,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/flagenv"
 )
 
 const usage = `cdnprobe — download files through every address of a DNS name, verify SHA-256.
@@ -43,11 +44,7 @@ Usage: cdnprobe [flags] PATH[=SHA256HEX]...
 func main() {
 	cfg, err := parseFlags(os.Args[1:])
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "cdnprobe:", err)
-		os.Exit(2)
+		os.Exit(flagenv.Report(os.Stdout, os.Stderr, "cdnprobe", err))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
@@ -65,7 +62,7 @@ func main() {
 
 func parseFlags(args []string) (Config, error) {
 	var cfg Config
-	fs := flag.NewFlagSet("cdnprobe", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("cdnprobe")
 	fs.StringVar(&cfg.Host, "host", "cdn", "DNS name whose every address is used")
 	fs.IntVar(&cfg.Port, "port", 8080, "HTTP port on every address")
 	fs.IntVar(&cfg.N, "n", 1, "downloads of each PATH")
@@ -77,26 +74,22 @@ func parseFlags(args []string) (Config, error) {
 	fs.Int64Var(&cfg.RangeStart, "range-start", 0, "start every download at this byte offset (a seek)")
 	fs.Int64Var(&cfg.RangeLen, "range-len", 0, "download only this many bytes (0: to the end); the digest then covers that range")
 	fs.BoolVar(&cfg.Quiet, "q", false, "no progress log on stderr")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = flagenv.ToolUsage(fs, usage)
+	if err := flagenv.ParseArgs(fs, args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return cfg, errors.New("no PATH given")
+		return cfg, flagenv.Usagef("no PATH given")
 	}
 	for _, a := range fs.Args() {
 		t, err := parseTarget(a)
 		if err != nil {
-			return cfg, err
+			return cfg, &flagenv.UsageError{Err: err}
 		}
 		cfg.Targets = append(cfg.Targets, t)
 	}
 	if cfg.N < 1 || cfg.C < 1 || cfg.Attempts < 1 {
-		return cfg, errors.New("-n, -c and -attempts must be at least 1")
+		return cfg, flagenv.Usagef("-n, -c and --attempts must be at least 1")
 	}
 	return cfg, nil
 }

@@ -3,31 +3,32 @@
 // HEALTHCHECK runs this: it GETs one URL and exits 0 when the answer is
 // 2xx, 1 otherwise (printing why, which `docker inspect` shows).
 //
-// Usage: healthcheck [-timeout 3s] URL
+// Usage: healthcheck [--timeout 3s] URL
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/flagenv"
 )
 
 func main() {
-	timeout := flag.Duration("timeout", 3*time.Second, "give up after this long")
-	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: healthcheck [-timeout D] URL  (exit 0 when GET URL answers 2xx)")
-		flag.PrintDefaults()
+	fs := flagenv.NewFlagSet("healthcheck")
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	fs.Usage = flagenv.ToolUsage(fs, "usage: healthcheck [--timeout D] URL  (exit 0 when GET URL answers 2xx)\n")
+	err := flagenv.ParseArgs(fs, os.Args[1:])
+	if err == nil && fs.NArg() != 1 {
+		err = flagenv.Usagef("want one URL")
 	}
-	flag.Parse()
-	if flag.NArg() != 1 {
-		flag.Usage()
-		os.Exit(2)
+	if err != nil {
+		os.Exit(flagenv.Report(os.Stdout, os.Stderr, "healthcheck", err))
 	}
-	if err := check(*timeout, flag.Arg(0)); err != nil {
+	if err := check(*timeout, fs.Arg(0)); err != nil {
 		fmt.Fprintln(os.Stderr, "unhealthy:", err)
 		os.Exit(1)
 	}

@@ -4,17 +4,38 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 
+	"github.com/p2pd/p2pd/internal/accesslog"
+	"github.com/p2pd/p2pd/internal/cors"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/tlsconfig"
 )
 
-// defaultOps is the ops listener without -B; with -B it moves to that
-// address, port 9090.
-const defaultOps = "127.0.0.1:9090"
+// opsPortOffset derives the ops listener's default port from -P: 8080
+// gives 9090, and two nodes on one machine with different -P never share
+// one.
+const opsPortOffset = 1010
+
+// defaultOps is the ops listener when --ops is not given: on loopback
+// (the -B address when that is a loopback one, so nodes on 127.0.0.x each
+// have their own; 127.0.0.1 otherwise: metrics, pprof and the admin API
+// are never exposed because viewers' HTTP is), at -P + 1010, or -P - 1010
+// when that would pass 65535.
+func defaultOps(bind string, port int) string {
+	host := "127.0.0.1"
+	if ip := net.ParseIP(bind); ip != nil && ip.IsLoopback() {
+		host = bind
+	}
+	p := port + opsPortOffset
+	if p > 65535 {
+		p = port - opsPortOffset
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p))
+}
 
 // config is the p2pd command line.
 type config struct {
@@ -36,11 +57,17 @@ type config struct {
 	etcdDir     string
 	// adminTokenFile holds the admin API token (server).
 	adminTokenFile string
+	// joinTokenFile holds the join token (server: demanded of caches;
+	// cache: presented to the server).
+	joinTokenFile string
 	// traceQueryURL is the trace store's query API the admin API reads
 	// traces from (server).
 	traceQueryURL string
 	rescan        string
 	common        service.Common
+	// cors and accessLog apply to viewers' HTTP.
+	cors      cors.Flags
+	accessLog accesslog.Flags
 	// tls is mutual TLS between nodes (their gRPC on the shared port).
 	tls tlsconfig.Flags
 }
@@ -50,6 +77,8 @@ const manPage = `p2pd — a peer-assisted CDN for video on demand, in one binary
 SYNOPSIS
   p2pd -p DIR [-i] [-P PORT] [-B ADDR] [-N] [-A HOST]       server
   p2pd -c DIR -S HOST[:PORT] [-n] [-N] [-A HOST] [-P PORT]  cache
+  p2pd admin COMMAND ...                                    admin API client
+  p2pd --help | --version
 
 DESCRIPTION
   A server (-p) publishes the files of DIR: it runs an embedded etcd, the
@@ -61,6 +90,9 @@ DESCRIPTION
   One port per node: viewers' HTTP and the nodes' gRPC (chunk transfer and
   tracker) share -P, told apart by protocol. -N and -A restrict viewers'
   HTTP only, never the traffic between nodes.
+
+  Single-letter options combine as in other Unix tools (-inP 8080 is
+  -i -n -P 8080); long options take two dashes (one works too).
 
 OPTIONS
   -p, --publish DIR     publish the media files in DIR (server mode)
@@ -95,9 +127,15 @@ OPTIONS
                         (default: a temporary directory)
       --rescan DURATION rescan the published directory this often (10s)
       --admin-token-file FILE
-                        bearer token of the admin API on the ops listener
-                        (server; default $P2PD_ADMIN_TOKEN; none: the API
+                        bearer token of the admin API on a server's ops
+                        listener, and of pprof on any ops listener off
+                        loopback (default $P2PD_ADMIN_TOKEN; none: the API
                         refuses every call)
+      --join-token-file FILE
+                        join token (default $P2PD_JOIN_TOKEN): a server
+                        with one lets only caches presenting it join; a
+                        cache presents it to -S. Without a token or TLS a
+                        server lets any cache join (see SECURITY)
       --trace-query-url URL
                         Jaeger's query API (http://HOST:16686) the admin
                         API reads a request's trace from for the
@@ -110,16 +148,46 @@ OPTIONS
                         name the addresses other nodes dial (-B, -S,
                         --advertise) and 127.0.0.1 or -B, and allow both
                         server and client use. Viewers' HTTP is not
-                        affected.
+                        affected. A certificate with the URI SAN
+                        p2pd://ROLE/ID (origin, cachenode) may register
+                        only as that role and id.
       --node-id ID      node id (default: derived from the address)
       --ops ADDR        ops listener: /metrics /healthz /readyz /debug/pprof/
-                        (default 127.0.0.1:9090, or the -B address port
-                        9090; empty disables)
+                        and a server's admin API and dashboard (default:
+                        port -P + 1010 on 127.0.0.1, or on -B when -B is a
+                        loopback address: -P 8080 gives 127.0.0.1:9090; it
+                        is never moved off loopback unless named here;
+                        empty disables). Off loopback, pprof needs the
+                        admin token. A node whose ops port is taken warns
+                        and runs without it.
+      --cors-origins LIST
+                        origins whose web pages may read content with
+                        fetch/XHR and Range (CORS): * (default) for any,
+                        or comma-separated scheme://host[:port]; empty
+                        sends no CORS headers
+      --access-log FILE one line per viewer request, appended to FILE
+                        (- for stderr; default none)
+      --access-log-format FORMAT
+                        combined (Apache/nginx combined, then range,
+                        seconds and trace id; default) or json (JSON lines)
       --log-level LEVEL debug, info, warn, error (default info)
       --log-json        log JSON lines
+      --version         print the version and exit
+  -h, --help            print this manual and exit
 
   Every long option can also be set in the environment as P2PD_ + its name
   in upper case with dashes as underscores (P2PD_MAX_BYTES=20G).
+
+SECURITY
+  Only the server's own origin (in the same process) or a holder of the
+  admin token may publish, unpublish or change which version a name
+  serves. On an open network (no join token, no TLS), as in scenario 3,
+  any process that reaches the server's port may join as a cache and
+  serve chunks, which every node verifies against the origin's digests,
+  so it can waste bandwidth but never change a byte a viewer gets; it can
+  never publish, unpublish, or replace or remove another node (each
+  registration has its own secret). A join token or mutual TLS closes
+  joining to strangers. See docs/security.md.
 
 EXAMPLES
   Scenario 1, a single server on port 8080 for /mediafiles:
@@ -137,7 +205,7 @@ EXAMPLES
 
 func parseFlags(args []string) (*config, error) {
 	c := &config{}
-	fs := flag.NewFlagSet("p2pd", flag.ContinueOnError)
+	fs := flagenv.NewFlagSet("p2pd")
 	str := func(p *string, short, long, def string) {
 		fs.StringVar(p, short, def, "")
 		fs.StringVar(p, long, def, "")
@@ -164,32 +232,42 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.chunkSize, "chunk-size", manifest.DefaultChunkSize, "")
 	fs.StringVar(&c.etcdDir, "etcd-dir", "", "")
 	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "")
+	fs.StringVar(&c.joinTokenFile, "join-token-file", "", "")
 	fs.StringVar(&c.traceQueryURL, "trace-query-url", "", "")
 	fs.StringVar(&c.rescan, "rescan", "10s", "")
-	c.common.Register(fs, defaultOps)
+	c.common.Register(fs, "")
 	c.tls.Register(fs)
+	c.cors.Register(fs)
+	c.accessLog.Register(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), manPage) }
 	if err := flagenv.Parse(fs, args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (see p2pd --help)", fs.Arg(0))
+		return nil, flagenv.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	switch {
 	case c.publish == "" && c.cache == "":
-		return nil, fmt.Errorf("give -p DIR (server) or -c DIR -S SERVER (cache); see p2pd --help")
+		return nil, flagenv.Usagef("give -p DIR (server) or -c DIR -S SERVER (cache)")
 	case c.publish != "" && c.cache != "":
-		return nil, fmt.Errorf("-p and -c exclude each other: a node is a server or a cache")
+		return nil, flagenv.Usagef("-p and -c exclude each other: a node is a server or a cache")
 	case c.cache != "" && c.server == "":
-		return nil, fmt.Errorf("a cache needs -S HOST[:PORT], the server to join")
+		return nil, flagenv.Usagef("a cache needs -S HOST[:PORT], the server to join")
 	case c.publish != "" && c.server != "":
-		return nil, fmt.Errorf("-S is for caches; a server is the top of the hierarchy")
+		return nil, flagenv.Usagef("-S is for caches; a server is the top of the hierarchy")
 	case c.port <= 0 || c.port > 65535:
-		return nil, fmt.Errorf("-P %d: not a port", c.port)
+		return nil, flagenv.Usagef("-P %d: not a port", c.port)
 	}
-	if c.common.Ops == defaultOps && c.bind != "" && !net.ParseIP(c.bind).IsUnspecified() {
-		// Several nodes on one machine each get their own ops listener.
-		c.common.Ops = net.JoinHostPort(c.bind, "9090")
+	if _, err := cors.Parse(c.cors.Origins); err != nil {
+		return nil, &flagenv.UsageError{Err: fmt.Errorf("--cors-origins: %w", err)}
+	}
+	if _, err := accesslog.ParseFormat(c.accessLog.Format); err != nil {
+		return nil, &flagenv.UsageError{Err: fmt.Errorf("--access-log-format: %w", err)}
+	}
+	opsGiven := false
+	fs.Visit(func(f *flag.Flag) { opsGiven = opsGiven || f.Name == "ops" })
+	if !opsGiven {
+		c.common.Ops = defaultOps(c.bind, c.port)
 	}
 	if c.server != "" {
 		if _, _, err := net.SplitHostPort(c.server); err != nil {

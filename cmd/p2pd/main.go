@@ -8,9 +8,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
+
+	"github.com/p2pd/p2pd/internal/flagenv"
 )
 
 func main() {
@@ -21,17 +22,11 @@ func main() {
 		}
 		return
 	}
-	if err := runNode(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "p2pd:", err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "p2pd", runNode(os.Args[1:])))
 }
 
 func runNode(args []string) error {
 	cfg, err := parseFlags(args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,8 +13,10 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/buildinfo"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/portmux"
 	"github.com/p2pd/p2pd/internal/rangeio"
 	"github.com/p2pd/p2pd/internal/service"
@@ -147,14 +150,25 @@ func (n *node) run() error {
 		return err
 	}
 	defer edge.Close()
-	httpSrv := service.NewHTTPServer(n.restrict(edgeserver.Handler(n.tracker, edge)))
+	viewers, err := n.cfg.cors.Handler(n.restrict(edgeserver.Handler(n.tracker, edge)))
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	access, err := n.cfg.accessLog.Open()
+	if err != nil {
+		n.mux.Close()
+		return err
+	}
+	defer access.Close()
+	httpSrv := service.NewHTTPServer(access.Handler(viewers))
 	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
 	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
 	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.ops.SetReady(true)
 	n.log.Info("p2pd ready", "listen", n.mux.HTTP().Addr().String(), "advertise", n.advertise,
-		"public", n.cfg.public, "host", n.cfg.host, "ops", n.cfg.common.Ops)
+		"public", n.cfg.public, "host", n.cfg.host, "ops", n.cfg.common.Ops, "version", buildinfo.Read().Version)
 	err = g.Wait()
 	n.mux.Close()
 	return err
@@ -181,7 +195,25 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		return nil, err
 	}
 	g.Go(func() error { <-ctx.Done(); et.Close(); return nil })
-	tr := trackerserver.New(et.Client, trackerserver.Config{PeerSharing: n.cfg.loadSharing, Logger: n.log})
+	token, err := adminserver.LoadToken(n.cfg.adminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	n.ops.AdminToken = token
+	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--join-token-file: %w", err)
+	}
+	// The origin is in this process: its credential is made here and
+	// never leaves it, so nothing outside may publish but the admin.
+	originToken := nodeauth.NewSecret()
+	tr := trackerserver.New(et.Client, trackerserver.Config{
+		PeerSharing: n.cfg.loadSharing,
+		OriginToken: originToken,
+		AdminToken:  token,
+		JoinToken:   join,
+		Logger:      n.log,
+	})
 	trackerv1.RegisterTrackerServiceServer(n.grpc, tr)
 	n.ops.Registry.MustRegister(tr.Collectors()...)
 	n.ops.Registry.MustRegister(et.Collectors()...)
@@ -191,15 +223,11 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err != nil {
 		return nil, fmt.Errorf("--rescan %q: %w", n.cfg.rescan, err)
 	}
-	tc, err := trackerclient.Dial(n.self, n.creds.DialOption())
+	tc, err := trackerclient.Dial(n.self, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, originToken))
 	if err != nil {
 		return nil, err
 	}
 	n.tracker = tc
-	token, err := adminserver.LoadToken(n.cfg.adminTokenFile)
-	if err != nil {
-		return nil, err
-	}
 	og, octx := errgroup.WithContext(ctx)
 	_, err = originrun.Start(octx, og, originrun.Host{GRPC: n.grpc, Ops: n.ops}, originrun.Config{
 		Origin: originserver.Config{
@@ -232,6 +260,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	}
 	return edgeserver.New(edgeserver.Config{
 		Tracker:          tc,
+		Commands:         tc,
 		Nodes:            n.pool,
 		NodeID:           "edge@" + n.advertise,
 		Upstream:         n.self,
@@ -253,7 +282,15 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, err
 	}
-	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption())
+	// A cache has no admin API; the token opens its pprof off loopback.
+	if n.ops.AdminToken, err = adminserver.LoadToken(n.cfg.adminTokenFile); err != nil {
+		return nil, err
+	}
+	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--join-token-file: %w", err)
+	}
+	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
 	if err != nil {
 		return nil, err
 	}
@@ -279,6 +316,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	})
 	return edgeserver.New(edgeserver.Config{
 		Tracker:  tc,
+		Commands: tc,
 		Nodes:    n.pool,
 		NodeID:   "edge@" + n.advertise,
 		Upstream: n.self,

@@ -3,8 +3,12 @@
 #   make -f deployments/compose/compose.mk up
 #
 #   images       static binaries (ours, etcd, Jaeger) and FROM scratch images; no registry
-#   up           images, then the whole CDN with docker compose; prints what to open
+#   up           images, an admin token (made once), then the whole CDN with
+#                docker compose; prints what to open
 #   down         stops it and removes its containers, network and volumes
+#   edges        lists each edge's host address (Docker picks which edge gets
+#                which port of P2PD_EDGE_PORTS)
+#   admin-token  makes the admin token file if missing (up does it)
 #   e2e-compose  the compose e2e suite (go test -run TestCompose ./e2e/)
 #   compose-ps, compose-logs
 #
@@ -28,10 +32,30 @@ COMPOSE_OURS   := tracker origin cachenode edge
 COMPOSE_CMDS   := healthcheck cdnprobe
 COMPOSE_THIRD  := etcd jaeger
 COMPOSE_IMAGES := $(COMPOSE_OURS) cdnprobe $(COMPOSE_THIRD)
-COMPOSE_GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
+COMPOSE_GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(P2PD_LDFLAGS)'
 COMPOSE_RUN     = $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_DIR)/docker-compose.yml
+# The admin API's token: made once by `make up`, kept until deleted, read
+# by the origin through a bind mount. The file is world-readable because
+# the origin runs as an unprivileged user that does not own it; its
+# directory is the host user's alone (0700), so no other host user can
+# reach it.
+P2PD_ADMIN_TOKEN_FILE ?= $(COMPOSE_ROOT)/.run/compose/admin-token
+export P2PD_ADMIN_TOKEN_FILE
 
-.PHONY: images compose-binaries up down e2e-compose compose-ps compose-logs
+.PHONY: images compose-binaries up down edges admin-token e2e-compose compose-ps compose-logs
+
+# The origin credential (docs/security.md): made once, kept beside the
+# binaries, and set for every compose command below, so the trackers and
+# the origin agree on it and a stranger on the network cannot publish.
+COMPOSE_ORIGIN_TOKEN := $(COMPOSE_BIN)/origin-token
+ifeq ($(origin P2PD_ORIGIN_TOKEN),undefined)
+P2PD_ORIGIN_TOKEN = $(shell cat $(COMPOSE_ORIGIN_TOKEN) 2>/dev/null)
+endif
+export P2PD_ORIGIN_TOKEN
+
+$(COMPOSE_ORIGIN_TOKEN):
+	@mkdir -p $(COMPOSE_BIN)
+	@umask 077; head -c 24 /dev/urandom | base64 | tr '+/' '-_' > $@
 
 # `go build` relinks only what changed, so this is quick once built.
 compose-binaries:
@@ -55,18 +79,37 @@ images: compose-binaries
 	done
 	@docker images --filter reference='p2pd/*:$(P2PD_TAG)' --format '{{.Repository}}:{{.Tag}}  {{.Size}}'
 
-up: images
-	$(COMPOSE_RUN) up -d --remove-orphans
+# A new token is printed in full once, when it is made; later runs say
+# where it is.
+admin-token:
+	@f="$(P2PD_ADMIN_TOKEN_FILE)"; d=$$(dirname "$$f"); \
+	if [ ! -s "$$f" ]; then \
+		mkdir -p "$$d" && chmod 700 "$$d"; \
+		[ -d "$$f" ] && rmdir "$$f"; \
+		head -c 18 /dev/urandom | base64 | tr '+/' '-_' > "$$f" && chmod 644 "$$f"; \
+		echo "admin token (new, shown once; kept in $$f):"; echo "  $$(cat "$$f")"; \
+	fi
+
+up: images admin-token $(COMPOSE_ORIGIN_TOKEN)
+	P2PD_ORIGIN_TOKEN=$$(cat $(COMPOSE_ORIGIN_TOKEN)) $(COMPOSE_RUN) up -d --remove-orphans
 	@echo
 	@echo "p2pd is up (project $(COMPOSE_PROJECT)). Open in a browser:"
-	@for i in $$(seq 1 $$($(COMPOSE_RUN) ps -q edge | wc -l)); do \
-		a=$$($(COMPOSE_RUN) port --index=$$i edge 8080 2>/dev/null); \
-		[ -n "$$a" ] && echo "  edge $$i:      http://$$a/<file>   (files of $${P2PD_MEDIA_DIR:-./mediafiles})"; \
-	done; true
-	@a=$$($(COMPOSE_RUN) port origin 9090 2>/dev/null) && echo "  origin ops:  http://$$a/metrics  /readyz"; true
-	@a=$$($(COMPOSE_RUN) port jaeger 16686 2>/dev/null) && echo "  traces:      http://$$a/"; true
+	@$(MAKE) --no-print-directory -f $(COMPOSE_DIR)/compose.mk edges
+	@a=$$($(COMPOSE_RUN) port origin 9090 2>/dev/null) && \
+		echo "  dashboard:   http://$$a/ui/   (admin token: the file $(P2PD_ADMIN_TOKEN_FILE))" && \
+		echo "  admin CLI:   P2PD_ADMIN_SERVER=http://$$a P2PD_ADMIN_TOKEN=\$$(cat $(P2PD_ADMIN_TOKEN_FILE)) bin/p2pd admin nodes" && \
+		echo "  origin ops:  http://$$a/metrics  /readyz"; true
+	@a=$$($(COMPOSE_RUN) port jaeger 16686 2>/dev/null) && echo "  traces:      http://$$a/api/traces/TRACE_ID (or the dashboard's trace view)"; true
 	@echo "  status:      $(COMPOSE_RUN) ps"
 	@echo "  stop:        make down$(if $(filter-out p2pd,$(COMPOSE_PROJECT)), COMPOSE_PROJECT=$(COMPOSE_PROJECT))"
+
+# One line per running edge: its host address. Docker assigns the ports of
+# P2PD_EDGE_PORTS in no fixed order, so this is where to look.
+edges:
+	@for i in $$(seq 1 $$($(COMPOSE_RUN) ps -q edge | wc -l)); do \
+		a=$$($(COMPOSE_RUN) port --index=$$i edge 8080 2>/dev/null); \
+		[ -n "$$a" ] && echo "  edge $$i:      http://$$a/   (files of $${P2PD_MEDIA_DIR:-./mediafiles})"; \
+	done; true
 
 down:
 	$(COMPOSE_RUN) down -v --remove-orphans

@@ -149,6 +149,31 @@ func (c *Cache) Remove(root manifest.Digest, idx int) {
 	}
 }
 
+// RemoveRoot forgets every chunk of root and returns how many there
+// were: a purged or unpublished file must not be served from memory. It
+// walks the whole cache, which is fine for an operator's command.
+func (c *Cache) RemoveRoot(root manifest.Digest) int {
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for k, el := range sh.m {
+			if k.root != root {
+				continue
+			}
+			sh.ll.Remove(el)
+			delete(sh.m, k)
+			sh.bytes -= int64(cap(el.Value.(*entry).data))
+			n++
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
 // Bytes returns the memory held by cached chunks.
 func (c *Cache) Bytes() int64 {
 	if c == nil {

@@ -76,3 +76,34 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("%d bytes cached, over the budget", b)
 	}
 }
+
+func TestRemoveRoot(t *testing.T) {
+	const chunk = 1 << 10
+	c := New(1 << 20)
+	a, b := manifest.Digest{1}, manifest.Digest{2}
+	for i := range 40 {
+		c.Add(a, i, make([]byte, chunk))
+		c.Add(b, i, make([]byte, chunk))
+	}
+	if n := c.RemoveRoot(a); n != 40 {
+		t.Errorf("RemoveRoot = %d, want 40", n)
+	}
+	for i := range 40 {
+		if c.Contains(a, i) {
+			t.Fatalf("chunk %d of the removed root still cached", i)
+		}
+		if !c.Contains(b, i) {
+			t.Fatalf("chunk %d of the other root gone", i)
+		}
+	}
+	if got := c.Bytes(); got != 40*chunk {
+		t.Errorf("Bytes = %d, want %d", got, 40*chunk)
+	}
+	if n := c.RemoveRoot(a); n != 0 {
+		t.Errorf("second RemoveRoot = %d, want 0", n)
+	}
+	var nilCache *Cache
+	if n := nilCache.RemoveRoot(a); n != 0 {
+		t.Errorf("nil cache RemoveRoot = %d", n)
+	}
+}

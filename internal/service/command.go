@@ -2,9 +2,7 @@ package service
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
 
@@ -13,9 +11,9 @@ import (
 )
 
 // Command is the frame every service binary shares: the common flags
-// (ops listener, logging, TLS), their P2PD_* environment variables, and
-// -h. A binary's main.go adds its own flags to Flags and hands the rest to
-// its service's Serve.
+// (ops listener, logging, TLS), their P2PD_* environment variables, -h
+// and --version, and exit codes (flagenv.Report). A binary's main.go adds
+// its own flags to Flags and hands the rest to its service's Serve.
 type Command struct {
 	name   string
 	fs     *flag.FlagSet
@@ -24,9 +22,9 @@ type Command struct {
 }
 
 // NewCommand returns the frame of service name, its ops listener on
-// opsDefault, -h printing usage.
+// opsDefault.
 func NewCommand(name, usage, opsDefault string) *Command {
-	c := &Command{name: name, fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c := &Command{name: name, fs: flagenv.NewFlagSet(name)}
 	c.common.Register(c.fs, opsDefault)
 	c.tls.Register(c.fs)
 	c.fs.Usage = flagenv.Usage(c.fs, usage)
@@ -43,50 +41,27 @@ type Env struct {
 	Ops string // the ops listener's address, empty for none
 }
 
-// Parse parses args and the environment. It returns nil and no error when
-// -h printed the usage, so the binary exits 0.
-func (c *Command) Parse(args []string) (*Env, error) {
-	if err := flagenv.Parse(c.fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	log, err := c.common.Logger(c.name)
-	if err != nil {
-		return nil, err
-	}
-	creds, err := c.tls.Load()
-	if err != nil {
-		return nil, err
-	}
-	return &Env{Log: log, TLS: creds, Ops: c.common.Ops}, nil
-}
-
-// Usage prints the usage and returns err: for flags that are missing or
-// wrong together.
-func (c *Command) Usage(err error) error {
-	c.fs.Usage()
-	return err
-}
-
-// Main parses the command line (os.Args) and runs run with a context
-// cancelled on SIGINT or SIGTERM. A failure is printed as "NAME: error"
-// and exits 1; -h exits 0.
+// Main parses the command line (os.Args and the environment) and runs run
+// with a context cancelled on SIGINT or SIGTERM, then exits as
+// flagenv.Report says: 0, 1 for a failure, 2 for a command line that
+// cannot run (run returns flagenv.Usagef for its own checks).
 func (c *Command) Main(run func(ctx context.Context, env *Env) error) {
-	err := c.run(os.Args[1:], run)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", c.name, err)
-		os.Exit(1)
-	}
+	os.Exit(flagenv.Report(os.Stdout, os.Stderr, c.name, c.run(os.Args[1:], run)))
 }
 
 func (c *Command) run(args []string, run func(ctx context.Context, env *Env) error) error {
-	env, err := c.Parse(args)
-	if env == nil {
+	if err := flagenv.Parse(c.fs, args); err != nil {
+		return err
+	}
+	log, err := c.common.Logger(c.name)
+	if err != nil {
+		return err
+	}
+	creds, err := c.tls.Load()
+	if err != nil {
 		return err
 	}
 	ctx, stop := SignalContext()
 	defer stop()
-	return run(ctx, env)
+	return run(ctx, &Env{Log: log, TLS: creds, Ops: c.common.Ops})
 }

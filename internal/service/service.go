@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/p2pd/p2pd/internal/buildinfo"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,13 +71,17 @@ func SignalContext() (context.Context, context.CancelFunc) {
 type Ops struct {
 	Mux      *http.ServeMux
 	Registry *prometheus.Registry
-	ready    atomic.Bool
+	// AdminToken, when set, opens /debug/pprof/ on an ops listener that
+	// is not on loopback to requests bearing it; without it pprof answers
+	// loopback listeners only (see ServeOps).
+	AdminToken string
+	ready      atomic.Bool
 }
 
 // NewOps creates the ops mux with metrics, health, readiness and pprof.
 func NewOps() *Ops {
 	o := &Ops{Mux: http.NewServeMux(), Registry: prometheus.NewRegistry()}
-	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	o.Mux.Handle("/metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
 	o.Mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	o.Mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -129,7 +134,10 @@ func ServeHTTP(ctx context.Context, l net.Listener, srv *http.Server) error {
 }
 
 // ServeOps runs the ops listener on addr until ctx ends. An empty addr
-// disables it.
+// disables it. The listener is optional: when addr cannot be bound (a
+// second node on the machine took the port) it logs a warning and the
+// process goes on without it. Off loopback, pprof (which can stall the
+// process and reads its memory) needs o.AdminToken.
 func ServeOps(ctx context.Context, addr string, o *Ops) error {
 	if addr == "" {
 		<-ctx.Done()
@@ -137,9 +145,16 @@ func ServeOps(ctx context.Context, addr string, o *Ops) error {
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("ops listener: %w", err)
+		slog.Warn("ops listener disabled: /metrics, /healthz, /readyz and the admin API are not served (set --ops to a free address)",
+			"ops", addr, "err", err)
+		<-ctx.Done()
+		return nil
 	}
-	return ServeHTTP(ctx, l, NewHTTPServer(o.Mux))
+	var h http.Handler = o.Mux
+	if host, _, _ := net.SplitHostPort(l.Addr().String()); !isLoopback(host) {
+		h = guardPprof(o.AdminToken, o.Mux)
+	}
+	return ServeHTTP(ctx, l, NewHTTPServer(h))
 }
 
 // GRPCServerOptions are the server options for bulk chunk transfer: large

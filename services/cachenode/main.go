@@ -6,9 +6,10 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
 	"github.com/p2pd/p2pd/internal/flagenv"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
 )
@@ -31,6 +32,7 @@ func main() {
 		pc       cacheserver.ProcessConfig
 		maxBytes = flagenv.Bytes(10 << 30)
 		memory   = flagenv.CacheBytes(256 << 20)
+		joinFile string
 	)
 	fs.StringVar(&pc.Listen, "listen", ":7200", "address to serve SPP (gRPC) on")
 	fs.StringVar(&pc.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
@@ -41,9 +43,14 @@ func main() {
 	fs.BoolVar(&pc.FetchMisses, "fetch", true, "fetch chunks not held from other nodes (false: serve only what is held)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory in front of the store, served with no disk read and no second digest: a `size`, 0 for none")
 	fs.IntVar(&pc.Prefetch, "prefetch", 16, "chunks fetched ahead of sequential playback, past the end of the viewer's request (0: none)")
+	fs.StringVar(&joinFile, "join-token-file", "", "file holding the join token the tracker demands to register (default: $"+nodeauth.JoinTokenEnv+")")
 	cmd.Main(func(ctx context.Context, env *service.Env) error {
 		if pc.CacheDir == "" || pc.Trackers == "" {
-			return cmd.Usage(errors.New("--cache-dir and --tracker are required"))
+			return flagenv.Usagef("--cache-dir and --tracker are required")
+		}
+		var err error
+		if pc.JoinToken, err = nodeauth.LoadToken(joinFile, nodeauth.JoinTokenEnv, nil); err != nil {
+			return fmt.Errorf("--join-token-file: %w", err)
 		}
 		pc.Logger, pc.TLS, pc.Ops = env.Log, env.TLS, env.Ops
 		pc.MaxBytes, pc.MemoryCacheBytes = int64(maxBytes), int64(memory)

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/service"
@@ -30,6 +29,8 @@ func main() {
 		pc     edgeserver.ProcessConfig
 		memory = flagenv.CacheBytes(256 << 20)
 	)
+	pc.CORS.Register(fs)
+	pc.AccessLog.Register(fs)
 	fs.StringVar(&pc.Listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&pc.Trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&pc.NodeID, "node-id", "", "node id sent with SPP requests and rate reports, and registered with the tracker (default: edge@HOSTNAME)")
@@ -37,7 +38,7 @@ func main() {
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
 	cmd.Main(func(ctx context.Context, env *service.Env) error {
 		if pc.Trackers == "" {
-			return cmd.Usage(errors.New("--tracker is required"))
+			return flagenv.Usagef("--tracker is required")
 		}
 		pc.Logger, pc.TLS, pc.Ops = env.Log, env.TLS, env.Ops
 		pc.MemoryCacheBytes = int64(memory)

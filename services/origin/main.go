@@ -6,9 +6,11 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
+	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/services/origin/adminserver"
 	"github.com/p2pd/p2pd/services/origin/originrun"
@@ -30,6 +32,7 @@ func main() {
 	var (
 		pc        originrun.ProcessConfig
 		tokenFile string
+		originTok string
 	)
 	fs.StringVar(&pc.Origin.MediaDir, "media-dir", "", "directory of media files to publish (required)")
 	fs.StringVar(&pc.Listen, "listen", ":7100", "address to serve SPP (gRPC) on")
@@ -38,16 +41,20 @@ func main() {
 	fs.StringVar(&pc.Trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.IntVar(&pc.Origin.ChunkSize, "chunk-size", manifest.DefaultChunkSize, "chunk size in bytes for newly published files")
 	fs.DurationVar(&pc.Origin.Rescan, "rescan", 0, "rescan the media directory this often (0: only at start)")
+	fs.StringVar(&originTok, "origin-token-file", "", "file holding the origin credential the tracker demands to publish (default: $"+nodeauth.OriginTokenEnv+"; the same as the tracker's)")
 	fs.StringVar(&pc.TraceQueryURL, "trace-query-url", "", "Jaeger's query API (http://HOST:16686) the admin API reads a request's trace from, for the dashboard's trace view (empty: none)")
 	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the admin API bearer token (default: $"+adminserver.TokenEnv+"; none: the API refuses every call)")
 	cmd.Main(func(ctx context.Context, env *service.Env) error {
 		if pc.Origin.MediaDir == "" || pc.Trackers == "" {
-			return cmd.Usage(errors.New("--media-dir and --tracker are required"))
+			return flagenv.Usagef("--media-dir and --tracker are required")
 		}
 		pc.Logger, pc.TLS, pc.Ops = env.Log, env.TLS, env.Ops
 		var err error
 		if pc.AdminToken, err = adminserver.LoadToken(tokenFile); err != nil {
 			return err
+		}
+		if pc.OriginToken, err = nodeauth.LoadToken(originTok, nodeauth.OriginTokenEnv, nil); err != nil {
+			return fmt.Errorf("--origin-token-file: %w", err)
 		}
 		return originrun.Serve(ctx, pc)
 	})

@@ -1350,6 +1350,240 @@ func (x *Span) GetError() bool {
 	return false
 }
 
+type PrewarmFileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The published file.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Every live cachenode. Either all or node_ids must be given.
+	All bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	// These cachenodes, by id (GET /v1/nodes lists them).
+	NodeIds       []string `protobuf:"bytes,3,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrewarmFileRequest) Reset() {
+	*x = PrewarmFileRequest{}
+	mi := &file_admin_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrewarmFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrewarmFileRequest) ProtoMessage() {}
+
+func (x *PrewarmFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrewarmFileRequest.ProtoReflect.Descriptor instead.
+func (*PrewarmFileRequest) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PrewarmFileRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PrewarmFileRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *PrewarmFileRequest) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+type PrewarmFileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	File  *File                  `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	// The cachenodes asked to fetch it: it is prewarmed when each of them
+	// holds file.chunk_count chunks (GetFile's holders).
+	NodeIds []string `protobuf:"bytes,2,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	// Id of the recorded command.
+	CommandId     string `protobuf:"bytes,3,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrewarmFileResponse) Reset() {
+	*x = PrewarmFileResponse{}
+	mi := &file_admin_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrewarmFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrewarmFileResponse) ProtoMessage() {}
+
+func (x *PrewarmFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrewarmFileResponse.ProtoReflect.Descriptor instead.
+func (*PrewarmFileResponse) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PrewarmFileResponse) GetFile() *File {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+func (x *PrewarmFileResponse) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+func (x *PrewarmFileResponse) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+type PurgeFileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The published file.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeFileRequest) Reset() {
+	*x = PurgeFileRequest{}
+	mi := &file_admin_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeFileRequest) ProtoMessage() {}
+
+func (x *PurgeFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeFileRequest.ProtoReflect.Descriptor instead.
+func (*PurgeFileRequest) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PurgeFileRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type PurgeFileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	File  *File                  `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	// The cachenodes that held chunks of it when it was purged: it is
+	// purged when no cachenode is a holder any more (GetFile's holders).
+	NodeIds []string `protobuf:"bytes,2,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	// Id of the recorded command.
+	CommandId     string `protobuf:"bytes,3,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeFileResponse) Reset() {
+	*x = PurgeFileResponse{}
+	mi := &file_admin_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeFileResponse) ProtoMessage() {}
+
+func (x *PurgeFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeFileResponse.ProtoReflect.Descriptor instead.
+func (*PurgeFileResponse) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PurgeFileResponse) GetFile() *File {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+func (x *PurgeFileResponse) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+func (x *PurgeFileResponse) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
 // Error is the body of every failed admin REST call.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1366,7 +1600,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_admin_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1612,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_v1_admin_proto_msgTypes[20]
+	mi := &file_admin_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1625,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_admin_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Error) GetCode() string {
@@ -1524,11 +1758,27 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x05error\x18\b \x01(\bR\x05error\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"U\n" +
+	"\x12PrewarmFileRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03all\x18\x02 \x01(\bR\x03all\x12\x19\n" +
+	"\bnode_ids\x18\x03 \x03(\tR\anodeIds\"s\n" +
+	"\x13PrewarmFileResponse\x12\"\n" +
+	"\x04file\x18\x01 \x01(\v2\x0e.admin.v1.FileR\x04file\x12\x19\n" +
+	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x03 \x01(\tR\tcommandId\"&\n" +
+	"\x10PurgeFileRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"q\n" +
+	"\x11PurgeFileResponse\x12\"\n" +
+	"\x04file\x18\x01 \x01(\v2\x0e.admin.v1.FileR\x04file\x12\x19\n" +
+	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x03 \x01(\tR\tcommandId\"M\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
-	"\x06status\x18\x03 \x01(\x05R\x06status2\xbe\x04\n" +
+	"\x06status\x18\x03 \x01(\x05R\x06status2\xd0\x05\n" +
 	"\fAdminService\x12J\n" +
 	"\vPublishFile\x12\x1c.admin.v1.PublishFileRequest\x1a\x1d.admin.v1.PublishFileResponse\x12G\n" +
 	"\n" +
@@ -1538,7 +1788,9 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"DeleteFile\x12\x1b.admin.v1.DeleteFileRequest\x1a\x1c.admin.v1.DeleteFileResponse\x12D\n" +
 	"\tListFiles\x12\x1a.admin.v1.ListFilesRequest\x1a\x1b.admin.v1.ListFilesResponse\x12D\n" +
 	"\tListNodes\x12\x1a.admin.v1.ListNodesRequest\x1a\x1b.admin.v1.ListNodesResponse\x12A\n" +
-	"\bGetStats\x12\x19.admin.v1.GetStatsRequest\x1a\x1a.admin.v1.GetStatsResponse\x12A\n" +
+	"\bGetStats\x12\x19.admin.v1.GetStatsRequest\x1a\x1a.admin.v1.GetStatsResponse\x12J\n" +
+	"\vPrewarmFile\x12\x1c.admin.v1.PrewarmFileRequest\x1a\x1d.admin.v1.PrewarmFileResponse\x12D\n" +
+	"\tPurgeFile\x12\x1a.admin.v1.PurgeFileRequest\x1a\x1b.admin.v1.PurgeFileResponse\x12A\n" +
 	"\bGetTrace\x12\x19.admin.v1.GetTraceRequest\x1a\x1a.admin.v1.GetTraceResponseB+Z)github.com/p2pd/p2pd/gen/admin/v1;adminv1b\x06proto3"
 
 var (
@@ -1553,7 +1805,7 @@ func file_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_admin_v1_admin_proto_rawDescData
 }
 
-var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_admin_v1_admin_proto_goTypes = []any{
 	(*File)(nil),                  // 0: admin.v1.File
 	(*Holder)(nil),                // 1: admin.v1.Holder
@@ -1575,48 +1827,58 @@ var file_admin_v1_admin_proto_goTypes = []any{
 	(*GetTraceRequest)(nil),       // 17: admin.v1.GetTraceRequest
 	(*GetTraceResponse)(nil),      // 18: admin.v1.GetTraceResponse
 	(*Span)(nil),                  // 19: admin.v1.Span
-	(*Error)(nil),                 // 20: admin.v1.Error
-	nil,                           // 21: admin.v1.GetStatsResponse.NodesByRoleEntry
-	nil,                           // 22: admin.v1.GetStatsResponse.BytesServedBySourceEntry
-	nil,                           // 23: admin.v1.Span.AttributesEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*PrewarmFileRequest)(nil),    // 20: admin.v1.PrewarmFileRequest
+	(*PrewarmFileResponse)(nil),   // 21: admin.v1.PrewarmFileResponse
+	(*PurgeFileRequest)(nil),      // 22: admin.v1.PurgeFileRequest
+	(*PurgeFileResponse)(nil),     // 23: admin.v1.PurgeFileResponse
+	(*Error)(nil),                 // 24: admin.v1.Error
+	nil,                           // 25: admin.v1.GetStatsResponse.NodesByRoleEntry
+	nil,                           // 26: admin.v1.GetStatsResponse.BytesServedBySourceEntry
+	nil,                           // 27: admin.v1.Span.AttributesEntry
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_admin_v1_admin_proto_depIdxs = []int32{
-	24, // 0: admin.v1.File.mod_time:type_name -> google.protobuf.Timestamp
-	24, // 1: admin.v1.File.published_time:type_name -> google.protobuf.Timestamp
-	24, // 2: admin.v1.Node.up_since:type_name -> google.protobuf.Timestamp
+	28, // 0: admin.v1.File.mod_time:type_name -> google.protobuf.Timestamp
+	28, // 1: admin.v1.File.published_time:type_name -> google.protobuf.Timestamp
+	28, // 2: admin.v1.Node.up_since:type_name -> google.protobuf.Timestamp
 	0,  // 3: admin.v1.PublishFileResponse.file:type_name -> admin.v1.File
 	0,  // 4: admin.v1.UploadFileResponse.file:type_name -> admin.v1.File
 	0,  // 5: admin.v1.ListFilesResponse.files:type_name -> admin.v1.File
 	0,  // 6: admin.v1.GetFileResponse.file:type_name -> admin.v1.File
 	1,  // 7: admin.v1.GetFileResponse.holders:type_name -> admin.v1.Holder
 	2,  // 8: admin.v1.ListNodesResponse.nodes:type_name -> admin.v1.Node
-	21, // 9: admin.v1.GetStatsResponse.nodes_by_role:type_name -> admin.v1.GetStatsResponse.NodesByRoleEntry
-	22, // 10: admin.v1.GetStatsResponse.bytes_served_by_source:type_name -> admin.v1.GetStatsResponse.BytesServedBySourceEntry
+	25, // 9: admin.v1.GetStatsResponse.nodes_by_role:type_name -> admin.v1.GetStatsResponse.NodesByRoleEntry
+	26, // 10: admin.v1.GetStatsResponse.bytes_served_by_source:type_name -> admin.v1.GetStatsResponse.BytesServedBySourceEntry
 	19, // 11: admin.v1.GetTraceResponse.spans:type_name -> admin.v1.Span
-	24, // 12: admin.v1.Span.start:type_name -> google.protobuf.Timestamp
-	23, // 13: admin.v1.Span.attributes:type_name -> admin.v1.Span.AttributesEntry
-	3,  // 14: admin.v1.AdminService.PublishFile:input_type -> admin.v1.PublishFileRequest
-	5,  // 15: admin.v1.AdminService.UploadFile:input_type -> admin.v1.UploadFileRequest
-	9,  // 16: admin.v1.AdminService.GetFile:input_type -> admin.v1.GetFileRequest
-	11, // 17: admin.v1.AdminService.DeleteFile:input_type -> admin.v1.DeleteFileRequest
-	7,  // 18: admin.v1.AdminService.ListFiles:input_type -> admin.v1.ListFilesRequest
-	13, // 19: admin.v1.AdminService.ListNodes:input_type -> admin.v1.ListNodesRequest
-	15, // 20: admin.v1.AdminService.GetStats:input_type -> admin.v1.GetStatsRequest
-	17, // 21: admin.v1.AdminService.GetTrace:input_type -> admin.v1.GetTraceRequest
-	4,  // 22: admin.v1.AdminService.PublishFile:output_type -> admin.v1.PublishFileResponse
-	6,  // 23: admin.v1.AdminService.UploadFile:output_type -> admin.v1.UploadFileResponse
-	10, // 24: admin.v1.AdminService.GetFile:output_type -> admin.v1.GetFileResponse
-	12, // 25: admin.v1.AdminService.DeleteFile:output_type -> admin.v1.DeleteFileResponse
-	8,  // 26: admin.v1.AdminService.ListFiles:output_type -> admin.v1.ListFilesResponse
-	14, // 27: admin.v1.AdminService.ListNodes:output_type -> admin.v1.ListNodesResponse
-	16, // 28: admin.v1.AdminService.GetStats:output_type -> admin.v1.GetStatsResponse
-	18, // 29: admin.v1.AdminService.GetTrace:output_type -> admin.v1.GetTraceResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	28, // 12: admin.v1.Span.start:type_name -> google.protobuf.Timestamp
+	27, // 13: admin.v1.Span.attributes:type_name -> admin.v1.Span.AttributesEntry
+	0,  // 14: admin.v1.PrewarmFileResponse.file:type_name -> admin.v1.File
+	0,  // 15: admin.v1.PurgeFileResponse.file:type_name -> admin.v1.File
+	3,  // 16: admin.v1.AdminService.PublishFile:input_type -> admin.v1.PublishFileRequest
+	5,  // 17: admin.v1.AdminService.UploadFile:input_type -> admin.v1.UploadFileRequest
+	9,  // 18: admin.v1.AdminService.GetFile:input_type -> admin.v1.GetFileRequest
+	11, // 19: admin.v1.AdminService.DeleteFile:input_type -> admin.v1.DeleteFileRequest
+	7,  // 20: admin.v1.AdminService.ListFiles:input_type -> admin.v1.ListFilesRequest
+	13, // 21: admin.v1.AdminService.ListNodes:input_type -> admin.v1.ListNodesRequest
+	15, // 22: admin.v1.AdminService.GetStats:input_type -> admin.v1.GetStatsRequest
+	20, // 23: admin.v1.AdminService.PrewarmFile:input_type -> admin.v1.PrewarmFileRequest
+	22, // 24: admin.v1.AdminService.PurgeFile:input_type -> admin.v1.PurgeFileRequest
+	17, // 25: admin.v1.AdminService.GetTrace:input_type -> admin.v1.GetTraceRequest
+	4,  // 26: admin.v1.AdminService.PublishFile:output_type -> admin.v1.PublishFileResponse
+	6,  // 27: admin.v1.AdminService.UploadFile:output_type -> admin.v1.UploadFileResponse
+	10, // 28: admin.v1.AdminService.GetFile:output_type -> admin.v1.GetFileResponse
+	12, // 29: admin.v1.AdminService.DeleteFile:output_type -> admin.v1.DeleteFileResponse
+	8,  // 30: admin.v1.AdminService.ListFiles:output_type -> admin.v1.ListFilesResponse
+	14, // 31: admin.v1.AdminService.ListNodes:output_type -> admin.v1.ListNodesResponse
+	16, // 32: admin.v1.AdminService.GetStats:output_type -> admin.v1.GetStatsResponse
+	21, // 33: admin.v1.AdminService.PrewarmFile:output_type -> admin.v1.PrewarmFileResponse
+	23, // 34: admin.v1.AdminService.PurgeFile:output_type -> admin.v1.PurgeFileResponse
+	18, // 35: admin.v1.AdminService.GetTrace:output_type -> admin.v1.GetTraceResponse
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_admin_v1_admin_proto_init() }
@@ -1630,7 +1892,7 @@ func file_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_v1_admin_proto_rawDesc), len(file_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,8 @@ const (
 	AdminService_ListFiles_FullMethodName   = "/admin.v1.AdminService/ListFiles"
 	AdminService_ListNodes_FullMethodName   = "/admin.v1.AdminService/ListNodes"
 	AdminService_GetStats_FullMethodName    = "/admin.v1.AdminService/GetStats"
+	AdminService_PrewarmFile_FullMethodName = "/admin.v1.AdminService/PrewarmFile"
+	AdminService_PurgeFile_FullMethodName   = "/admin.v1.AdminService/PurgeFile"
 	AdminService_GetTrace_FullMethodName    = "/admin.v1.AdminService/GetTrace"
 )
 
@@ -60,6 +62,16 @@ type AdminServiceClient interface {
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	// GetStats summarises what the CDN stores and serves.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// PrewarmFile has the chosen cachenodes fetch every chunk of a
+	// published file before viewers ask, through the swarm: the origin
+	// sends the file about once however many nodes are chosen. It returns
+	// once the command is recorded; GetFile shows the progress (holders).
+	PrewarmFile(ctx context.Context, in *PrewarmFileRequest, opts ...grpc.CallOption) (*PrewarmFileResponse, error)
+	// PurgeFile drops every chunk of a published file from every cachenode
+	// and edge, disk and memory: the next request fetches it anew from the
+	// origin. The file stays published. It returns once the command is
+	// recorded; GetFile shows the progress (holders).
+	PurgeFile(ctx context.Context, in *PurgeFileRequest, opts ...grpc.CallOption) (*PurgeFileResponse, error)
 	// GetTrace returns one request's trace (every span of every service,
 	// for the X-Trace-Id an edge answered with), read from the trace
 	// store's query API; unavailable when none is configured.
@@ -144,6 +156,26 @@ func (c *adminServiceClient) GetStats(ctx context.Context, in *GetStatsRequest, 
 	return out, nil
 }
 
+func (c *adminServiceClient) PrewarmFile(ctx context.Context, in *PrewarmFileRequest, opts ...grpc.CallOption) (*PrewarmFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrewarmFileResponse)
+	err := c.cc.Invoke(ctx, AdminService_PrewarmFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) PurgeFile(ctx context.Context, in *PurgeFileRequest, opts ...grpc.CallOption) (*PurgeFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PurgeFileResponse)
+	err := c.cc.Invoke(ctx, AdminService_PurgeFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) GetTrace(ctx context.Context, in *GetTraceRequest, opts ...grpc.CallOption) (*GetTraceResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetTraceResponse)
@@ -180,6 +212,16 @@ type AdminServiceServer interface {
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	// GetStats summarises what the CDN stores and serves.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// PrewarmFile has the chosen cachenodes fetch every chunk of a
+	// published file before viewers ask, through the swarm: the origin
+	// sends the file about once however many nodes are chosen. It returns
+	// once the command is recorded; GetFile shows the progress (holders).
+	PrewarmFile(context.Context, *PrewarmFileRequest) (*PrewarmFileResponse, error)
+	// PurgeFile drops every chunk of a published file from every cachenode
+	// and edge, disk and memory: the next request fetches it anew from the
+	// origin. The file stays published. It returns once the command is
+	// recorded; GetFile shows the progress (holders).
+	PurgeFile(context.Context, *PurgeFileRequest) (*PurgeFileResponse, error)
 	// GetTrace returns one request's trace (every span of every service,
 	// for the X-Trace-Id an edge answered with), read from the trace
 	// store's query API; unavailable when none is configured.
@@ -214,6 +256,12 @@ func (UnimplementedAdminServiceServer) ListNodes(context.Context, *ListNodesRequ
 }
 func (UnimplementedAdminServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedAdminServiceServer) PrewarmFile(context.Context, *PrewarmFileRequest) (*PrewarmFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PrewarmFile not implemented")
+}
+func (UnimplementedAdminServiceServer) PurgeFile(context.Context, *PurgeFileRequest) (*PurgeFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeFile not implemented")
 }
 func (UnimplementedAdminServiceServer) GetTrace(context.Context, *GetTraceRequest) (*GetTraceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTrace not implemented")
@@ -365,6 +413,42 @@ func _AdminService_GetStats_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_PrewarmFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PrewarmFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PrewarmFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PrewarmFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PrewarmFile(ctx, req.(*PrewarmFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_PurgeFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PurgeFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PurgeFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PurgeFile(ctx, req.(*PurgeFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_GetTrace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetTraceRequest)
 	if err := dec(in); err != nil {
@@ -417,6 +501,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStats",
 			Handler:    _AdminService_GetStats_Handler,
+		},
+		{
+			MethodName: "PrewarmFile",
+			Handler:    _AdminService_PrewarmFile_Handler,
+		},
+		{
+			MethodName: "PurgeFile",
+			Handler:    _AdminService_PurgeFile_Handler,
 		},
 		{
 			MethodName: "GetTrace",

@@ -76,6 +76,61 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{0}
 }
 
+// CommandAction is what a command asks of the nodes.
+type CommandAction int32
+
+const (
+	CommandAction_COMMAND_ACTION_UNSPECIFIED CommandAction = 0
+	// Drop every chunk of the root, on disk and in memory (cachenodes and
+	// edges), and stop fetching it: the next request fetches it anew.
+	CommandAction_COMMAND_ACTION_PURGE CommandAction = 1
+	// Fetch every chunk of the root into the store of the selected
+	// cachenodes, through the swarm (relays through each chunk's home), so
+	// the origin sends the file about once however many nodes are chosen.
+	CommandAction_COMMAND_ACTION_PREWARM CommandAction = 2
+)
+
+// Enum value maps for CommandAction.
+var (
+	CommandAction_name = map[int32]string{
+		0: "COMMAND_ACTION_UNSPECIFIED",
+		1: "COMMAND_ACTION_PURGE",
+		2: "COMMAND_ACTION_PREWARM",
+	}
+	CommandAction_value = map[string]int32{
+		"COMMAND_ACTION_UNSPECIFIED": 0,
+		"COMMAND_ACTION_PURGE":       1,
+		"COMMAND_ACTION_PREWARM":     2,
+	}
+)
+
+func (x CommandAction) Enum() *CommandAction {
+	p := new(CommandAction)
+	*p = x
+	return p
+}
+
+func (x CommandAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CommandAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_tracker_v1_tracker_proto_enumTypes[1].Descriptor()
+}
+
+func (CommandAction) Type() protoreflect.EnumType {
+	return &file_tracker_v1_tracker_proto_enumTypes[1]
+}
+
+func (x CommandAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CommandAction.Descriptor instead.
+func (CommandAction) EnumDescriptor() ([]byte, []int) {
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{1}
+}
+
 // Node is a live member of the CDN, as stored at /p2pd/v1/nodes/<id>.
 type Node struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -194,8 +249,15 @@ func (x *Node) GetOpsAddr() string {
 }
 
 type RegisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The node's secret for this registration (at least 32 bytes, chosen at
+	// random by the node; the tracker makes one when empty). Heartbeat,
+	// Announce, ReportRate and Unregister must present it. Registering an id
+	// that is live is refused unless secret is the live registration's
+	// (or the caller's certificate names that node): a node re-registering
+	// with its secret proves it is that node. See docs/security.md.
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,12 +299,21 @@ func (x *RegisterRequest) GetNode() *Node {
 	return nil
 }
 
+func (x *RegisterRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// etcd lease id the node's keys are attached to.
 	LeaseId int64 `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// Lease time to live; heartbeat at a fraction of it.
-	TtlSeconds    int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	TtlSeconds int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// The secret in effect for this registration.
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,12 +362,21 @@ func (x *RegisterResponse) GetTtlSeconds() int64 {
 	return 0
 }
 
+func (x *RegisterResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	LeaseId       int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Load          uint32                 `protobuf:"varint,3,opt,name=load,proto3" json:"load,omitempty"`
-	HeldBytes     uint64                 `protobuf:"varint,4,opt,name=held_bytes,json=heldBytes,proto3" json:"held_bytes,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	LeaseId   int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Load      uint32                 `protobuf:"varint,3,opt,name=load,proto3" json:"load,omitempty"`
+	HeldBytes uint64                 `protobuf:"varint,4,opt,name=held_bytes,json=heldBytes,proto3" json:"held_bytes,omitempty"`
+	// The registration's secret (RegisterResponse.secret).
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +439,13 @@ func (x *HeartbeatRequest) GetHeldBytes() uint64 {
 	return 0
 }
 
+func (x *HeartbeatRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type HeartbeatResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -396,9 +483,11 @@ func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
 }
 
 type UnregisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	LeaseId       int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	LeaseId int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// The registration's secret (RegisterResponse.secret).
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -445,6 +534,13 @@ func (x *UnregisterRequest) GetLeaseId() int64 {
 		return x.LeaseId
 	}
 	return 0
+}
+
+func (x *UnregisterRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
 }
 
 type UnregisterResponse struct {
@@ -548,10 +644,12 @@ func (x *Have) GetBitmap() []byte {
 }
 
 type AnnounceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	LeaseId       int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Haves         []*Have                `protobuf:"bytes,3,rep,name=haves,proto3" json:"haves,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	LeaseId int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Haves   []*Have                `protobuf:"bytes,3,rep,name=haves,proto3" json:"haves,omitempty"`
+	// The registration's secret (RegisterResponse.secret).
+	Secret        string `protobuf:"bytes,10,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -605,6 +703,13 @@ func (x *AnnounceRequest) GetHaves() []*Have {
 		return x.Haves
 	}
 	return nil
+}
+
+func (x *AnnounceRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
 }
 
 type AnnounceResponse struct {
@@ -884,9 +989,15 @@ func (x *LocateResponse) GetRates() []float64 {
 }
 
 type ReportRateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reporter      string                 `protobuf:"bytes,1,opt,name=reporter,proto3" json:"reporter,omitempty"`
-	Samples       []*RateSample          `protobuf:"bytes,2,rep,name=samples,proto3" json:"samples,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reporting node's id. A registered node proves it with lease_id and
+	// secret, and its reports count for everyone; a report without them
+	// (an edge that does not register) shapes only that reporter's own
+	// ranking, never another requester's.
+	Reporter      string        `protobuf:"bytes,1,opt,name=reporter,proto3" json:"reporter,omitempty"`
+	Samples       []*RateSample `protobuf:"bytes,2,rep,name=samples,proto3" json:"samples,omitempty"`
+	LeaseId       int64         `protobuf:"varint,10,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Secret        string        `protobuf:"bytes,11,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -933,6 +1044,20 @@ func (x *ReportRateRequest) GetSamples() []*RateSample {
 		return x.Samples
 	}
 	return nil
+}
+
+func (x *ReportRateRequest) GetLeaseId() int64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+func (x *ReportRateRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
 }
 
 // RateSample is one measured transfer from a source node.
@@ -1605,6 +1730,352 @@ func (x *NodeHoldings) GetChunksByRoot() map[string]uint32 {
 	return nil
 }
 
+// NodeSelector chooses the nodes a command is for. A node is chosen when
+// any field chooses it; new ways to choose (a region) are new fields.
+type NodeSelector struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every node of the roles the action concerns.
+	All bool `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	// These nodes, by id.
+	NodeIds       []string `protobuf:"bytes,2,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeSelector) Reset() {
+	*x = NodeSelector{}
+	mi := &file_tracker_v1_tracker_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeSelector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeSelector) ProtoMessage() {}
+
+func (x *NodeSelector) ProtoReflect() protoreflect.Message {
+	mi := &file_tracker_v1_tracker_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeSelector.ProtoReflect.Descriptor instead.
+func (*NodeSelector) Descriptor() ([]byte, []int) {
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *NodeSelector) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *NodeSelector) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+// Command is an operator's command for the nodes, as stored at
+// /p2pd/v1/commands/<id> under a lease (it expires with it).
+type Command struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique id of the command (set by the tracker).
+	Id     string        `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Action CommandAction `protobuf:"varint,2,opt,name=action,proto3,enum=tracker.v1.CommandAction" json:"action,omitempty"`
+	// Root digest of the file version it concerns.
+	Root []byte `protobuf:"bytes,3,opt,name=root,proto3" json:"root,omitempty"`
+	// Published name, for logs.
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Nodes it is for.
+	Nodes *NodeSelector `protobuf:"bytes,5,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	// When the tracker recorded it, Unix nanoseconds.
+	IssuedUnixNano int64 `protobuf:"varint,6,opt,name=issued_unix_nano,json=issuedUnixNano,proto3" json:"issued_unix_nano,omitempty"`
+	// etcd revision it was recorded at: its place in the order of
+	// commands. Set by the tracker in WatchCommands answers.
+	Revision      int64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Command) Reset() {
+	*x = Command{}
+	mi := &file_tracker_v1_tracker_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Command) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Command) ProtoMessage() {}
+
+func (x *Command) ProtoReflect() protoreflect.Message {
+	mi := &file_tracker_v1_tracker_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Command.ProtoReflect.Descriptor instead.
+func (*Command) Descriptor() ([]byte, []int) {
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Command) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Command) GetAction() CommandAction {
+	if x != nil {
+		return x.Action
+	}
+	return CommandAction_COMMAND_ACTION_UNSPECIFIED
+}
+
+func (x *Command) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *Command) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Command) GetNodes() *NodeSelector {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *Command) GetIssuedUnixNano() int64 {
+	if x != nil {
+		return x.IssuedUnixNano
+	}
+	return 0
+}
+
+func (x *Command) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type PostCommandRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostCommandRequest) Reset() {
+	*x = PostCommandRequest{}
+	mi := &file_tracker_v1_tracker_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostCommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostCommandRequest) ProtoMessage() {}
+
+func (x *PostCommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tracker_v1_tracker_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostCommandRequest.ProtoReflect.Descriptor instead.
+func (*PostCommandRequest) Descriptor() ([]byte, []int) {
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PostCommandRequest) GetCommand() *Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type PostCommandResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command as recorded (id, time and revision set).
+	Command       *Command `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostCommandResponse) Reset() {
+	*x = PostCommandResponse{}
+	mi := &file_tracker_v1_tracker_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostCommandResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostCommandResponse) ProtoMessage() {}
+
+func (x *PostCommandResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tracker_v1_tracker_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostCommandResponse.ProtoReflect.Descriptor instead.
+func (*PostCommandResponse) Descriptor() ([]byte, []int) {
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PostCommandResponse) GetCommand() *Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type WatchCommandsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Commands recorded at or before this etcd revision are not sent: the
+	// last revision the caller has seen. 0 sends every command still kept.
+	AfterRevision int64 `protobuf:"varint,1,opt,name=after_revision,json=afterRevision,proto3" json:"after_revision,omitempty"`
+	// The watching node, for logs.
+	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCommandsRequest) Reset() {
+	*x = WatchCommandsRequest{}
+	mi := &file_tracker_v1_tracker_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCommandsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCommandsRequest) ProtoMessage() {}
+
+func (x *WatchCommandsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tracker_v1_tracker_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCommandsRequest.ProtoReflect.Descriptor instead.
+func (*WatchCommandsRequest) Descriptor() ([]byte, []int) {
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WatchCommandsRequest) GetAfterRevision() int64 {
+	if x != nil {
+		return x.AfterRevision
+	}
+	return 0
+}
+
+func (x *WatchCommandsRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// WatchCommandsResponse carries one command, revision set.
+type WatchCommandsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCommandsResponse) Reset() {
+	*x = WatchCommandsResponse{}
+	mi := &file_tracker_v1_tracker_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCommandsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCommandsResponse) ProtoMessage() {}
+
+func (x *WatchCommandsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tracker_v1_tracker_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCommandsResponse.ProtoReflect.Descriptor instead.
+func (*WatchCommandsResponse) Descriptor() ([]byte, []int) {
+	return file_tracker_v1_tracker_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WatchCommandsResponse) GetCommand() *Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
 var File_tracker_v1_tracker_proto protoreflect.FileDescriptor
 
 const file_tracker_v1_tracker_proto_rawDesc = "" +
@@ -1621,33 +2092,43 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"held_bytes\x18\x06 \x01(\x04R\theldBytes\x12\x12\n" +
 	"\x04load\x18\a \x01(\rR\x04load\x12+\n" +
 	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\x12\x19\n" +
-	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\"7\n" +
+	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\"O\n" +
 	"\x0fRegisterRequest\x12$\n" +
-	"\x04node\x18\x01 \x01(\v2\x10.tracker.v1.NodeR\x04node\"N\n" +
+	"\x04node\x18\x01 \x01(\v2\x10.tracker.v1.NodeR\x04node\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"f\n" +
 	"\x10RegisterResponse\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x03R\aleaseId\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
-	"ttlSeconds\"y\n" +
+	"ttlSeconds\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"\x91\x01\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12\x12\n" +
 	"\x04load\x18\x03 \x01(\rR\x04load\x12\x1d\n" +
 	"\n" +
-	"held_bytes\x18\x04 \x01(\x04R\theldBytes\"\x13\n" +
-	"\x11HeartbeatResponse\"G\n" +
+	"held_bytes\x18\x04 \x01(\x04R\theldBytes\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"\x13\n" +
+	"\x11HeartbeatResponse\"_\n" +
 	"\x11UnregisterRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
-	"\blease_id\x18\x02 \x01(\x03R\aleaseId\"\x14\n" +
+	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"\x14\n" +
 	"\x12UnregisterResponse\"S\n" +
 	"\x04Have\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\fR\x04root\x12\x1f\n" +
 	"\vchunk_count\x18\x02 \x01(\rR\n" +
 	"chunkCount\x12\x16\n" +
-	"\x06bitmap\x18\x03 \x01(\fR\x06bitmap\"m\n" +
+	"\x06bitmap\x18\x03 \x01(\fR\x06bitmap\"\x85\x01\n" +
 	"\x0fAnnounceRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12&\n" +
-	"\x05haves\x18\x03 \x03(\v2\x10.tracker.v1.HaveR\x05haves\"\x12\n" +
+	"\x05haves\x18\x03 \x03(\v2\x10.tracker.v1.HaveR\x05haves\x12\x16\n" +
+	"\x06secret\x18\n" +
+	" \x01(\tR\x06secret\"\x12\n" +
 	"\x10AnnounceResponse\"\x9d\x02\n" +
 	"\rLocateRequest\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\fR\x04root\x12\x1f\n" +
@@ -1670,10 +2151,13 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\x0eLocateResponse\x12&\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x10.tracker.v1.NodeR\x05nodes\x120\n" +
 	"\x06chunks\x18\x02 \x03(\v2\x18.tracker.v1.ChunkSourcesR\x06chunks\x12\x14\n" +
-	"\x05rates\x18\x03 \x03(\x01R\x05rates\"a\n" +
+	"\x05rates\x18\x03 \x03(\x01R\x05rates\"\x94\x01\n" +
 	"\x11ReportRateRequest\x12\x1a\n" +
 	"\breporter\x18\x01 \x01(\tR\breporter\x120\n" +
-	"\asamples\x18\x02 \x03(\v2\x16.tracker.v1.RateSampleR\asamples\"y\n" +
+	"\asamples\x18\x02 \x03(\v2\x16.tracker.v1.RateSampleR\asamples\x12\x19\n" +
+	"\blease_id\x18\n" +
+	" \x01(\x03R\aleaseId\x12\x16\n" +
+	"\x06secret\x18\v \x01(\tR\x06secret\"y\n" +
 	"\n" +
 	"RateSample\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x14\n" +
@@ -1716,12 +2200,36 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\x0echunks_by_root\x18\x01 \x03(\v2*.tracker.v1.NodeHoldings.ChunksByRootEntryR\fchunksByRoot\x1a?\n" +
 	"\x11ChunksByRootEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01*P\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\";\n" +
+	"\fNodeSelector\x12\x10\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\x12\x19\n" +
+	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\"\xea\x01\n" +
+	"\aCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x19.tracker.v1.CommandActionR\x06action\x12\x12\n" +
+	"\x04root\x18\x03 \x01(\fR\x04root\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12.\n" +
+	"\x05nodes\x18\x05 \x01(\v2\x18.tracker.v1.NodeSelectorR\x05nodes\x12(\n" +
+	"\x10issued_unix_nano\x18\x06 \x01(\x03R\x0eissuedUnixNano\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x03R\brevision\"C\n" +
+	"\x12PostCommandRequest\x12-\n" +
+	"\acommand\x18\x01 \x01(\v2\x13.tracker.v1.CommandR\acommand\"D\n" +
+	"\x13PostCommandResponse\x12-\n" +
+	"\acommand\x18\x01 \x01(\v2\x13.tracker.v1.CommandR\acommand\"V\n" +
+	"\x14WatchCommandsRequest\x12%\n" +
+	"\x0eafter_revision\x18\x01 \x01(\x03R\rafterRevision\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"F\n" +
+	"\x15WatchCommandsResponse\x12-\n" +
+	"\acommand\x18\x01 \x01(\v2\x13.tracker.v1.CommandR\acommand*P\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_ORIGIN\x10\x01\x12\x12\n" +
 	"\x0eROLE_CACHENODE\x10\x02\x12\r\n" +
-	"\tROLE_EDGE\x10\x032\xc1\x06\n" +
+	"\tROLE_EDGE\x10\x03*e\n" +
+	"\rCommandAction\x12\x1e\n" +
+	"\x1aCOMMAND_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14COMMAND_ACTION_PURGE\x10\x01\x12\x1a\n" +
+	"\x16COMMAND_ACTION_PREWARM\x10\x022\xe9\a\n" +
 	"\x0eTrackerService\x12E\n" +
 	"\bRegister\x12\x1b.tracker.v1.RegisterRequest\x1a\x1c.tracker.v1.RegisterResponse\x12H\n" +
 	"\tHeartbeat\x12\x1c.tracker.v1.HeartbeatRequest\x1a\x1d.tracker.v1.HeartbeatResponse\x12K\n" +
@@ -1735,7 +2243,9 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\rUnpublishFile\x12 .tracker.v1.UnpublishFileRequest\x1a!.tracker.v1.UnpublishFileResponse\x12B\n" +
 	"\aGetFile\x12\x1a.tracker.v1.GetFileRequest\x1a\x1b.tracker.v1.GetFileResponse\x12H\n" +
 	"\tListFiles\x12\x1c.tracker.v1.ListFilesRequest\x1a\x1d.tracker.v1.ListFilesResponse\x12H\n" +
-	"\tListNodes\x12\x1c.tracker.v1.ListNodesRequest\x1a\x1d.tracker.v1.ListNodesResponseB/Z-github.com/p2pd/p2pd/gen/tracker/v1;trackerv1b\x06proto3"
+	"\tListNodes\x12\x1c.tracker.v1.ListNodesRequest\x1a\x1d.tracker.v1.ListNodesResponse\x12N\n" +
+	"\vPostCommand\x12\x1e.tracker.v1.PostCommandRequest\x1a\x1f.tracker.v1.PostCommandResponse\x12V\n" +
+	"\rWatchCommands\x12 .tracker.v1.WatchCommandsRequest\x1a!.tracker.v1.WatchCommandsResponse0\x01B/Z-github.com/p2pd/p2pd/gen/tracker/v1;trackerv1b\x06proto3"
 
 var (
 	file_tracker_v1_tracker_proto_rawDescOnce sync.Once
@@ -1749,83 +2259,99 @@ func file_tracker_v1_tracker_proto_rawDescGZIP() []byte {
 	return file_tracker_v1_tracker_proto_rawDescData
 }
 
-var file_tracker_v1_tracker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tracker_v1_tracker_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_tracker_v1_tracker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_tracker_v1_tracker_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_tracker_v1_tracker_proto_goTypes = []any{
 	(Role)(0),                     // 0: tracker.v1.Role
-	(*Node)(nil),                  // 1: tracker.v1.Node
-	(*RegisterRequest)(nil),       // 2: tracker.v1.RegisterRequest
-	(*RegisterResponse)(nil),      // 3: tracker.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),      // 4: tracker.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 5: tracker.v1.HeartbeatResponse
-	(*UnregisterRequest)(nil),     // 6: tracker.v1.UnregisterRequest
-	(*UnregisterResponse)(nil),    // 7: tracker.v1.UnregisterResponse
-	(*Have)(nil),                  // 8: tracker.v1.Have
-	(*AnnounceRequest)(nil),       // 9: tracker.v1.AnnounceRequest
-	(*AnnounceResponse)(nil),      // 10: tracker.v1.AnnounceResponse
-	(*LocateRequest)(nil),         // 11: tracker.v1.LocateRequest
-	(*ChunkSources)(nil),          // 12: tracker.v1.ChunkSources
-	(*LocateResponse)(nil),        // 13: tracker.v1.LocateResponse
-	(*ReportRateRequest)(nil),     // 14: tracker.v1.ReportRateRequest
-	(*RateSample)(nil),            // 15: tracker.v1.RateSample
-	(*ReportRateResponse)(nil),    // 16: tracker.v1.ReportRateResponse
-	(*File)(nil),                  // 17: tracker.v1.File
-	(*PublishFileRequest)(nil),    // 18: tracker.v1.PublishFileRequest
-	(*PublishFileResponse)(nil),   // 19: tracker.v1.PublishFileResponse
-	(*UnpublishFileRequest)(nil),  // 20: tracker.v1.UnpublishFileRequest
-	(*UnpublishFileResponse)(nil), // 21: tracker.v1.UnpublishFileResponse
-	(*GetFileRequest)(nil),        // 22: tracker.v1.GetFileRequest
-	(*GetFileResponse)(nil),       // 23: tracker.v1.GetFileResponse
-	(*ListFilesRequest)(nil),      // 24: tracker.v1.ListFilesRequest
-	(*ListFilesResponse)(nil),     // 25: tracker.v1.ListFilesResponse
-	(*ListNodesRequest)(nil),      // 26: tracker.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 27: tracker.v1.ListNodesResponse
-	(*NodeHoldings)(nil),          // 28: tracker.v1.NodeHoldings
-	nil,                           // 29: tracker.v1.ListNodesResponse.HoldingsEntry
-	nil,                           // 30: tracker.v1.NodeHoldings.ChunksByRootEntry
+	(CommandAction)(0),            // 1: tracker.v1.CommandAction
+	(*Node)(nil),                  // 2: tracker.v1.Node
+	(*RegisterRequest)(nil),       // 3: tracker.v1.RegisterRequest
+	(*RegisterResponse)(nil),      // 4: tracker.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),      // 5: tracker.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),     // 6: tracker.v1.HeartbeatResponse
+	(*UnregisterRequest)(nil),     // 7: tracker.v1.UnregisterRequest
+	(*UnregisterResponse)(nil),    // 8: tracker.v1.UnregisterResponse
+	(*Have)(nil),                  // 9: tracker.v1.Have
+	(*AnnounceRequest)(nil),       // 10: tracker.v1.AnnounceRequest
+	(*AnnounceResponse)(nil),      // 11: tracker.v1.AnnounceResponse
+	(*LocateRequest)(nil),         // 12: tracker.v1.LocateRequest
+	(*ChunkSources)(nil),          // 13: tracker.v1.ChunkSources
+	(*LocateResponse)(nil),        // 14: tracker.v1.LocateResponse
+	(*ReportRateRequest)(nil),     // 15: tracker.v1.ReportRateRequest
+	(*RateSample)(nil),            // 16: tracker.v1.RateSample
+	(*ReportRateResponse)(nil),    // 17: tracker.v1.ReportRateResponse
+	(*File)(nil),                  // 18: tracker.v1.File
+	(*PublishFileRequest)(nil),    // 19: tracker.v1.PublishFileRequest
+	(*PublishFileResponse)(nil),   // 20: tracker.v1.PublishFileResponse
+	(*UnpublishFileRequest)(nil),  // 21: tracker.v1.UnpublishFileRequest
+	(*UnpublishFileResponse)(nil), // 22: tracker.v1.UnpublishFileResponse
+	(*GetFileRequest)(nil),        // 23: tracker.v1.GetFileRequest
+	(*GetFileResponse)(nil),       // 24: tracker.v1.GetFileResponse
+	(*ListFilesRequest)(nil),      // 25: tracker.v1.ListFilesRequest
+	(*ListFilesResponse)(nil),     // 26: tracker.v1.ListFilesResponse
+	(*ListNodesRequest)(nil),      // 27: tracker.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),     // 28: tracker.v1.ListNodesResponse
+	(*NodeHoldings)(nil),          // 29: tracker.v1.NodeHoldings
+	(*NodeSelector)(nil),          // 30: tracker.v1.NodeSelector
+	(*Command)(nil),               // 31: tracker.v1.Command
+	(*PostCommandRequest)(nil),    // 32: tracker.v1.PostCommandRequest
+	(*PostCommandResponse)(nil),   // 33: tracker.v1.PostCommandResponse
+	(*WatchCommandsRequest)(nil),  // 34: tracker.v1.WatchCommandsRequest
+	(*WatchCommandsResponse)(nil), // 35: tracker.v1.WatchCommandsResponse
+	nil,                           // 36: tracker.v1.ListNodesResponse.HoldingsEntry
+	nil,                           // 37: tracker.v1.NodeHoldings.ChunksByRootEntry
 }
 var file_tracker_v1_tracker_proto_depIdxs = []int32{
 	0,  // 0: tracker.v1.Node.role:type_name -> tracker.v1.Role
-	1,  // 1: tracker.v1.RegisterRequest.node:type_name -> tracker.v1.Node
-	8,  // 2: tracker.v1.AnnounceRequest.haves:type_name -> tracker.v1.Have
+	2,  // 1: tracker.v1.RegisterRequest.node:type_name -> tracker.v1.Node
+	9,  // 2: tracker.v1.AnnounceRequest.haves:type_name -> tracker.v1.Have
 	0,  // 3: tracker.v1.LocateRequest.roles:type_name -> tracker.v1.Role
-	1,  // 4: tracker.v1.LocateResponse.nodes:type_name -> tracker.v1.Node
-	12, // 5: tracker.v1.LocateResponse.chunks:type_name -> tracker.v1.ChunkSources
-	15, // 6: tracker.v1.ReportRateRequest.samples:type_name -> tracker.v1.RateSample
-	17, // 7: tracker.v1.PublishFileRequest.file:type_name -> tracker.v1.File
-	17, // 8: tracker.v1.GetFileResponse.file:type_name -> tracker.v1.File
-	17, // 9: tracker.v1.ListFilesResponse.files:type_name -> tracker.v1.File
-	1,  // 10: tracker.v1.ListNodesResponse.nodes:type_name -> tracker.v1.Node
-	29, // 11: tracker.v1.ListNodesResponse.holdings:type_name -> tracker.v1.ListNodesResponse.HoldingsEntry
-	30, // 12: tracker.v1.NodeHoldings.chunks_by_root:type_name -> tracker.v1.NodeHoldings.ChunksByRootEntry
-	28, // 13: tracker.v1.ListNodesResponse.HoldingsEntry.value:type_name -> tracker.v1.NodeHoldings
-	2,  // 14: tracker.v1.TrackerService.Register:input_type -> tracker.v1.RegisterRequest
-	4,  // 15: tracker.v1.TrackerService.Heartbeat:input_type -> tracker.v1.HeartbeatRequest
-	6,  // 16: tracker.v1.TrackerService.Unregister:input_type -> tracker.v1.UnregisterRequest
-	9,  // 17: tracker.v1.TrackerService.Announce:input_type -> tracker.v1.AnnounceRequest
-	11, // 18: tracker.v1.TrackerService.Locate:input_type -> tracker.v1.LocateRequest
-	14, // 19: tracker.v1.TrackerService.ReportRate:input_type -> tracker.v1.ReportRateRequest
-	18, // 20: tracker.v1.TrackerService.PublishFile:input_type -> tracker.v1.PublishFileRequest
-	20, // 21: tracker.v1.TrackerService.UnpublishFile:input_type -> tracker.v1.UnpublishFileRequest
-	22, // 22: tracker.v1.TrackerService.GetFile:input_type -> tracker.v1.GetFileRequest
-	24, // 23: tracker.v1.TrackerService.ListFiles:input_type -> tracker.v1.ListFilesRequest
-	26, // 24: tracker.v1.TrackerService.ListNodes:input_type -> tracker.v1.ListNodesRequest
-	3,  // 25: tracker.v1.TrackerService.Register:output_type -> tracker.v1.RegisterResponse
-	5,  // 26: tracker.v1.TrackerService.Heartbeat:output_type -> tracker.v1.HeartbeatResponse
-	7,  // 27: tracker.v1.TrackerService.Unregister:output_type -> tracker.v1.UnregisterResponse
-	10, // 28: tracker.v1.TrackerService.Announce:output_type -> tracker.v1.AnnounceResponse
-	13, // 29: tracker.v1.TrackerService.Locate:output_type -> tracker.v1.LocateResponse
-	16, // 30: tracker.v1.TrackerService.ReportRate:output_type -> tracker.v1.ReportRateResponse
-	19, // 31: tracker.v1.TrackerService.PublishFile:output_type -> tracker.v1.PublishFileResponse
-	21, // 32: tracker.v1.TrackerService.UnpublishFile:output_type -> tracker.v1.UnpublishFileResponse
-	23, // 33: tracker.v1.TrackerService.GetFile:output_type -> tracker.v1.GetFileResponse
-	25, // 34: tracker.v1.TrackerService.ListFiles:output_type -> tracker.v1.ListFilesResponse
-	27, // 35: tracker.v1.TrackerService.ListNodes:output_type -> tracker.v1.ListNodesResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 4: tracker.v1.LocateResponse.nodes:type_name -> tracker.v1.Node
+	13, // 5: tracker.v1.LocateResponse.chunks:type_name -> tracker.v1.ChunkSources
+	16, // 6: tracker.v1.ReportRateRequest.samples:type_name -> tracker.v1.RateSample
+	18, // 7: tracker.v1.PublishFileRequest.file:type_name -> tracker.v1.File
+	18, // 8: tracker.v1.GetFileResponse.file:type_name -> tracker.v1.File
+	18, // 9: tracker.v1.ListFilesResponse.files:type_name -> tracker.v1.File
+	2,  // 10: tracker.v1.ListNodesResponse.nodes:type_name -> tracker.v1.Node
+	36, // 11: tracker.v1.ListNodesResponse.holdings:type_name -> tracker.v1.ListNodesResponse.HoldingsEntry
+	37, // 12: tracker.v1.NodeHoldings.chunks_by_root:type_name -> tracker.v1.NodeHoldings.ChunksByRootEntry
+	1,  // 13: tracker.v1.Command.action:type_name -> tracker.v1.CommandAction
+	30, // 14: tracker.v1.Command.nodes:type_name -> tracker.v1.NodeSelector
+	31, // 15: tracker.v1.PostCommandRequest.command:type_name -> tracker.v1.Command
+	31, // 16: tracker.v1.PostCommandResponse.command:type_name -> tracker.v1.Command
+	31, // 17: tracker.v1.WatchCommandsResponse.command:type_name -> tracker.v1.Command
+	29, // 18: tracker.v1.ListNodesResponse.HoldingsEntry.value:type_name -> tracker.v1.NodeHoldings
+	3,  // 19: tracker.v1.TrackerService.Register:input_type -> tracker.v1.RegisterRequest
+	5,  // 20: tracker.v1.TrackerService.Heartbeat:input_type -> tracker.v1.HeartbeatRequest
+	7,  // 21: tracker.v1.TrackerService.Unregister:input_type -> tracker.v1.UnregisterRequest
+	10, // 22: tracker.v1.TrackerService.Announce:input_type -> tracker.v1.AnnounceRequest
+	12, // 23: tracker.v1.TrackerService.Locate:input_type -> tracker.v1.LocateRequest
+	15, // 24: tracker.v1.TrackerService.ReportRate:input_type -> tracker.v1.ReportRateRequest
+	19, // 25: tracker.v1.TrackerService.PublishFile:input_type -> tracker.v1.PublishFileRequest
+	21, // 26: tracker.v1.TrackerService.UnpublishFile:input_type -> tracker.v1.UnpublishFileRequest
+	23, // 27: tracker.v1.TrackerService.GetFile:input_type -> tracker.v1.GetFileRequest
+	25, // 28: tracker.v1.TrackerService.ListFiles:input_type -> tracker.v1.ListFilesRequest
+	27, // 29: tracker.v1.TrackerService.ListNodes:input_type -> tracker.v1.ListNodesRequest
+	32, // 30: tracker.v1.TrackerService.PostCommand:input_type -> tracker.v1.PostCommandRequest
+	34, // 31: tracker.v1.TrackerService.WatchCommands:input_type -> tracker.v1.WatchCommandsRequest
+	4,  // 32: tracker.v1.TrackerService.Register:output_type -> tracker.v1.RegisterResponse
+	6,  // 33: tracker.v1.TrackerService.Heartbeat:output_type -> tracker.v1.HeartbeatResponse
+	8,  // 34: tracker.v1.TrackerService.Unregister:output_type -> tracker.v1.UnregisterResponse
+	11, // 35: tracker.v1.TrackerService.Announce:output_type -> tracker.v1.AnnounceResponse
+	14, // 36: tracker.v1.TrackerService.Locate:output_type -> tracker.v1.LocateResponse
+	17, // 37: tracker.v1.TrackerService.ReportRate:output_type -> tracker.v1.ReportRateResponse
+	20, // 38: tracker.v1.TrackerService.PublishFile:output_type -> tracker.v1.PublishFileResponse
+	22, // 39: tracker.v1.TrackerService.UnpublishFile:output_type -> tracker.v1.UnpublishFileResponse
+	24, // 40: tracker.v1.TrackerService.GetFile:output_type -> tracker.v1.GetFileResponse
+	26, // 41: tracker.v1.TrackerService.ListFiles:output_type -> tracker.v1.ListFilesResponse
+	28, // 42: tracker.v1.TrackerService.ListNodes:output_type -> tracker.v1.ListNodesResponse
+	33, // 43: tracker.v1.TrackerService.PostCommand:output_type -> tracker.v1.PostCommandResponse
+	35, // 44: tracker.v1.TrackerService.WatchCommands:output_type -> tracker.v1.WatchCommandsResponse
+	32, // [32:45] is the sub-list for method output_type
+	19, // [19:32] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tracker_v1_tracker_proto_init() }
@@ -1838,8 +2364,8 @@ func file_tracker_v1_tracker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tracker_v1_tracker_proto_rawDesc), len(file_tracker_v1_tracker_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   30,
+			NumEnums:      2,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,8 @@ const (
 	TrackerService_GetFile_FullMethodName       = "/tracker.v1.TrackerService/GetFile"
 	TrackerService_ListFiles_FullMethodName     = "/tracker.v1.TrackerService/ListFiles"
 	TrackerService_ListNodes_FullMethodName     = "/tracker.v1.TrackerService/ListNodes"
+	TrackerService_PostCommand_FullMethodName   = "/tracker.v1.TrackerService/PostCommand"
+	TrackerService_WatchCommands_FullMethodName = "/tracker.v1.TrackerService/WatchCommands"
 )
 
 // TrackerServiceClient is the client API for TrackerService service.
@@ -57,9 +59,10 @@ type TrackerServiceClient interface {
 	Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error)
 	// ReportRate feeds measured transfer rates into the ranking.
 	ReportRate(ctx context.Context, in *ReportRateRequest, opts ...grpc.CallOption) (*ReportRateResponse, error)
-	// PublishFile records a published file's summary (origin only).
+	// PublishFile records a published file's summary (origin only: the
+	// caller must present the origin credential or an origin certificate).
 	PublishFile(ctx context.Context, in *PublishFileRequest, opts ...grpc.CallOption) (*PublishFileResponse, error)
-	// UnpublishFile removes a published file.
+	// UnpublishFile removes a published file (origin only, as PublishFile).
 	UnpublishFile(ctx context.Context, in *UnpublishFileRequest, opts ...grpc.CallOption) (*UnpublishFileResponse, error)
 	// GetFile looks up a published file by name.
 	GetFile(ctx context.Context, in *GetFileRequest, opts ...grpc.CallOption) (*GetFileResponse, error)
@@ -67,6 +70,14 @@ type TrackerServiceClient interface {
 	ListFiles(ctx context.Context, in *ListFilesRequest, opts ...grpc.CallOption) (*ListFilesResponse, error)
 	// ListNodes lists live nodes.
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
+	// PostCommand records an operator's command (purge, prewarm) for the
+	// nodes to carry out (the admin API only). It is kept in etcd for a
+	// while, so a node that restarts meanwhile carries it out too.
+	PostCommand(ctx context.Context, in *PostCommandRequest, opts ...grpc.CallOption) (*PostCommandResponse, error)
+	// WatchCommands streams the commands recorded after after_revision, in
+	// order, then each new one as it is recorded, until the caller leaves.
+	// Every cachenode and edge follows it.
+	WatchCommands(ctx context.Context, in *WatchCommandsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCommandsResponse], error)
 }
 
 type trackerServiceClient struct {
@@ -187,6 +198,35 @@ func (c *trackerServiceClient) ListNodes(ctx context.Context, in *ListNodesReque
 	return out, nil
 }
 
+func (c *trackerServiceClient) PostCommand(ctx context.Context, in *PostCommandRequest, opts ...grpc.CallOption) (*PostCommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PostCommandResponse)
+	err := c.cc.Invoke(ctx, TrackerService_PostCommand_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *trackerServiceClient) WatchCommands(ctx context.Context, in *WatchCommandsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCommandsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TrackerService_ServiceDesc.Streams[0], TrackerService_WatchCommands_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchCommandsRequest, WatchCommandsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TrackerService_WatchCommandsClient = grpc.ServerStreamingClient[WatchCommandsResponse]
+
 // TrackerServiceServer is the server API for TrackerService service.
 // All implementations must embed UnimplementedTrackerServiceServer
 // for forward compatibility.
@@ -210,9 +250,10 @@ type TrackerServiceServer interface {
 	Locate(context.Context, *LocateRequest) (*LocateResponse, error)
 	// ReportRate feeds measured transfer rates into the ranking.
 	ReportRate(context.Context, *ReportRateRequest) (*ReportRateResponse, error)
-	// PublishFile records a published file's summary (origin only).
+	// PublishFile records a published file's summary (origin only: the
+	// caller must present the origin credential or an origin certificate).
 	PublishFile(context.Context, *PublishFileRequest) (*PublishFileResponse, error)
-	// UnpublishFile removes a published file.
+	// UnpublishFile removes a published file (origin only, as PublishFile).
 	UnpublishFile(context.Context, *UnpublishFileRequest) (*UnpublishFileResponse, error)
 	// GetFile looks up a published file by name.
 	GetFile(context.Context, *GetFileRequest) (*GetFileResponse, error)
@@ -220,6 +261,14 @@ type TrackerServiceServer interface {
 	ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error)
 	// ListNodes lists live nodes.
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
+	// PostCommand records an operator's command (purge, prewarm) for the
+	// nodes to carry out (the admin API only). It is kept in etcd for a
+	// while, so a node that restarts meanwhile carries it out too.
+	PostCommand(context.Context, *PostCommandRequest) (*PostCommandResponse, error)
+	// WatchCommands streams the commands recorded after after_revision, in
+	// order, then each new one as it is recorded, until the caller leaves.
+	// Every cachenode and edge follows it.
+	WatchCommands(*WatchCommandsRequest, grpc.ServerStreamingServer[WatchCommandsResponse]) error
 	mustEmbedUnimplementedTrackerServiceServer()
 }
 
@@ -262,6 +311,12 @@ func (UnimplementedTrackerServiceServer) ListFiles(context.Context, *ListFilesRe
 }
 func (UnimplementedTrackerServiceServer) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListNodes not implemented")
+}
+func (UnimplementedTrackerServiceServer) PostCommand(context.Context, *PostCommandRequest) (*PostCommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PostCommand not implemented")
+}
+func (UnimplementedTrackerServiceServer) WatchCommands(*WatchCommandsRequest, grpc.ServerStreamingServer[WatchCommandsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchCommands not implemented")
 }
 func (UnimplementedTrackerServiceServer) mustEmbedUnimplementedTrackerServiceServer() {}
 func (UnimplementedTrackerServiceServer) testEmbeddedByValue()                        {}
@@ -482,6 +537,35 @@ func _TrackerService_ListNodes_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TrackerService_PostCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PostCommandRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TrackerServiceServer).PostCommand(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TrackerService_PostCommand_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TrackerServiceServer).PostCommand(ctx, req.(*PostCommandRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TrackerService_WatchCommands_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchCommandsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TrackerServiceServer).WatchCommands(m, &grpc.GenericServerStream[WatchCommandsRequest, WatchCommandsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TrackerService_WatchCommandsServer = grpc.ServerStreamingServer[WatchCommandsResponse]
+
 // TrackerService_ServiceDesc is the grpc.ServiceDesc for TrackerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -533,7 +617,17 @@ var TrackerService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListNodes",
 			Handler:    _TrackerService_ListNodes_Handler,
 		},
+		{
+			MethodName: "PostCommand",
+			Handler:    _TrackerService_PostCommand_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchCommands",
+			Handler:       _TrackerService_WatchCommands_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "tracker/v1/tracker.proto",
 }

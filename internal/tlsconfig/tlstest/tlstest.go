@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -52,7 +53,9 @@ func NewCA(dir, name string) (*CA, error) {
 }
 
 // Issue writes a certificate for name, valid for the given IP addresses
-// and DNS names, usable to serve and to dial, and returns its files.
+// and DNS names, usable to serve and to dial, and returns its files. A
+// host with a scheme ("p2pd://cachenode/cache-1") becomes a URI subject
+// alternative name: the node identity of internal/nodeauth.
 func (ca *CA) Issue(name string, hosts ...string) (certFile, keyFile string, err error) {
 	return ca.issue(name, time.Now().Add(24*time.Hour), hosts)
 }
@@ -76,7 +79,9 @@ func (ca *CA) issue(name string, notAfter time.Time, hosts []string) (string, st
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
+		if u, err := url.Parse(h); err == nil && u.Scheme != "" && u.Host != "" {
+			tmpl.URIs = append(tmpl.URIs, u)
+		} else if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)

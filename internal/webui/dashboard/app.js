@@ -12,6 +12,7 @@ const PALETTE = ['#2563eb', '#16a34a', '#db2777', '#ea580c', '#7c3aed', '#0891b2
 
 let token = sessionStorage.getItem(TOKEN_KEY) || '';
 let selected = '';
+let traceID = '';
 let timer = 0;
 let refreshes = 0;
 
@@ -24,7 +25,7 @@ class APIError extends Error {
 }
 
 // The token may come once in the URL fragment (never sent to the server):
-// /ui/#token=TOKEN&file=NAME. It is kept for the tab's session only.
+// /ui/#token=TOKEN&file=NAME&trace=ID. It is kept for the tab's session only.
 function readHash() {
   const p = new URLSearchParams(location.hash.slice(1));
   if (p.has('token')) {
@@ -32,12 +33,14 @@ function readHash() {
     sessionStorage.setItem(TOKEN_KEY, token);
   }
   if (p.has('file')) selected = p.get('file');
+  if (p.has('trace')) traceID = p.get('trace').trim().toLowerCase();
   writeHash();
 }
 
 function writeHash() {
   const p = new URLSearchParams();
   if (selected) p.set('file', selected);
+  if (traceID) p.set('trace', traceID);
   const h = p.toString();
   history.replaceState(null, '', h ? '#' + h : location.pathname + location.search);
 }
@@ -152,10 +155,15 @@ function renderStats(s) {
   ];
   const src = s.bytesServedBySource || {};
   if (Object.keys(src).length) {
-    cards.push(card('hit ratio (this process)', (100 * num(s.hitRatio)).toFixed(1) + '%', 'stat-hits'));
+    cards.push(card('cachenode hit ratio', (100 * num(s.hitRatio)).toFixed(1) + '%', 'stat-hits'));
     for (const [k, v] of Object.entries(src).sort()) cards.push(card('served from ' + k, bytes(v)));
   }
-  if (num(s.edgeBytesSent)) cards.push(card('sent to viewers (this process)', bytes(s.edgeBytesSent)));
+  cards.push(card('sent to viewers', bytes(s.edgeBytesSent), 'stat-edge-sent'));
+  // Traffic is summed over every node's counters; say when some are missing.
+  const missing = s.metricsMissing || [];
+  const sources = card('counters from', `${num(s.metricsSources)} processes` + (missing.length ? ` · ${missing.length} nodes unreachable` : ''), 'stat-sources');
+  if (missing.length) sources.title = 'no answer from the ops listener of ' + missing.join(', ');
+  cards.push(sources);
   document.getElementById('stats').replaceChildren(...cards);
 }
 
@@ -201,6 +209,78 @@ function renderFiles(files, nodes) {
     el('td', null, watch));
   });
   document.querySelector('#files tbody').replaceChildren(...rows);
+}
+
+// showTrace loads one trace through the admin API (which reads the trace
+// store) and draws it as a waterfall: one row per span, children under
+// their parent, bars on a common time axis.
+async function showTrace() {
+  const info = document.getElementById('trace-info');
+  const fall = document.getElementById('waterfall');
+  document.getElementById('span-attrs').hidden = true;
+  if (!traceID) {
+    info.textContent = 'Every edge response carries an X-Trace-Id header; paste one to see where its time went.';
+    fall.replaceChildren();
+    return;
+  }
+  document.getElementById('trace-id').value = traceID;
+  info.textContent = 'loading trace ' + traceID + '…';
+  info.className = 'muted';
+  let t;
+  try {
+    t = await api('/v1/traces/' + encodeURIComponent(traceID));
+  } catch (e) {
+    info.textContent = e.message;
+    info.className = 'error';
+    fall.replaceChildren();
+    return;
+  }
+  const spans = t.spans || [];
+  const start = s => Date.parse(s.start) * 1000 + (Number((s.start.match(/\.(\d+)/) || ['', ''])[1].padEnd(9, '0').slice(3, 6)) || 0);
+  const t0 = Math.min(...spans.map(start));
+  const end = Math.max(...spans.map(s => start(s) + num(s.durationUs)));
+  const total = Math.max(1, end - t0);
+  const services = [...new Set(spans.map(s => s.service))];
+  info.textContent = `${spans.length} spans · ${services.join(', ')} · ${(total / 1000).toFixed(2)} ms`;
+  // Depth-first from the roots (spans whose parent is not in the trace).
+  const ids = new Set(spans.map(s => s.spanId));
+  const children = new Map();
+  for (const s of spans) {
+    const p = ids.has(s.parentSpanId) ? s.parentSpanId : '';
+    if (!children.has(p)) children.set(p, []);
+    children.get(p).push(s);
+  }
+  const rows = [];
+  const walk = (parent, depth) => {
+    for (const s of (children.get(parent) || []).sort((a, b) => start(a) - start(b))) {
+      const color = PALETTE[services.indexOf(s.service) % PALETTE.length];
+      const row = el('div', {
+        class: 'span' + (s.error ? ' error' : ''),
+        dataset: { span: s.spanId, service: s.service, depth: String(depth) },
+        title: `${s.service}: ${s.name}`,
+        onclick: () => showAttrs(row, s),
+      },
+      el('span', { class: 'label', style: { paddingLeft: depth + 'em' } }, `${s.service} · ${s.name}`),
+      el('span', { class: 'lane' }, el('span', { class: 'bar', style: {
+        left: (100 * (start(s) - t0) / total) + '%', width: (100 * num(s.durationUs) / total) + '%', background: color,
+      } })),
+      el('span', { class: 'dur' }, (num(s.durationUs) / 1000).toFixed(2) + ' ms'));
+      rows.push(row);
+      walk(s.spanId, depth + 1);
+    }
+  };
+  walk('', 0);
+  fall.replaceChildren(...rows);
+}
+
+function showAttrs(row, s) {
+  for (const r of document.querySelectorAll('.span.selected')) r.classList.remove('selected');
+  row.classList.add('selected');
+  const dl = document.getElementById('span-attrs');
+  const items = [['service', s.service], ['operation', s.name], ['start', s.start], ['duration', num(s.durationUs) + ' µs'], ['span', s.spanId]];
+  for (const [k, v] of Object.entries(s.attributes || {}).sort()) items.push([k, v]);
+  dl.replaceChildren(...items.flatMap(([k, v]) => [el('dt', null, k), el('dd', null, v)]));
+  dl.hidden = false;
 }
 
 function decodeBits(b64) {
@@ -261,6 +341,12 @@ document.addEventListener('DOMContentLoaded', () => {
     sessionStorage.removeItem(TOKEN_KEY);
     refresh();
   });
-  window.addEventListener('hashchange', () => { readHash(); refresh(); });
-  refresh();
+  document.getElementById('trace-form').addEventListener('submit', ev => {
+    ev.preventDefault();
+    traceID = document.getElementById('trace-id').value.trim().toLowerCase();
+    writeHash();
+    showTrace();
+  });
+  window.addEventListener('hashchange', () => { readHash(); refresh(); showTrace(); });
+  refresh().then(showTrace);
 });

@@ -53,7 +53,9 @@ func newCluster(t *testing.T) *cluster {
 	}
 	t.Cleanup(e.Close)
 	addr := trackertest.Start(t, e.Endpoints(), trackerserver.Config{PeerSharing: true}).Addr
-	tc, err := trackerclient.Dial(addr)
+	// The cluster's client speaks for origins too: it presents the origin
+	// credential.
+	tc, err := trackerclient.Dial(addr, trackertest.AsOrigin())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/chunkstore"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
@@ -52,7 +53,9 @@ type ProcessConfig struct {
 	Trackers string // comma-separated tracker addresses
 	CacheDir string // the chunk store's directory
 	MaxBytes int64  // the chunk store's bound
-	TLS      *tlsconfig.Creds
+	// JoinToken is presented to the tracker to register (empty: none).
+	JoinToken string
+	TLS       *tlsconfig.Creds
 }
 
 // Serve runs a standalone cachenode until ctx ends: its SPP gRPC server
@@ -67,7 +70,7 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 		pc.Advertise = service.HostPort(pc.Listen, l)
 	}
 	pc.OpsAddr = service.OpsAddr(pc.Ops, pc.Advertise)
-	tc, err := trackerclient.Dial(pc.Trackers, pc.TLS.DialOption())
+	tc, err := trackerclient.Dial(pc.Trackers, pc.TLS.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, pc.JoinToken))
 	if err != nil {
 		return err
 	}

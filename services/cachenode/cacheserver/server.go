@@ -57,6 +57,7 @@ type Server struct {
 	links     links
 	prefetchN atomic.Int64 // read-ahead chunks in flight
 	manifests manifestCache
+	prewarms  prewarms
 	mflights  flight.Group[*manifest.Manifest]
 	rates     *trackerclient.Reporter
 	dirty     dirtySet
@@ -130,6 +131,11 @@ func (s *Server) Run(ctx context.Context) error {
 		m.Close()
 	}()
 	s.log.Info("joining tracker", "held_bytes", s.store.Bytes(), "files", len(s.store.Roots()))
+	// Operators' commands (purge, prewarm) until Run returns; stopped
+	// before Close, which waits for background work.
+	cctx, stopCommands := context.WithCancel(ctx)
+	defer stopCommands()
+	s.background(func() { s.followCommands(cctx) })
 
 	announce := time.NewTicker(s.cfg.AnnounceInterval)
 	defer announce.Stop()
@@ -184,9 +190,7 @@ func (s *Server) dropOrphans() {
 	for _, root := range s.store.Roots() {
 		if _, err := s.localManifest(root); err != nil {
 			s.log.Warn("dropping chunks without a manifest", "root", root, "err", err)
-			if err := s.store.DropFile(root); err != nil {
-				s.log.Warn("drop orphaned chunks", "root", root, "err", err)
-			}
+			s.dropFile(root)
 		}
 	}
 }
@@ -274,7 +278,18 @@ func (s *Server) streamEnded() {
 }
 
 func (s *Server) flushRates(ctx context.Context) {
-	if err := s.rates.Flush(ctx, s.tracker, s.cfg.NodeID, s.cfg.RPCTimeout); err != nil {
+	m := s.member.Load()
+	if m == nil {
+		return // not joined: nobody to report as
+	}
+	samples := s.rates.Take()
+	if len(samples) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
+	defer cancel()
+	// Through the membership: a report carries the registration's secret.
+	if err := m.ReportRate(ctx, samples); err != nil {
 		s.log.Debug("report rates", "err", err)
 	}
 }

@@ -41,10 +41,10 @@ func (s *Server) sweep(ctx context.Context, sw *sweeper) {
 			next[root] = true
 			continue
 		}
+		// Memory too: a chunk left there would still be served over SPP
+		// to anyone who asks for the root.
 		s.log.Info("dropping chunks of an unpublished file", "root", root)
-		if err := s.store.DropFile(root); err != nil {
-			s.log.Warn("drop unpublished file", "root", root, "err", err)
-		}
+		s.dropFile(root)
 	}
 	sw.suspects = next
 }

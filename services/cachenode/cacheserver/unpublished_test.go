@@ -7,6 +7,8 @@ import (
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestUnpublishedFilesAreDropped(t *testing.T) {
@@ -28,6 +30,13 @@ func TestUnpublishedFilesAreDropped(t *testing.T) {
 	})
 	if _, err := cl.tracker.UnpublishFile(t.Context(), &trackerv1.UnpublishFileRequest{Name: "gone.mp4"}); err != nil {
 		t.Fatal(err)
+	}
+	trackertest.Eventually(t, "unpublished file dropped", func() bool { return cn.store.Count(gone.Root) == 0 })
+	// Memory too: it would still be served over SPP to anyone asking for
+	// the root.
+	trackertest.Eventually(t, "unpublished file out of memory", func() bool { return cn.inMemory(gone) == 0 })
+	if _, err := cn.fetch(t.Context(), gone, allChunks(gone), true); status.Code(err) != codes.NotFound {
+		t.Fatalf("local-only fetch of an unpublished file: %v, want NotFound", err)
 	}
 	trackertest.Eventually(t, "unpublished file dropped", func() bool { return cn.store.Count(gone.Root) == 0 })
 	if n := cn.store.Count(kept.Root); n != 3 {

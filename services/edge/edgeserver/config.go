@@ -22,6 +22,12 @@ type Tracker interface {
 	ReportRate(ctx context.Context, in *trackerv1.ReportRateRequest, opts ...grpc.CallOption) (*trackerv1.ReportRateResponse, error)
 }
 
+// Commands follows operators' commands (purge, prewarm) as the trackers
+// record them; trackerclient.Client satisfies it.
+type Commands interface {
+	FollowCommands(ctx context.Context, nodeID string, log *slog.Logger, apply func(*trackerv1.Command))
+}
+
 // Nodes hands out SPP clients by node address; *spp.Pool satisfies it.
 type Nodes interface {
 	Client(addr string) (sppv1.ChunkServiceClient, error)
@@ -32,6 +38,10 @@ type Nodes interface {
 type Config struct {
 	// Tracker answers GetFile, ListFiles and Locate.
 	Tracker Tracker
+	// Commands, when set, is followed for operators' commands: a purged
+	// file's chunks leave the memory cache at once, so the next viewer's
+	// request fetches them anew.
+	Commands Commands
 	// Nodes dials the chunk sources. Nil: the edge keeps its own pool of
 	// plaintext gRPC connections, closed by Server.Close.
 	Nodes Nodes

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
@@ -84,11 +85,16 @@ func New(cfg Config) (*Server, error) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
+	var wg sync.WaitGroup
+	if cfg.ReportInterval > 0 {
+		wg.Go(func() { s.reporter.Run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger) })
+	}
+	if cfg.Commands != nil {
+		wg.Go(func() { cfg.Commands.FollowCommands(ctx, cfg.NodeID, cfg.Logger, s.apply) })
+	}
 	go func() {
 		defer close(s.done)
-		if cfg.ReportInterval > 0 {
-			s.reporter.Run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger)
-		}
+		wg.Wait()
 	}()
 	return s, nil
 }
@@ -103,6 +109,26 @@ func (s *Server) Close() error {
 	}
 	return nil
 }
+
+// apply carries out an operator's command: an edge has only purges to
+// do (prewarm fills cachenodes).
+func (s *Server) apply(c *trackerv1.Command) {
+	if c.Action != trackerv1.CommandAction_COMMAND_ACTION_PURGE || !trackerclient.Chosen(c.Nodes, s.cfg.NodeID) {
+		return
+	}
+	root, err := manifest.DigestFromBytes(c.Root)
+	if err != nil {
+		s.cfg.Logger.Warn("ignoring purge with a bad root", "id", c.Id, "err", err)
+		return
+	}
+	n := s.Purge(root)
+	s.cfg.Logger.Info("purged file", "root", root.String(), "name", c.Name, "chunks_in_memory", n)
+}
+
+// Purge drops every chunk of root from the edge's memory cache and
+// returns how many there were: the next request for the file fetches it
+// anew from a cachenode.
+func (s *Server) Purge(root manifest.Digest) int { return s.hot.RemoveRoot(root) }
 
 // NodeID is the id the edge names itself with in SPP requests and rate
 // reports.

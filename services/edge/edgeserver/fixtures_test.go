@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -277,7 +278,9 @@ func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *
 	for i := range nodes {
 		n := startNode(t, fmt.Sprintf("cache-%d", i), files)
 		e.nodes = append(e.nodes, n)
-		_, err := e.tc.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: n.id, Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: n.addr}})
+		_, err := e.tc.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: n.id, Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: n.addr},
+			// The same node in every env of a test: it may register again.
+			Secret: "secret of the test's " + n.id + strings.Repeat(".", 32)})
 		if err != nil {
 			t.Fatal(err)
 		}

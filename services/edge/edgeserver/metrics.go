@@ -30,6 +30,12 @@ func newMetrics(reg prometheus.Registerer, bufs *bufpool.Pool, hot *chunkcache.C
 		memoryHits: metric.Counter("p2pd_edge_memory_cache_hits_total", "Chunks served from the edge's memory cache of verified chunks, with no request upstream."),
 		memory:     metric.GaugeFunc("p2pd_edge_memory_cache_bytes", "Verified chunk bytes held in the edge's memory cache.", func() float64 { return float64(hot.Bytes()) }),
 	}
+	// The server errors an alert divides by the requests start at zero:
+	// a series that appears with the first error hides that error from
+	// rate() and increase().
+	for _, code := range []string{"500", "502", "503", "504"} {
+		m.requests.WithLabelValues(code)
+	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.bytes, m.failovers, m.active, m.duration, m.buffers, m.memoryHits, m.memory)
 	}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/accesslog"
+	"github.com/p2pd/p2pd/internal/cors"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
@@ -17,8 +19,8 @@ import (
 
 // ProcessConfig is a standalone edge process, as its flags give it.
 type ProcessConfig struct {
-	// Config is the edge's; Tracker, Nodes, Registry and TraceID are
-	// filled in by Serve.
+	// Config is the edge's; Tracker, Commands, Nodes, Registry and
+	// TraceID are filled in by Serve.
 	Config
 	Listen   string // viewers' HTTP address
 	Ops      string // ops listener address, empty for none
@@ -27,6 +29,8 @@ type ProcessConfig struct {
 	// tracker (default: derived from Listen).
 	Advertise string
 	TLS       *tlsconfig.Creds
+	CORS      cors.Flags      // cross-origin answers to viewers' pages
+	AccessLog accesslog.Flags // one line per viewer request
 }
 
 // Handler is the viewers' HTTP front of an edge: the player page and
@@ -49,7 +53,7 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 	defer pool.Close() // after the edge's Close below
 	ops := service.NewOps()
 	cfg := pc.Config
-	cfg.Tracker, cfg.Nodes, cfg.Registry, cfg.TraceID = tc, pool, ops.Registry, telemetry.TraceID
+	cfg.Tracker, cfg.Commands, cfg.Nodes, cfg.Registry, cfg.TraceID = tc, tc, pool, ops.Registry, telemetry.TraceID
 	edge, err := New(cfg)
 	if err != nil {
 		return err
@@ -60,6 +64,15 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 		return err
 	}
 	defer tel.Close() // flushes the spans of the last requests
+	viewers, err := pc.CORS.Handler(Handler(tc, edge))
+	if err != nil {
+		return err
+	}
+	access, err := pc.AccessLog.Open()
+	if err != nil {
+		return err
+	}
+	defer access.Close()
 	l, err := net.Listen("tcp", pc.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", pc.Listen, err)
@@ -81,7 +94,7 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 	defer stop()
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, pc.Ops, ops) }()
-	go func() { errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(Handler(tc, edge))) }()
+	go func() { errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(access.Handler(viewers))) }()
 	ops.SetReady(true)
 	log.Info("edge ready", "listen", l.Addr().String(), "tracker", pc.Trackers, "ops", pc.Ops)
 	var first error

@@ -411,7 +411,7 @@ func TestNodesAndChunkMap(t *testing.T) {
 		t.Fatalf("publish: %d %+v", code, ae)
 	}
 	m, _ := e.origin.Lookup("films/a.mp4")
-	e.joinCachenode("cache-1", m, 0, 2)
+	cache := e.joinCachenode("cache-1", m, 0, 2)
 
 	var detail jsonFileDetail
 	trackertest.EventuallyOK(t, "cachenode's holdings visible", func() error {
@@ -441,10 +441,7 @@ func TestNodesAndChunkMap(t *testing.T) {
 	}
 
 	// The cachenode measured 1 MiB/s from the origin.
-	if _, err := e.tracker.ReportRate(context.Background(), &trackerv1.ReportRateRequest{
-		Reporter: "cache-1",
-		Samples:  []*trackerv1.RateSample{{Source: "origin-1", Bytes: 1 << 20, DurationNanos: int64(time.Second)}},
-	}); err != nil {
+	if err := cache.ReportRate(context.Background(), []*trackerv1.RateSample{{Source: "origin-1", Bytes: 1 << 20, DurationNanos: int64(time.Second)}}); err != nil {
 		t.Fatal(err)
 	}
 	var nodes struct{ Nodes []jsonNode }
@@ -566,6 +563,8 @@ func TestOpenAPI(t *testing.T) {
 		"DELETE /v1/files/{name}":  "AdminService_DeleteFile",
 		"GET /v1/nodes":            "AdminService_ListNodes",
 		"GET /v1/stats":            "AdminService_GetStats",
+		"POST /v1/prewarm":         "AdminService_PrewarmFile",
+		"POST /v1/purge":           "AdminService_PurgeFile",
 		"GET /v1/traces/{traceId}": "AdminService_GetTrace",
 	}
 	seen := 0

@@ -33,6 +33,7 @@ const (
 	CodeUploadIncomplete    = "upload_incomplete"    // 400: the body ended early
 	CodeDigestMismatch      = "digest_mismatch"      // 400: the body is not what Repr-Digest says
 	CodeTrackerUnavailable  = "tracker_unavailable"  // 503: the tracker cannot be reached
+	CodeUnknownNode         = "unknown_node"         // 400: a prewarm names a node that is not a live cachenode
 	CodeTraceNotFound       = "trace_not_found"      // 404: the trace store has no such trace (yet)
 	CodeTracesUnavailable   = "traces_unavailable"   // 503: no trace store configured, or it cannot be reached
 	CodeNotFound            = "not_found"            // 404: no such route

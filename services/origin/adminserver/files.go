@@ -211,7 +211,9 @@ func (s *Server) DeleteFile(ctx context.Context, req *adminv1.DeleteFileRequest)
 	}
 	unlock := s.locks.lock(name)
 	defer unlock()
-	if _, ok := s.origin.Lookup(name); ok {
+	var root manifest.Digest
+	if m, ok := s.origin.Lookup(name); ok {
+		root = m.Root
 		err := s.origin.Unpublish(ctx, name)
 		switch {
 		case errors.Is(err, originserver.ErrNotPublished):
@@ -221,10 +223,14 @@ func (s *Server) DeleteFile(ctx context.Context, req *adminv1.DeleteFileRequest)
 			// finds it at the tracker only, and finishes the job below.
 			return nil, errTracker(err, "unpublish "+name+": the origin no longer serves it but edges may still list it; retry")
 		}
-	} else if err := s.unpublishAtTracker(ctx, name); err != nil {
-		return nil, err
+	} else {
+		var err error
+		if root, err = s.unpublishAtTracker(ctx, name); err != nil {
+			return nil, err
+		}
 	}
 	s.log.Info("unpublished", "name", name, "keep_file", req.KeepFile)
+	s.purgeUnpublished(ctx, name, root)
 	if req.KeepFile {
 		return &adminv1.DeleteFileResponse{}, nil
 	}
@@ -236,23 +242,26 @@ func (s *Server) DeleteFile(ctx context.Context, req *adminv1.DeleteFileRequest)
 
 // unpublishAtTracker removes a file the origin does not publish but the
 // tracker still lists (an earlier DELETE that could not reach it).
-func (s *Server) unpublishAtTracker(ctx context.Context, name string) error {
+// It returns the root the tracker had.
+func (s *Server) unpublishAtTracker(ctx context.Context, name string) (manifest.Digest, error) {
+	var root manifest.Digest
 	if s.tracker == nil {
-		return errNotPublished(name)
+		return root, errNotPublished(name)
 	}
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.TrackerTimeout)
 	defer cancel()
-	_, err := s.tracker.GetFile(tctx, &trackerv1.GetFileRequest{Name: name})
+	resp, err := s.tracker.GetFile(tctx, &trackerv1.GetFileRequest{Name: name})
 	if status.Code(err) == codes.NotFound {
-		return errNotPublished(name)
+		return root, errNotPublished(name)
 	}
 	if err != nil {
-		return errTracker(err, "unpublish "+name)
+		return root, errTracker(err, "unpublish "+name)
 	}
+	root, _ = manifest.DigestFromBytes(resp.GetFile().GetRoot())
 	if _, err := s.tracker.UnpublishFile(tctx, &trackerv1.UnpublishFileRequest{Name: name}); err != nil {
-		return errTracker(err, "unpublish "+name)
+		return root, errTracker(err, "unpublish "+name)
 	}
-	return nil
+	return root, nil
 }
 
 func errNotPublished(name string) error {

@@ -64,7 +64,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, media: t.TempDir(), reg: prometheus.NewRegistry()}
 	trackerAddr := trackertest.Start(t, etcdEndpoints, trackerserver.Config{Logger: quiet()}).Addr
-	tc, err := trackerclient.Dial(trackerAddr)
+	tc, err := trackerclient.Dial(trackerAddr, trackertest.AsOrigin())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 
 // joinCachenode registers a cachenode with the tracker through the real
 // tracker protocol and announces that it holds chunks of m.
-func (e *env) joinCachenode(id string, m *manifest.Manifest, chunks ...int) {
+func (e *env) joinCachenode(id string, m *manifest.Manifest, chunks ...int) *trackerclient.Member {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.t.Cleanup(cancel)
@@ -116,6 +116,7 @@ func (e *env) joinCachenode(id string, m *manifest.Manifest, chunks ...int) {
 	}
 	mem.Update(&trackerv1.Have{Root: m.Root[:], ChunkCount: uint32(m.ChunkCount()), Bitmap: b.Encode()})
 	mem.SetLoad(2, uint64(len(chunks)*testChunk))
+	return mem
 }
 
 // do sends a request with the admin token unless hdr sets Authorization.

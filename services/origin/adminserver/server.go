@@ -46,6 +46,7 @@ type Tracker interface {
 	GetFile(ctx context.Context, in *trackerv1.GetFileRequest, opts ...grpc.CallOption) (*trackerv1.GetFileResponse, error)
 	UnpublishFile(ctx context.Context, in *trackerv1.UnpublishFileRequest, opts ...grpc.CallOption) (*trackerv1.UnpublishFileResponse, error)
 	Locate(ctx context.Context, in *trackerv1.LocateRequest, opts ...grpc.CallOption) (*trackerv1.LocateResponse, error)
+	PostCommand(ctx context.Context, in *trackerv1.PostCommandRequest, opts ...grpc.CallOption) (*trackerv1.PostCommandResponse, error)
 }
 
 // Server implements adminv1.AdminServiceServer and serves it as REST.

@@ -12,6 +12,7 @@ import (
 	"net"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/internal/tlsconfig"
@@ -104,6 +105,8 @@ type ProcessConfig struct {
 	Ops      string // ops listener address, empty for none
 	Trackers string // comma-separated tracker addresses
 	TLS      *tlsconfig.Creds
+	// OriginToken is the credential the tracker demands to publish.
+	OriginToken string
 }
 
 // Serve runs a standalone origin until ctx ends: its SPP gRPC server with
@@ -123,12 +126,13 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 		return err
 	}
 	defer tel.Close() // flushes the spans of the last requests
-	tc, err := trackerclient.Dial(pc.Trackers, pc.TLS.DialOption())
+	tc, err := trackerclient.Dial(pc.Trackers, pc.TLS.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, pc.OriginToken))
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
 	h := Host{GRPC: grpc.NewServer(append(service.GRPCServerOptions(), pc.TLS.ServerOption())...), Ops: service.NewOps()}
+	h.Ops.AdminToken = pc.AdminToken // pprof off loopback
 	health := service.AddHealth(h.GRPC)
 	pc.Ready = func(o *originserver.Server) {
 		health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

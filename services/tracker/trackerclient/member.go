@@ -2,6 +2,7 @@ package trackerclient
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -34,6 +36,11 @@ type Member struct {
 	pending map[string]*trackerv1.Have // by root
 	load    uint32
 	held    uint64
+
+	// secret proves to the trackers that calls come from this node: chosen
+	// once, kept across re-registrations, so a registration whose answer
+	// was lost can be taken over by this node and nobody else.
+	secret string
 
 	lease      atomic.Int64 // current lease; 0 when not registered
 	registered atomic.Bool
@@ -62,6 +69,7 @@ func (c *Client) JoinWith(ctx context.Context, node *trackerv1.Node, haves HaveF
 		c: c, cfg: cfg, node: node, haves: haves,
 		cancel: cancel, done: make(chan struct{}), kick: make(chan struct{}, 1),
 		pending: map[string]*trackerv1.Have{},
+		secret:  nodeauth.NewSecret(),
 		load:    node.Load, held: node.HeldBytes,
 	}
 	go m.run(ctx)
@@ -88,6 +96,18 @@ func (m *Member) SetLoad(load uint32, heldBytes uint64) {
 	m.mu.Unlock()
 }
 
+// ReportRate sends measured transfers as this node, with its lease and
+// secret, so they count for everyone's ranking. It fails while the node
+// is not registered.
+func (m *Member) ReportRate(ctx context.Context, samples []*trackerv1.RateSample) error {
+	lease := m.lease.Load()
+	if lease == 0 {
+		return errors.New("report rates: not registered with a tracker")
+	}
+	_, err := m.c.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: m.node.Id, Samples: samples, LeaseId: lease, Secret: m.secret})
+	return err
+}
+
 // Registered reports whether the node holds a live registration.
 func (m *Member) Registered() bool { return m.registered.Load() }
 
@@ -105,7 +125,7 @@ func (m *Member) Close() {
 		// The Join context is usually done by now: revoke on a fresh one.
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.CallTimeout)
 		defer cancel()
-		if _, err := m.c.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: m.node.Id, LeaseId: lease}); err != nil {
+		if _, err := m.c.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: m.node.Id, LeaseId: lease, Secret: m.secret}); err != nil {
 			m.cfg.Logger.Warn("tracker: unregister failed; the lease will expire", "node", m.node.Id, "err", err)
 		}
 	})
@@ -144,7 +164,7 @@ func (m *Member) register(ctx context.Context) (*trackerv1.RegisterResponse, err
 	m.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
 	defer cancel()
-	return m.c.Register(cctx, &trackerv1.RegisterRequest{Node: m.node})
+	return m.c.Register(cctx, &trackerv1.RegisterRequest{Node: m.node, Secret: m.secret})
 }
 
 // serve heartbeats and flushes queued holdings under one lease; it returns
@@ -240,7 +260,7 @@ func (m *Member) serve(ctx context.Context, lease int64, ttl time.Duration) {
 
 func (m *Member) heartbeat(ctx context.Context, lease int64, timeout time.Duration) error {
 	m.mu.Lock()
-	req := &trackerv1.HeartbeatRequest{NodeId: m.node.Id, LeaseId: lease, Load: m.load, HeldBytes: m.held}
+	req := &trackerv1.HeartbeatRequest{NodeId: m.node.Id, LeaseId: lease, Load: m.load, HeldBytes: m.held, Secret: m.secret}
 	m.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -297,7 +317,7 @@ func (m *Member) handle(ctx context.Context, batch []*trackerv1.Have, err error)
 func (m *Member) send(ctx context.Context, lease int64, haves []*trackerv1.Have) error {
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
 	defer cancel()
-	_, err := m.c.Announce(cctx, &trackerv1.AnnounceRequest{NodeId: m.node.Id, LeaseId: lease, Haves: haves})
+	_, err := m.c.Announce(cctx, &trackerv1.AnnounceRequest{NodeId: m.node.Id, LeaseId: lease, Haves: haves, Secret: m.secret})
 	return err
 }
 

@@ -24,7 +24,7 @@ func (s *Server) Announce(ctx context.Context, req *trackerv1.AnnounceRequest) (
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "announce %s: %v", req.NodeId, err)
 	}
-	if _, err := s.checkLease(ctx, "announce", req.NodeId, req.LeaseId); err != nil {
+	if _, err := s.checkLease(ctx, "announce", req.NodeId, req.LeaseId, req.Secret); err != nil {
 		return nil, err
 	}
 	if len(ops) == 0 {

@@ -19,6 +19,9 @@ type Config struct {
 	// tracker binary's --peer-sharing defaults to true; the zero Config has
 	// it off so it matches p2pd's flag.
 	PeerSharing bool
+	// CommandTTL is how long an operator's command (purge, prewarm) is
+	// kept for nodes that were away when it was posted.
+	CommandTTL time.Duration
 	// MaxLocateChunks caps LocateRequest.chunk_count.
 	MaxLocateChunks uint32
 	// DefaultMaxSources is used when LocateRequest.max_sources is 0.
@@ -43,6 +46,22 @@ type Config struct {
 	Health rank.HealthConfig
 	// EtcdTimeout bounds each etcd request.
 	EtcdTimeout time.Duration
+	// OriginToken is the origin credential: a caller presenting it (in
+	// nodeauth.OriginTokenHeader) may publish, unpublish and register an
+	// origin. Empty: only origin certificates may (with mutual TLS).
+	OriginToken string
+	// AdminToken may do what OriginToken may, and replace or remove any
+	// node. Empty: nobody by token.
+	AdminToken string
+	// JoinToken, when set, must be presented (nodeauth.JoinTokenHeader)
+	// to register, unless the caller has a cluster certificate or the
+	// origin credential. Empty: anyone may join as a cachenode or an edge.
+	JoinToken string
+	// MaxNodes bounds live registrations in total.
+	MaxNodes int
+	// MaxNodesPerAddr bounds live registrations made from one source
+	// address (negative: no bound).
+	MaxNodesPerAddr int
 	// Now is the clock for health backoff and timestamps.
 	Now func() time.Time
 	// Logger receives the tracker's logs.
@@ -53,6 +72,8 @@ type Config struct {
 //   - Prefix "/p2pd/v1/", the layout in docs/architecture.md;
 //   - LeaseTTL 10s: nodes heartbeat every ~3s, so one lost heartbeat is
 //     harmless, and a dead node is gone in 10s;
+//   - CommandTTL 1h: a node restarted within the hour still purges
+//     what it must not serve; commands are tiny and rare;
 //   - MaxLocateChunks 1024: a 1 GiB run at 1 MiB chunks, a few KiB of reply;
 //   - DefaultMaxSources 4, MaxSourcesCap 32: enough to fetch in parallel
 //     and fail over, without sending the whole membership per chunk;
@@ -65,6 +86,9 @@ type Config struct {
 //   - RateAlpha rank.DefaultAlpha;
 //   - Health: rank's defaults;
 //   - EtcdTimeout 5s;
+//   - MaxNodes 10000, MaxNodesPerAddr 64: a host runs a few nodes, and a
+//     flood of fake registrations from one address stops well before it
+//     crowds out the honest ones;
 //   - Now time.Now, Logger slog.Default().
 func (c *Config) applyDefaults() {
 	if c.Prefix == "" {
@@ -72,6 +96,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = 10 * time.Second
+	}
+	if c.CommandTTL <= 0 {
+		c.CommandTTL = time.Hour
 	}
 	if c.MaxLocateChunks == 0 {
 		c.MaxLocateChunks = 1024
@@ -102,6 +129,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.EtcdTimeout <= 0 {
 		c.EtcdTimeout = 5 * time.Second
+	}
+	if c.MaxNodes <= 0 {
+		c.MaxNodes = 10000
+	}
+	if c.MaxNodesPerAddr == 0 {
+		c.MaxNodesPerAddr = 64
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -21,10 +21,17 @@ type etcdMetrics struct {
 }
 
 func newEtcdMetrics() *etcdMetrics {
-	return &etcdMetrics{
+	m := &etcdMetrics{
 		seconds: metric.HistogramVec("p2pd_tracker_etcd_request_duration_seconds", "Time of the tracker's etcd requests, by operation (for LeaseKeepAlive: to the keep-alive answer).", prometheus.ExponentialBuckets(0.0005, 2, 14), "op"), // 0.5 ms .. 4 s
 		errors:  metric.CounterVec("p2pd_tracker_etcd_request_errors_total", "The tracker's etcd requests that failed, by operation.", "op"),
 	}
+	// Every operation the tracker makes starts at zero errors: an alert on
+	// rate(...errors...) needs the series before the first error, or it
+	// cannot fire on that error.
+	for _, op := range []string{"Range", "Put", "Txn", "DeleteRange", "LeaseGrant", "LeaseRevoke", "LeaseKeepAlive"} {
+		m.errors.WithLabelValues(op)
+	}
+	return m
 }
 
 func (m *etcdMetrics) collectors() []prometheus.Collector {

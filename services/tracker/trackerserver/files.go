@@ -16,6 +16,9 @@ import (
 // PublishFile records a published file's summary (no lease: a file stays
 // published when its origin restarts).
 func (s *Server) PublishFile(ctx context.Context, req *trackerv1.PublishFileRequest) (*trackerv1.PublishFileResponse, error) {
+	if err := s.callerOf(ctx).mayPublish("publish"); err != nil {
+		return nil, err
+	}
 	f := req.GetFile()
 	if err := checkFile(f); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "publish: %v", err)
@@ -62,6 +65,9 @@ func checkFile(f *trackerv1.File) error {
 
 // UnpublishFile removes a published file; NotFound if it was not.
 func (s *Server) UnpublishFile(ctx context.Context, req *trackerv1.UnpublishFileRequest) (*trackerv1.UnpublishFileResponse, error) {
+	if err := s.callerOf(ctx).mayPublish("unpublish"); err != nil {
+		return nil, err
+	}
 	if err := manifest.CheckName(req.Name); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "unpublish: %v", err)
 	}

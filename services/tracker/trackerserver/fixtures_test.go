@@ -3,6 +3,7 @@ package trackerserver
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/bitmap"
 	"github.com/p2pd/p2pd/internal/etcdembed"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -50,6 +52,7 @@ type fixture struct {
 	t      *testing.T
 	etcd   *clientv3.Client
 	prefix string
+	addr   string // of the last tracker started
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -62,6 +65,9 @@ func (f *fixture) tracker(cfg Config) (trackerv1.TrackerServiceClient, *Server) 
 	t := f.t
 	t.Helper()
 	cfg.Prefix = f.prefix
+	if cfg.OriginToken == "" {
+		cfg.OriginToken = testOriginToken
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = discard()
 	}
@@ -76,17 +82,53 @@ func (f *fixture) tracker(cfg Config) (trackerv1.TrackerServiceClient, *Server) 
 	gs := grpc.NewServer()
 	trackerv1.RegisterTrackerServiceServer(gs, srv)
 	wg.Go(func() { gs.Serve(l) })
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.addr = l.Addr().String()
+	// The tests' usual client is the origin: it may publish and register
+	// an origin; f.dial gives other callers.
+	c := f.dial(nodeauth.OriginTokenHeader, cfg.OriginToken)
 	t.Cleanup(func() {
-		conn.Close()
 		gs.Stop()
 		cancel()
 		wg.Wait()
 	})
-	return trackerv1.NewTrackerServiceClient(conn), srv
+	return c, srv
+}
+
+// testOriginToken is the origin credential of the tests' trackers.
+const testOriginToken = "test-origin-token"
+
+// dial returns a client of the fixture's last tracker that presents the
+// given tokens (keys and values alternating).
+func (f *fixture) dial(tokens ...string) trackerv1.TrackerServiceClient {
+	f.t.Helper()
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), nodeauth.WithTokens(tokens...))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { conn.Close() })
+	return trackerv1.NewTrackerServiceClient(conn)
+}
+
+// secretOf is the registration secret the tests give node id.
+func secretOf(id string) string {
+	s := sha256.Sum256([]byte("secret of " + id))
+	return hex.EncodeToString(s[:])
+}
+
+// report sends samples as reporter: with its lease and secret when it is
+// registered, so the report counts for everyone.
+func (f *fixture) report(c trackerv1.TrackerServiceClient, reporter string, samples ...*trackerv1.RateSample) error {
+	f.t.Helper()
+	req := &trackerv1.ReportRateRequest{Reporter: reporter, Samples: samples}
+	resp, err := f.etcd.Get(testCtx(f.t), f.prefix+nodesDir+reporter)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if len(resp.Kvs) > 0 {
+		req.LeaseId, req.Secret = resp.Kvs[0].Lease, secretOf(reporter)
+	}
+	_, err = c.ReportRate(testCtx(f.t), req)
+	return err
 }
 
 // ctx returns a context bounded for one test step.
@@ -137,7 +179,7 @@ func register(t *testing.T, c trackerv1.TrackerServiceClient, id string, role tr
 	t.Helper()
 	resp, err := c.Register(testCtx(t), &trackerv1.RegisterRequest{Node: &trackerv1.Node{
 		Id: id, Role: role, GrpcAddr: "127.0.0.1:1",
-	}})
+	}, Secret: secretOf(id)})
 	if err != nil {
 		t.Fatalf("register %s: %v", id, err)
 	}
@@ -147,7 +189,7 @@ func register(t *testing.T, c trackerv1.TrackerServiceClient, id string, role tr
 // announce announces haves for a node.
 func announce(t *testing.T, c trackerv1.TrackerServiceClient, id string, lease int64, haves ...*trackerv1.Have) {
 	t.Helper()
-	if _, err := c.Announce(testCtx(t), &trackerv1.AnnounceRequest{NodeId: id, LeaseId: lease, Haves: haves}); err != nil {
+	if _, err := c.Announce(testCtx(t), &trackerv1.AnnounceRequest{NodeId: id, LeaseId: lease, Haves: haves, Secret: secretOf(id)}); err != nil {
 		t.Fatalf("announce %s: %v", id, err)
 	}
 }

@@ -187,10 +187,10 @@ func TestTwoTrackers(t *testing.T) {
 			return ferr == nil && len(got[0]) == 1 && len(got[1]) == 0 && len(got[2]) == 1
 		})
 	}
-	if _, err := b.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease, Load: 5}); err != nil {
+	if _, err := b.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease, Secret: secretOf("cache-1"), Load: 5}); err != nil {
 		t.Fatalf("heartbeat through the other tracker: %v", err)
 	}
-	if _, err := b.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: "cache-1", LeaseId: lease}); err != nil {
+	if _, err := b.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: "cache-1", LeaseId: lease, Secret: secretOf("cache-1")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "tracker a to see the node leave", func() bool { return len(nodeIDs(t, a)) == 0 })

@@ -14,10 +14,14 @@ import (
 //	nodes/<id>              trackerv1.Node, node's lease
 //	files/<name>            trackerv1.File
 //	have/<root hex>/<id>    trackerv1.Have, node's lease
+//	auth/<id>               the registration's secret digest, node's lease
+//	commands/<id>           trackerv1.Command, its own lease (CommandTTL)
 const (
-	nodesDir = "nodes/"
-	filesDir = "files/"
-	haveDir  = "have/"
+	authDir     = "auth/"
+	nodesDir    = "nodes/"
+	filesDir    = "files/"
+	haveDir     = "have/"
+	commandsDir = "commands/"
 )
 
 // maxNodeIDLen bounds a node id: it is part of etcd keys and of every
@@ -27,8 +31,10 @@ const maxNodeIDLen = 256
 // keys builds and parses the tracker's etcd keys under one prefix.
 type keys struct{ prefix string }
 
-func (k keys) node(id string) string   { return k.prefix + nodesDir + id }
-func (k keys) file(name string) string { return k.prefix + filesDir + name }
+func (k keys) node(id string) string    { return k.prefix + nodesDir + id }
+func (k keys) file(name string) string  { return k.prefix + filesDir + name }
+func (k keys) auth(id string) string    { return k.prefix + authDir + id }
+func (k keys) command(id string) string { return k.prefix + commandsDir + id }
 func (k keys) have(root manifest.Digest, id string) string {
 	return k.prefix + haveDir + root.String() + "/" + id
 }

@@ -35,7 +35,7 @@ func TestLocateRelaysThroughTheHome(t *testing.T) {
 	f := newFixture(t)
 	clk := newFakeClock()
 	c, _ := f.tracker(Config{PeerSharing: true, Now: clk.now})
-	r := locateSetup(t, c)
+	r := locateSetup(f, c)
 	caches := []string{"cache-1", "cache-2", "cache-3"}
 
 	t.Run("chunks a peer holds are never relayed", func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestLocateRelaysThroughTheHome(t *testing.T) {
 		if asker == home {
 			asker = "cache-2"
 		}
-		if _, err := c.ReportRate(testCtx(t), &trackerv1.ReportRateRequest{Reporter: asker, Samples: []*trackerv1.RateSample{{Source: home, Failed: true}}}); err != nil {
+		if err := f.report(c, asker, &trackerv1.RateSample{Source: home, Failed: true}); err != nil {
 			t.Fatal(err)
 		}
 		healthy := slices.DeleteFunc(slices.Clone(caches), func(id string) bool { return id == home })
@@ -126,11 +126,11 @@ func TestLocateRelaysThroughTheHome(t *testing.T) {
 func TestLocateRatesPerRequester(t *testing.T) {
 	f := newFixture(t)
 	c, _ := f.tracker(Config{PeerSharing: true})
-	r := locateSetup(t, c)
+	r := locateSetup(f, c)
 	// cache-3 measured cache-1 much slower than edge-1 did.
-	if _, err := c.ReportRate(testCtx(t), &trackerv1.ReportRateRequest{Reporter: "cache-3", Samples: []*trackerv1.RateSample{
+	if err := f.report(c, "cache-3", []*trackerv1.RateSample{
 		{Source: "cache-1", Bytes: 5e6, DurationNanos: int64(time.Second)},
-	}}); err != nil {
+	}...); err != nil {
 		t.Fatal(err)
 	}
 	rates := func(requester string) map[string]float64 {

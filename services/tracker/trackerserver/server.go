@@ -40,14 +40,17 @@ type Server struct {
 	keys keys
 	idx  *index
 
-	mu    sync.Mutex
-	stats map[string]*nodeStats // by node id
+	secrets secrets
+
+	mu        sync.Mutex
+	stats     map[string]*nodeStats // by node id
+	reporters map[string]*reporter  // by reporter id
 }
 
 // New returns a tracker storing its state in etcd through cli.
 func New(cli *clientv3.Client, cfg Config) *Server {
 	cfg.applyDefaults()
-	s := &Server{cfg: cfg, cli: cli, keys: keys{prefix: cfg.Prefix}, stats: map[string]*nodeStats{}}
+	s := &Server{cfg: cfg, cli: cli, keys: keys{prefix: cfg.Prefix}, stats: map[string]*nodeStats{}, reporters: map[string]*reporter{}}
 	s.idx = newIndex(s.keys, cfg.MaxChunkCount, cfg.Logger, s.forget)
 	return s
 }
@@ -110,14 +113,22 @@ func (s *Server) etcdCtx(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, s.cfg.EtcdTimeout)
 }
 
-// Register grants the node a lease and writes its record under it. A
-// record left by the node's previous life (a restart within the TTL) is
-// replaced and its lease revoked, so holdings the node no longer announces
-// do not linger.
+// Register grants the node a lease and writes its record and auth record
+// under it. A live registration of the same id is replaced only when the
+// caller proves it is that node (see authz.go); the replaced lease is
+// revoked, so holdings the node no longer announces do not linger.
 func (s *Server) Register(ctx context.Context, req *trackerv1.RegisterRequest) (*trackerv1.RegisterResponse, error) {
 	n := req.GetNode()
 	if err := checkNode(n); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "register: %v", err)
+	}
+	c := s.callerOf(ctx)
+	if err := c.mayRegister(n); err != nil {
+		return nil, err
+	}
+	secret, err := secretFor(req)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	n = proto.Clone(n).(*trackerv1.Node)
 	if n.UpSinceUnixNano == 0 {
@@ -129,28 +140,58 @@ func (s *Server) Register(ctx context.Context, req *trackerv1.RegisterRequest) (
 	}
 	ectx, cancel := s.etcdCtx(ctx)
 	defer cancel()
+	key, akey := s.keys.node(n.Id), s.keys.auth(n.Id)
+	cur, err := s.cli.Txn(ectx).Then(clientv3.OpGet(key), clientv3.OpGet(akey)).Commit()
+	if err != nil {
+		return nil, etcdError(err, "register %s: read node", n.Id)
+	}
+	var oldLease, oldRev int64
+	if kvs := cur.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		oldLease, oldRev = kvs[0].Lease, kvs[0].ModRevision
+	}
+	var old authRecord
+	if kvs := cur.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 && kvs[0].Lease == oldLease {
+		old, _ = decodeAuth(string(kvs[0].Value), kvs[0].Lease)
+	}
+	if oldLease != 0 && !c.mayReplace(n, old, req.Secret) {
+		return nil, status.Errorf(codes.AlreadyExists, "register %s: a live node holds this id; only that node (its registration secret or certificate) may register it again, or wait until its lease expires", n.Id)
+	}
+	if err := s.checkCapacity(ctx, n, c.peer.Addr, oldLease != 0); err != nil {
+		return nil, err
+	}
 	lease, err := s.cli.Grant(ectx, int64((s.cfg.LeaseTTL+time.Second-1)/time.Second))
 	if err != nil {
 		return nil, etcdError(err, "register %s: grant lease", n.Id)
 	}
-	key := s.keys.node(n.Id)
-	resp, err := s.cli.Txn(ectx).Then(
-		clientv3.OpGet(key),
+	auth := authRecord{digest: digestOf(secret), addr: c.peer.Addr, lease: int64(lease.ID)}
+	// The record must still be the one judged above: a concurrent
+	// registration of the same id loses rather than replaces unchecked.
+	resp, err := s.cli.Txn(ectx).If(clientv3.Compare(clientv3.ModRevision(key), "=", oldRev)).Then(
 		clientv3.OpPut(key, string(val), clientv3.WithLease(lease.ID)),
+		clientv3.OpPut(akey, auth.encode(), clientv3.WithLease(lease.ID)),
 	).Commit()
+	if err == nil && !resp.Succeeded {
+		err = errRegisterRace
+	}
 	if err != nil {
 		s.cli.Revoke(ectx, lease.ID)
+		if errors.Is(err, errRegisterRace) {
+			return nil, status.Errorf(codes.Aborted, "register %s: registered concurrently by another call; try again", n.Id)
+		}
 		return nil, etcdError(err, "register %s: put node", n.Id)
 	}
-	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 && kvs[0].Lease != 0 && kvs[0].Lease != int64(lease.ID) {
-		if _, err := s.cli.Revoke(ectx, clientv3.LeaseID(kvs[0].Lease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			s.cfg.Logger.Warn("register: revoking previous lease", "node", n.Id, "lease", kvs[0].Lease, "err", err)
+	if oldLease != 0 && oldLease != int64(lease.ID) {
+		if _, err := s.cli.Revoke(ectx, clientv3.LeaseID(oldLease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			s.cfg.Logger.Warn("register: revoking previous lease", "node", n.Id, "lease", oldLease, "err", err)
 		}
 	}
+	s.secrets.put(n.Id, auth)
 	s.afterWrite(ctx, resp.Header.Revision)
-	s.cfg.Logger.Info("node registered", "node", n.Id, "role", n.Role, "grpc_addr", n.GrpcAddr, "lease", int64(lease.ID))
-	return &trackerv1.RegisterResponse{LeaseId: int64(lease.ID), TtlSeconds: lease.TTL}, nil
+	s.cfg.Logger.Info("node registered", "node", n.Id, "role", n.Role, "grpc_addr", n.GrpcAddr, "lease", int64(lease.ID), "from", c.peer.Addr)
+	return &trackerv1.RegisterResponse{LeaseId: int64(lease.ID), TtlSeconds: lease.TTL, Secret: secret}, nil
 }
+
+var errRegisterRace = errors.New("concurrent registration")
 
 // checkNode validates a node record sent by the node itself.
 func checkNode(n *trackerv1.Node) error {
@@ -197,8 +238,9 @@ func (s *Server) lookupNode(ctx context.Context, id string, lease int64) (nodeEn
 	return nodeEntry{node: n, lease: resp.Kvs[0].Lease}, true, nil
 }
 
-// checkLease verifies that lease is the one node id is registered with.
-func (s *Server) checkLease(ctx context.Context, what, id string, lease int64) (nodeEntry, error) {
+// checkLease verifies that lease is the one node id is registered with,
+// and that secret is that registration's.
+func (s *Server) checkLease(ctx context.Context, what, id string, lease int64, secret string) (nodeEntry, error) {
 	if err := checkNodeID(id); err != nil {
 		return nodeEntry{}, status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
 	}
@@ -214,23 +256,21 @@ func (s *Server) checkLease(ctx context.Context, what, id string, lease int64) (
 	case e.lease != lease:
 		return e, status.Errorf(codes.NotFound, "%s: lease %d is not node %s's current lease; register again", what, lease, id)
 	}
-	return e, nil
+	return e, s.checkSecret(ctx, what, id, lease, secret)
 }
 
 // Heartbeat keeps the node's lease alive and records its load. The node
 // record is rewritten only when the load or held bytes changed enough to
 // matter, so steady heartbeats cost etcd one keep-alive and nothing else.
 func (s *Server) Heartbeat(ctx context.Context, req *trackerv1.HeartbeatRequest) (*trackerv1.HeartbeatResponse, error) {
-	ectx, cancel := s.etcdCtx(ctx)
-	defer cancel()
-	if req.LeaseId != 0 {
-		if _, err := s.cli.KeepAliveOnce(ectx, clientv3.LeaseID(req.LeaseId)); err != nil {
-			return nil, etcdError(err, "heartbeat %s: keep lease %d alive", req.NodeId, req.LeaseId)
-		}
-	}
-	e, err := s.checkLease(ctx, "heartbeat", req.NodeId, req.LeaseId)
+	e, err := s.checkLease(ctx, "heartbeat", req.NodeId, req.LeaseId, req.Secret)
 	if err != nil {
 		return nil, err
+	}
+	ectx, cancel := s.etcdCtx(ctx)
+	defer cancel()
+	if _, err := s.cli.KeepAliveOnce(ectx, clientv3.LeaseID(req.LeaseId)); err != nil {
+		return nil, etcdError(err, "heartbeat %s: keep lease %d alive", req.NodeId, req.LeaseId)
 	}
 	if !notableChange(e.node, req.Load, req.HeldBytes) {
 		return &trackerv1.HeartbeatResponse{}, nil
@@ -262,7 +302,9 @@ func notableChange(n *trackerv1.Node, load uint32, held uint64) bool {
 }
 
 // Unregister revokes the node's lease: its record and holdings go at once.
-// Unregistering a node already gone succeeds.
+// Only the registration's holder (its secret) or the admin may; a lease
+// that is not the node's current one is left alone. Unregistering a node
+// already gone succeeds.
 func (s *Server) Unregister(ctx context.Context, req *trackerv1.UnregisterRequest) (*trackerv1.UnregisterResponse, error) {
 	if err := checkNodeID(req.NodeId); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "unregister: %v", err)
@@ -270,10 +312,22 @@ func (s *Server) Unregister(ctx context.Context, req *trackerv1.UnregisterReques
 	if req.LeaseId == 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "unregister %s: lease_id is missing", req.NodeId)
 	}
+	e, ok, err := s.lookupNode(ctx, req.NodeId, req.LeaseId)
+	switch {
+	case err != nil:
+		return nil, etcdError(err, "unregister %s: read node", req.NodeId)
+	case !ok || e.lease != req.LeaseId:
+		// Gone already, or registered again since: nothing of this
+		// registration is left to revoke.
+		return &trackerv1.UnregisterResponse{}, nil
+	}
+	if !s.callerOf(ctx).admin {
+		if err := s.checkSecret(ctx, "unregister", req.NodeId, req.LeaseId, req.Secret); err != nil {
+			return nil, err
+		}
+	}
 	ectx, cancel := s.etcdCtx(ctx)
 	defer cancel()
-	// Revoking only ever removes keys attached to this lease: if the node
-	// has registered again since, its new record is untouched.
 	resp, err := s.cli.Revoke(ectx, clientv3.LeaseID(req.LeaseId))
 	switch {
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):

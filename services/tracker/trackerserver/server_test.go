@@ -32,10 +32,10 @@ func TestRegisterHeartbeatExpiry(t *testing.T) {
 	if got := nodeIDs(t, c); !slices.Equal(got, []string{"cache-1"}) {
 		t.Fatalf("nodes = %v, want [cache-1]", got)
 	}
-	if _, err := c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease}); err != nil {
+	if _, err := c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease, Secret: secretOf("cache-1")}); err != nil {
 		t.Fatalf("heartbeat: %v", err)
 	}
-	_, err := c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-2", LeaseId: lease})
+	_, err := c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-2", LeaseId: lease, Secret: secretOf("cache-2")})
 	wantCode(t, err, codes.NotFound)
 
 	eventually(t, "node to expire", func() bool { return len(nodeIDs(t, c)) == 0 })
@@ -55,9 +55,9 @@ func TestRegisterHeartbeatExpiry(t *testing.T) {
 	if len(list.Holdings) != 0 {
 		t.Errorf("holdings after expiry: %v", list.Holdings)
 	}
-	_, err = c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease})
+	_, err = c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease, Secret: secretOf("cache-1")})
 	wantCode(t, err, codes.NotFound)
-	_, err = c.Announce(ctx, &trackerv1.AnnounceRequest{NodeId: "cache-1", LeaseId: lease, Haves: []*trackerv1.Have{have(r, 4, 0)}})
+	_, err = c.Announce(ctx, &trackerv1.AnnounceRequest{NodeId: "cache-1", LeaseId: lease, Secret: secretOf("cache-1"), Haves: []*trackerv1.Have{have(r, 4, 0)}})
 	wantCode(t, err, codes.NotFound)
 }
 
@@ -78,7 +78,7 @@ func TestHeartbeatLoad(t *testing.T) {
 		{load: 0, held: 5000, wantLoad: 0, wantHeld: 5000},
 	}
 	for i, tt := range tests {
-		_, err := c.Heartbeat(testCtx(t), &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease, Load: tt.load, HeldBytes: tt.held})
+		_, err := c.Heartbeat(testCtx(t), &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease, Secret: secretOf("cache-1"), Load: tt.load, HeldBytes: tt.held})
 		if err != nil {
 			t.Fatalf("step %d: heartbeat: %v", i, err)
 		}
@@ -100,7 +100,7 @@ func TestUnregister(t *testing.T) {
 	lease := register(t, c, "cache-1", cachenode)
 	announce(t, c, "cache-1", lease, have(root("u"), 2, 0))
 	for i := 0; i < 2; i++ { // the second time the node is gone already
-		if _, err := c.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: "cache-1", LeaseId: lease}); err != nil {
+		if _, err := c.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: "cache-1", LeaseId: lease, Secret: secretOf("cache-1")}); err != nil {
 			t.Fatalf("unregister #%d: %v", i+1, err)
 		}
 	}
@@ -114,7 +114,7 @@ func TestUnregister(t *testing.T) {
 	if resp.Count != 0 {
 		t.Errorf("%d keys left in etcd after unregister", resp.Count)
 	}
-	_, err = c.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: "cache/1", LeaseId: lease})
+	_, err = c.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: "cache/1", LeaseId: lease, Secret: secretOf("cache/1")})
 	wantCode(t, err, codes.InvalidArgument)
 }
 
@@ -142,9 +142,9 @@ func TestRegisterReplacesLease(t *testing.T) {
 		list, err := c.ListNodes(ctx, &trackerv1.ListNodesRequest{})
 		return err == nil && len(list.Holdings) == 0 && len(list.Nodes) == 1
 	})
-	_, err = c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: old})
+	_, err = c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: old, Secret: secretOf("cache-1")})
 	wantCode(t, err, codes.NotFound)
-	if _, err := c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease}); err != nil {
+	if _, err := c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-1", LeaseId: lease, Secret: secretOf("cache-1")}); err != nil {
 		t.Fatalf("heartbeat with the new lease: %v", err)
 	}
 }
@@ -209,7 +209,7 @@ func TestAnnounceInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.Announce(testCtx(t), &trackerv1.AnnounceRequest{NodeId: tt.id, LeaseId: tt.lease, Haves: tt.haves})
+			_, err := c.Announce(testCtx(t), &trackerv1.AnnounceRequest{NodeId: tt.id, LeaseId: tt.lease, Secret: secretOf(tt.id), Haves: tt.haves})
 			wantCode(t, err, tt.code)
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not mention %q", err, tt.want)
@@ -272,7 +272,8 @@ func (c *fakeClock) advance(d time.Duration) { c.nanos.Add(int64(d)) }
 //	cache-2  2-5          10 MB/s, busy (load 8)
 //	cache-3  nothing      never measured
 //	edge-1   chunk 0 (an edge: never a source, whatever it announces)
-func locateSetup(t *testing.T, c trackerv1.TrackerServiceClient) []byte {
+func locateSetup(f *fixture, c trackerv1.TrackerServiceClient) []byte {
+	t := f.t
 	t.Helper()
 	ctx := testCtx(t)
 	r := root("movie")
@@ -287,23 +288,20 @@ func locateSetup(t *testing.T, c trackerv1.TrackerServiceClient) []byte {
 	announce(t, c, "cache-1", l1, have(r, 8, span(0, 4)...))
 	l2 := register(t, c, "cache-2", cachenode)
 	announce(t, c, "cache-2", l2, have(r, 8, span(2, 6)...))
-	if _, err := c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-2", LeaseId: l2, Load: 8}); err != nil {
+	if _, err := c.Heartbeat(ctx, &trackerv1.HeartbeatRequest{NodeId: "cache-2", LeaseId: l2, Secret: secretOf("cache-2"), Load: 8}); err != nil {
 		t.Fatal(err)
 	}
 	register(t, c, "cache-3", cachenode)
-	le, err := c.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: "edge-1", Role: edge, GrpcAddr: "127.0.0.1:2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	le := register(t, c, "edge-1", edge)
 	// Even an edge that claims chunks is never handed out as a source.
-	announce(t, c, "edge-1", le.LeaseId, have(r, 8, 0))
-	if _, err := c.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: "edge-1", Samples: []*trackerv1.RateSample{
+	announce(t, c, "edge-1", le, have(r, 8, 0))
+	if err := f.report(c, "edge-1", []*trackerv1.RateSample{
 		{Source: "origin", Bytes: 1e6, DurationNanos: int64(time.Second)},
 		{Source: "cache-1", Bytes: 100e6, DurationNanos: int64(time.Second)},
 		{Source: "cache-2", Bytes: 10e6, DurationNanos: int64(time.Second)},
 		{Source: "gone", Bytes: 1e9, DurationNanos: 1},        // unknown: ignored
 		{Source: "cache-3", Bytes: 100, DurationNanos: 1_000}, // too small to measure
-	}}); err != nil {
+	}...); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -315,7 +313,7 @@ func TestLocate(t *testing.T) {
 	c, _ := f.tracker(Config{PeerSharing: true, Now: clk.now})
 	// A second tracker on the same etcd without peer sharing.
 	isolated, _ := f.tracker(Config{PeerSharing: false, Now: clk.now})
-	r := locateSetup(t, c)
+	r := locateSetup(f, c)
 
 	all := [][]string{
 		{"cache-1", "origin"},
@@ -371,7 +369,7 @@ func TestLocate(t *testing.T) {
 			req.Root = r
 			if tt.tracker == isolated {
 				// The isolated tracker learnt no rates: feed it the same.
-				locateRates(t, isolated)
+				locateRates(f, isolated)
 			}
 			resp, err := tt.tracker.Locate(testCtx(t), req)
 			if err != nil {
@@ -392,8 +390,7 @@ func TestLocate(t *testing.T) {
 
 	t.Run("failures put a node on probation", func(t *testing.T) {
 		ctx := testCtx(t)
-		fail := &trackerv1.ReportRateRequest{Reporter: "edge-1", Samples: []*trackerv1.RateSample{{Source: "cache-1", Failed: true}}}
-		if _, err := c.ReportRate(ctx, fail); err != nil {
+		if err := f.report(c, "edge-1", &trackerv1.RateSample{Source: "cache-1", Failed: true}); err != nil {
 			t.Fatal(err)
 		}
 		locate := func() [][]string {
@@ -414,13 +411,14 @@ func TestLocate(t *testing.T) {
 }
 
 // locateRates reports locateSetup's rates to tracker c.
-func locateRates(t *testing.T, c trackerv1.TrackerServiceClient) {
+func locateRates(f *fixture, c trackerv1.TrackerServiceClient) {
+	t := f.t
 	t.Helper()
-	if _, err := c.ReportRate(testCtx(t), &trackerv1.ReportRateRequest{Reporter: "edge-1", Samples: []*trackerv1.RateSample{
+	if err := f.report(c, "edge-1", []*trackerv1.RateSample{
 		{Source: "origin", Bytes: 1e6, DurationNanos: int64(time.Second)},
 		{Source: "cache-1", Bytes: 100e6, DurationNanos: int64(time.Second)},
 		{Source: "cache-2", Bytes: 10e6, DurationNanos: int64(time.Second)},
-	}}); err != nil {
+	}...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -428,7 +426,7 @@ func locateRates(t *testing.T, c trackerv1.TrackerServiceClient) {
 func TestLocateInvalid(t *testing.T) {
 	f := newFixture(t)
 	c, _ := f.tracker(Config{MaxLocateChunks: 16})
-	r := locateSetup(t, c)
+	r := locateSetup(f, c)
 	tests := []struct {
 		name string
 		req  *trackerv1.LocateRequest

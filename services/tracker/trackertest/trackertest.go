@@ -16,6 +16,7 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -32,10 +33,20 @@ const patience = 20 * time.Second
 type Tracker struct {
 	Addr   string                         // host:port it listens on
 	Server *trackerserver.Server          // for tests that look inside
-	Client trackerv1.TrackerServiceClient // a client of it over Addr
+	Client trackerv1.TrackerServiceClient // a client of it over Addr, as an origin
 
 	calls sync.Map // full gRPC method -> *atomic.Int64
 	stop  func()
+}
+
+// OriginToken is the origin credential of the trackers Start runs when
+// the config names none: tests publish with it (AsOrigin).
+const OriginToken = "trackertest-origin"
+
+// AsOrigin is the dial option of a client that publishes to a tracker
+// Start runs: it presents OriginToken.
+func AsOrigin() grpc.DialOption {
+	return nodeauth.WithTokens(nodeauth.OriginTokenHeader, OriginToken)
 }
 
 // Start runs a tracker over the etcd at endpoints on a free loopback port.
@@ -55,6 +66,9 @@ func StartAt(t testing.TB, addr string, endpoints []string, cfg trackerserver.Co
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.OriginToken == "" {
+		cfg.OriginToken = OriginToken
+	}
 	srv := trackerserver.New(Etcd(t, endpoints), cfg)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -71,7 +85,7 @@ func StartAt(t testing.TB, addr string, endpoints []string, cfg trackerserver.Co
 	var wg sync.WaitGroup
 	wg.Go(func() { srv.Run(ctx) })
 	wg.Go(func() { gs.Serve(l) })
-	conn, err := grpc.NewClient(tr.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(tr.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()), nodeauth.WithTokens(nodeauth.OriginTokenHeader, cfg.OriginToken))
 	if err != nil {
 		t.Fatal(err)
 	}
