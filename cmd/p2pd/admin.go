@@ -21,6 +21,7 @@ import (
 	"time"
 
 	adminv1 "github.com/p2pd/p2pd/gen/admin/v1"
+	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/services/origin/adminclient"
 )
 
@@ -315,7 +316,7 @@ func (a *adminCLI) publish(ctx context.Context, args []string) error {
 		return nil
 	}
 	f := resp.File
-	fmt.Fprintf(a.stdout, "published %s: %s, %d chunks, root %s, ETag %s\n", f.Name, humanBytes(f.Size), f.ChunkCount, f.Root, f.Etag)
+	fmt.Fprintf(a.stdout, "published %s: %s, %d chunks, root %s, ETag %s\n", f.Name, flagenv.HumanBytes(f.Size), f.ChunkCount, f.Root, f.Etag)
 	return nil
 }
 
@@ -373,7 +374,7 @@ func (a *adminCLI) ls(ctx context.Context, args []string) error {
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIZE\tCHUNKS\tCACHED ON\tPUBLISHED\tROOT")
 	for _, f := range resp.Files {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d nodes\t%s\t%.12s\n", f.Name, humanBytes(f.Size), f.ChunkCount, f.CachedOnNodes, ago(a.now(), f.PublishedTime.AsTime(), f.PublishedTime != nil), f.Root)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d nodes\t%s\t%.12s\n", f.Name, flagenv.HumanBytes(f.Size), f.ChunkCount, f.CachedOnNodes, ago(a.now(), f.PublishedTime.AsTime(), f.PublishedTime != nil), f.Root)
 	}
 	return tw.Flush()
 }
@@ -402,8 +403,8 @@ func (a *adminCLI) show(ctx context.Context, args []string) error {
 	f := resp.File
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "name:\t%s\n", f.Name)
-	fmt.Fprintf(tw, "size:\t%s (%d bytes)\n", humanBytes(f.Size), f.Size)
-	fmt.Fprintf(tw, "chunks:\t%d of %s\n", f.ChunkCount, humanBytes(uint64(f.ChunkSize)))
+	fmt.Fprintf(tw, "size:\t%s (%d bytes)\n", flagenv.HumanBytes(f.Size), f.Size)
+	fmt.Fprintf(tw, "chunks:\t%d of %s\n", f.ChunkCount, flagenv.HumanBytes(uint64(f.ChunkSize)))
 	fmt.Fprintf(tw, "type:\t%s\n", f.ContentType)
 	fmt.Fprintf(tw, "root:\t%s\n", f.Root)
 	fmt.Fprintf(tw, "etag:\t%s\n", f.Etag)
@@ -473,13 +474,13 @@ func (a *adminCLI) nodes(ctx context.Context, args []string) error {
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tGRPC\tHTTP\tUP\tSTREAMS\tRATE\tHELD\tFILES\tCHUNKS")
 	for _, n := range resp.Nodes {
-		held := humanBytes(n.HeldBytes)
+		held := flagenv.HumanBytes(n.HeldBytes)
 		if n.CapacityBytes > 0 {
-			held += " / " + humanBytes(n.CapacityBytes)
+			held += " / " + flagenv.HumanBytes(n.CapacityBytes)
 		}
 		rate := "-"
 		if n.RateBytesPerSecond > 0 {
-			rate = humanBytes(uint64(n.RateBytesPerSecond)) + "/s"
+			rate = flagenv.HumanBytes(uint64(n.RateBytesPerSecond)) + "/s"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\n", n.Id, n.Role, dash(n.GrpcAddr), dash(n.HttpAddr),
 			ago(a.now(), n.UpSince.AsTime(), n.UpSince != nil), n.Load, rate, held, n.Files, n.Chunks)
@@ -507,25 +508,25 @@ func (a *adminCLI) stats(ctx context.Context, args []string) error {
 	}
 	sort.Strings(roles)
 	fmt.Fprintf(tw, "nodes:\t%s\n", dash(strings.Join(roles, ", ")))
-	fmt.Fprintf(tw, "published:\t%d files, %s in %d chunks\n", s.Files, humanBytes(s.PublishedBytes), s.PublishedChunks)
+	fmt.Fprintf(tw, "published:\t%d files, %s in %d chunks\n", s.Files, flagenv.HumanBytes(s.PublishedBytes), s.PublishedChunks)
 	capacity := ""
 	if s.CacheCapacityBytes > 0 {
-		capacity = " of " + humanBytes(s.CacheCapacityBytes)
+		capacity = " of " + flagenv.HumanBytes(s.CacheCapacityBytes)
 	}
-	fmt.Fprintf(tw, "cached:\t%s%s on cachenodes, replication %.2fx\n", humanBytes(s.CachedBytes), capacity, s.CacheReplication)
+	fmt.Fprintf(tw, "cached:\t%s%s on cachenodes, replication %.2fx\n", flagenv.HumanBytes(s.CachedBytes), capacity, s.CacheReplication)
 	fmt.Fprintf(tw, "active streams:\t%d\n", s.ActiveStreams)
-	fmt.Fprintf(tw, "origin egress:\t%s\n", humanBytes(s.OriginEgressBytes))
+	fmt.Fprintf(tw, "origin egress:\t%s\n", flagenv.HumanBytes(s.OriginEgressBytes))
 	if len(s.BytesServedBySource) > 0 {
 		srcs := make([]string, 0, len(s.BytesServedBySource))
 		for k, v := range s.BytesServedBySource {
-			srcs = append(srcs, k+" "+humanBytes(v))
+			srcs = append(srcs, k+" "+flagenv.HumanBytes(v))
 		}
 		sort.Strings(srcs)
 		fmt.Fprintf(tw, "served by source:\t%s (this process's cachenode)\n", strings.Join(srcs, ", "))
 		fmt.Fprintf(tw, "hit ratio:\t%.1f%%\n", 100*s.HitRatio)
 	}
 	if s.EdgeBytesSent > 0 {
-		fmt.Fprintf(tw, "sent to viewers:\t%s (this process's edge)\n", humanBytes(s.EdgeBytesSent))
+		fmt.Fprintf(tw, "sent to viewers:\t%s (this process's edge)\n", flagenv.HumanBytes(s.EdgeBytesSent))
 	}
 	return tw.Flush()
 }
@@ -564,19 +565,6 @@ func ago(now, t time.Time, known bool) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // progress draws a progress bar with rate and ETA on stderr while a file
@@ -674,7 +662,7 @@ func progressLine(label string, done, total int64, elapsed time.Duration, final 
 		tail = "ETA " + eta.Round(time.Second).String()
 	}
 	return fmt.Sprintf("%s %3.0f%% [%s] %s / %s  %s/s  %s", label, 100*frac, bar,
-		humanBytes(uint64(done)), humanBytes(uint64(total)), humanBytes(uint64(rate)), tail)
+		flagenv.HumanBytes(uint64(done)), flagenv.HumanBytes(uint64(total)), flagenv.HumanBytes(uint64(rate)), tail)
 }
 
 // countingReader reports what is read through it to a progress bar.
