@@ -229,7 +229,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	}
 	n.tracker = tc
 	og, octx := errgroup.WithContext(ctx)
-	_, err = originrun.Start(octx, og, originrun.Host{GRPC: n.grpc, Ops: n.ops}, originrun.Config{
+	_, err = originrun.Start(octx, og, service.Host{GRPC: n.grpc, Ops: n.ops}, originrun.Config{
 		Origin: originserver.Config{
 			MediaDir:  n.cfg.publish,
 			ChunkSize: n.cfg.chunkSize,
@@ -296,7 +296,7 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	}
 	n.tracker = tc
 	cg, cctx := errgroup.WithContext(ctx)
-	cache, err := cacheserver.Start(cctx, cg, cacheserver.Host{GRPC: n.grpc, Pool: n.pool, Ops: n.ops}, cacheserver.Config{
+	cache, err := cacheserver.Start(cctx, cg, service.Host{GRPC: n.grpc, Ops: n.ops, Pool: n.pool}, cacheserver.Config{
 		NodeID:           n.cfg.nodeID,
 		Advertise:        n.advertise,
 		HTTPAddr:         n.advertise,

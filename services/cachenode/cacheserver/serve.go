@@ -19,19 +19,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// Host is what a cachenode is mounted on: the gRPC server its SPP service
-// joins, the pool it dials other nodes with, and the ops registry of its
-// metrics. A standalone process and cmd/p2pd each build one.
-type Host struct {
-	GRPC *grpc.Server
-	Pool *spp.Pool
-	Ops  *service.Ops
-}
-
 // Start opens the chunk store in dir (at most maxBytes), serves it as a
 // cachenode on h and runs it in g until ctx ends. The node reaches the
 // tracker through tc, which the caller closes after g is done.
-func Start(ctx context.Context, g *errgroup.Group, h Host, cfg Config, dir string, maxBytes int64, tc *trackerclient.Client) (*Server, error) {
+func Start(ctx context.Context, g *errgroup.Group, h service.Host, cfg Config, dir string, maxBytes int64, tc *trackerclient.Client) (*Server, error) {
 	store, err := chunkstore.Open(dir, maxBytes)
 	if err != nil {
 		return nil, err
@@ -77,7 +68,7 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 	defer tc.Close()
 	pool := spp.NewPool(append(service.GRPCDialOptions(), pc.TLS.DialOption())...)
 	defer pool.Close()
-	h := Host{GRPC: grpc.NewServer(append(service.GRPCServerOptions(), pc.TLS.ServerOption())...), Pool: pool, Ops: service.NewOps()}
+	h := service.Host{GRPC: grpc.NewServer(append(service.GRPCServerOptions(), pc.TLS.ServerOption())...), Pool: pool, Ops: service.NewOps()}
 	health := service.AddHealth(h.GRPC)
 
 	id := pc.Config

@@ -24,13 +24,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// Host is what an origin is mounted on: the gRPC server its SPP service
-// joins and the ops listener that carries its metrics and admin API.
-type Host struct {
-	GRPC *grpc.Server
-	Ops  *service.Ops
-}
-
 // Config is an origin and its admin API.
 type Config struct {
 	Origin     originserver.Config
@@ -54,7 +47,7 @@ type Config struct {
 // ctx ends: it scans the media directory, joins the tracker through tc
 // (which the caller closes after g is done) and rescans. The admin API is
 // mounted on h's ops listener.
-func Start(ctx context.Context, g *errgroup.Group, h Host, cfg Config, tc *trackerclient.Client) (*originserver.Server, error) {
+func Start(ctx context.Context, g *errgroup.Group, h service.Host, cfg Config, tc *trackerclient.Client) (*originserver.Server, error) {
 	origin, err := originserver.New(cfg.Origin, h.Ops.Registry)
 	if err != nil {
 		return nil, err
@@ -131,7 +124,7 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 		return err
 	}
 	defer tc.Close()
-	h := Host{GRPC: grpc.NewServer(append(service.GRPCServerOptions(), pc.TLS.ServerOption())...), Ops: service.NewOps()}
+	h := service.Host{GRPC: grpc.NewServer(append(service.GRPCServerOptions(), pc.TLS.ServerOption())...), Ops: service.NewOps()}
 	h.Ops.AdminToken = pc.AdminToken // pprof off loopback
 	health := service.AddHealth(h.GRPC)
 	pc.Ready = func(o *originserver.Server) {
