@@ -86,3 +86,6 @@ clean:
 
 # Full CDN with Docker Compose: images, up, down, e2e-compose.
 -include deployments/compose/compose.mk
+
+# The same CDN on Docker Swarm: swarm-up, swarm-down, e2e-swarm.
+-include deployments/swarm/swarm.mk

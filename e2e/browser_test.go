@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -137,6 +141,8 @@ func TestBrowser(t *testing.T) {
 
 	throttle(t, ctx, -1)
 
+	crossOriginRanges(t, ctx, c, url.PathEscape("videos")+"/"+url.PathEscape("test clip.mp4"), data)
+
 	// The dashboard's chunk map shows the file on the nodes that hold it:
 	// the origin holds every chunk, the cachenode those it fetched for the
 	// edge.
@@ -173,6 +179,24 @@ func TestBrowser(t *testing.T) {
 	}
 	shot(t, ctx, "dashboard")
 
+	// Purge from the dashboard (two clicks: the first arms the button),
+	// then prewarm on every cachenode; the map follows both.
+	must(t, ctx, "click purge twice", chromedp.Evaluate[chromedp.Void](`document.getElementById('purge').click(); document.getElementById('purge').click()`))
+	poll("purge done", `document.getElementById('cache-status').textContent.includes('done, no cachenode holds a chunk') &&
+		![...document.querySelectorAll('#chunkmap .maprow')].some(r => r.dataset.role === 'cachenode')`)
+	shot(t, ctx, "dashboard-purged")
+	must(t, ctx, "click prewarm", chromedp.Evaluate[chromedp.Void](`document.getElementById('prewarm').click()`))
+	poll("prewarm done", `document.getElementById('cache-status').textContent.includes('done, every chunk on every chosen node')`)
+	want, n, err := holders(t, c, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, held := range want {
+		if held != n {
+			t.Errorf("after the dashboard's prewarm %s holds %d of %d chunks", id, held, n)
+		}
+	}
+	shot(t, ctx, "dashboard-prewarmed")
 	// The trace view: a file no node has yet, so its first request goes
 	// from the edge through the tracker and a cachenode to the origin.
 	c.upload(t, "traced.bin", randomBytes(300<<10))
@@ -230,6 +254,70 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("root span attributes %q: want its service and status 206", attrs)
 	}
 	shot(t, ctx, "trace")
+}
+
+// crossOriginRanges opens a page served from another origin (another
+// loopback address and port, as a content provider's own site would be)
+// whose script reads byte ranges of the video from the edge with fetch()
+// and a Range header: the browser sends a CORS preflight, and reads the
+// bytes and the exposed headers only if the edge allows it.
+func crossOriginRanges(t *testing.T, ctx context.Context, c *adminCDN, path string, data []byte) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.99:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><title>a player site</title><p id="site">another origin</p>`)
+	}))
+	site.Listener = l
+	site.Start()
+	defer site.Close()
+	must(t, ctx, "open the other origin's page", chromedp.Steps(chromedp.Navigate(site.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`#site`))))
+	n := len(data)
+	ranges := [][2]int{{0, 99}, {n / 2, n/2 + 4095}, {n - 50, n - 1}}
+	js := `(async () => {
+		const out = [];
+		for (const [a, b] of ` + toJSON(t, ranges) + `) {
+			const r = await fetch(` + strconv.Quote(c.edgeURL+"/"+path) + `, { headers: { Range: 'bytes=' + a + '-' + b } });
+			const bytes = new Uint8Array(await r.arrayBuffer());
+			let hex = '';
+			for (const x of bytes) hex += x.toString(16).padStart(2, '0');
+			out.push({ origin: location.origin, status: r.status, hex,
+				contentRange: r.headers.get('Content-Range'), contentLength: r.headers.get('Content-Length'),
+				acceptRanges: r.headers.get('Accept-Ranges'), etag: r.headers.get('ETag'), traceId: r.headers.get('X-Trace-Id') });
+		}
+		return out;
+	})()`
+	type answer struct {
+		Origin, Hex, ContentRange, ContentLength, AcceptRanges, Etag, TraceID string
+		Status                                                                int
+	}
+	got := must(t, ctx, "fetch ranges from another origin", chromedp.Evaluate[[]answer](js, chromedp.EvalAwaitPromise))
+	if len(got) != len(ranges) {
+		t.Fatalf("%d answers for %d ranges", len(got), len(ranges))
+	}
+	for i, r := range ranges {
+		a := got[i]
+		wantRange := fmt.Sprintf("bytes %d-%d/%d", r[0], r[1], n)
+		if a.Origin != site.URL || a.Status != 206 || a.Hex != hex.EncodeToString(data[r[0]:r[1]+1]) || a.ContentRange != wantRange ||
+			a.ContentLength != strconv.Itoa(r[1]-r[0]+1) || a.AcceptRanges != "bytes" || a.Etag == "" || a.TraceID == "" {
+			t.Fatalf("range %v from %s: status %d, %d bytes (equal %v), Content-Range %q (want %q), Content-Length %q, Accept-Ranges %q, ETag %q, X-Trace-Id %q",
+				r, a.Origin, a.Status, len(a.Hex)/2, a.Hex == hex.EncodeToString(data[r[0]:r[1]+1]), a.ContentRange, wantRange,
+				a.ContentLength, a.AcceptRanges, a.Etag, a.TraceID)
+		}
+	}
+}
+
+// toJSON encodes v for a script.
+func toJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // throttle limits the browser's download rate to bytesPerSecond (-1:

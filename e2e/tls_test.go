@@ -66,9 +66,12 @@ func TestMutualTLS(t *testing.T) {
 	c := startCluster(t, media, clusterOpts{trackerArgs: p.args(), nodeArgs: p.args()})
 	c.waitServed("films/secure.mp4")
 	c.mustGet("films/secure.mp4", data)
-	if n := c.tracker.metric("p2pd_tracker_nodes", nil); n != 2 {
-		t.Fatalf("%v nodes registered, want the origin and the cachenode", n)
-	}
+	eventually(t, 30*time.Second, "the origin, the cachenode and the edge registered", func() error {
+		if n := c.tracker.metric("p2pd_tracker_nodes", nil); n != 3 {
+			return fmt.Errorf("%v nodes registered", n)
+		}
+		return nil
+	})
 
 	// Intruders: a cachenode with a certificate of another CA (trusting
 	// ours), and one speaking plaintext.
@@ -88,8 +91,8 @@ func TestMutualTLS(t *testing.T) {
 			t.Errorf("%s cachenode registered", name)
 		}
 	}
-	if n := c.tracker.metric("p2pd_tracker_nodes", nil); n != 2 {
-		t.Errorf("%v nodes registered after the intruders tried, want 2", n)
+	if n := c.tracker.metric("p2pd_tracker_nodes", nil); n != 3 {
+		t.Errorf("%v nodes registered after the intruders tried, want 3", n)
 	}
 
 	// The same at the protocol level, for every node's gRPC.

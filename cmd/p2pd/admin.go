@@ -44,19 +44,29 @@ Commands:
                      (--keep-file: only unpublish; a rescan publishes it again)
   nodes              list the live nodes
   stats              show storage and traffic statistics
+  prewarm NAME --all | --nodes ID,ID [--no-wait] [--timeout 30m]
+                     have cachenodes fetch NAME in full before viewers ask,
+                     through the swarm (the origin sends it about once);
+                     waits, with progress, until each holds every chunk
+  purge NAME [--no-wait] [--timeout 5m]
+                     drop NAME from every cachenode and edge, disk and
+                     memory (it stays published; the next request fetches
+                     it anew); waits until no cachenode holds a chunk
 
 Global flags (also accepted after the command):
   --server URL       admin API base URL ($P2PD_ADMIN_SERVER, default http://127.0.0.1:9090)
   --token TOKEN      admin token ($P2PD_ADMIN_TOKEN)
   --token-file FILE  read the admin token from FILE
   --json             print the API's JSON answers (errors too) on stdout
-  --progress MODE    upload progress on stderr: auto (when stderr is a terminal), always, never
+  --progress MODE    progress bars on stderr: auto (when stderr is a terminal), always, never
 
 Exit codes:
-  0 success           3 not found          6 server, tracker or network unavailable
-  1 other failure     4 already exists     7 request refused (invalid name or path,
-  2 usage error       5 token missing,       digest mismatch, too large for the disk)
-                        wrong or not configured
+  0 success              5 token missing, wrong or not configured
+  1 other failure        6 server, tracker or network unavailable
+  2 usage error          7 request refused (invalid name or path, digest mismatch,
+  3 not found              too large for the disk, a prewarm naming an unknown node)
+  4 already exists       8 prewarm or purge not finished within --timeout
+                           (the nodes go on with it)
 `
 
 // Exit codes of p2pd admin, for scripts.
@@ -182,6 +192,8 @@ func (a *adminCLI) run(ctx context.Context, args []string) error {
 		"rm":      a.rm,
 		"nodes":   a.nodes,
 		"stats":   a.stats,
+		"prewarm": a.prewarm,
+		"purge":   a.purge,
 	}
 	f, ok := commands[cmd]
 	if !ok {
@@ -233,7 +245,7 @@ func exitFor(f *adminclient.APIError) int {
 	case "tracker_unavailable":
 		return exitUnavailable
 	case "invalid_argument", "invalid_name", "outside_media_dir", "not_a_regular_file",
-		"digest_mismatch", "too_large", "insufficient_storage", "upload_incomplete":
+		"digest_mismatch", "too_large", "insufficient_storage", "upload_incomplete", "unknown_node":
 		return exitRefused
 	}
 	if f.Status == http.StatusServiceUnavailable {
@@ -472,7 +484,7 @@ func (a *adminCLI) nodes(ctx context.Context, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tGRPC\tHTTP\tUP\tSTREAMS\tRATE\tHELD\tFILES\tCHUNKS")
+	fmt.Fprintln(tw, "ID\tROLE\tGRPC\tHTTP\tUP\tVERSION\tSTREAMS\tRATE\tHELD\tFILES\tCHUNKS")
 	for _, n := range resp.Nodes {
 		held := flagenv.HumanBytes(n.HeldBytes)
 		if n.CapacityBytes > 0 {
@@ -482,8 +494,8 @@ func (a *adminCLI) nodes(ctx context.Context, args []string) error {
 		if n.RateBytesPerSecond > 0 {
 			rate = flagenv.HumanBytes(uint64(n.RateBytesPerSecond)) + "/s"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\n", n.Id, n.Role, dash(n.GrpcAddr), dash(n.HttpAddr),
-			ago(a.now(), n.UpSince.AsTime(), n.UpSince != nil), n.Load, rate, held, n.Files, n.Chunks)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\n", n.Id, n.Role, dash(n.GrpcAddr), dash(n.HttpAddr),
+			ago(a.now(), n.UpSince.AsTime(), n.UpSince != nil), dash(n.Version), n.Load, rate, held, n.Files, n.Chunks)
 	}
 	return tw.Flush()
 }

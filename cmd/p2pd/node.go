@@ -3,17 +3,20 @@ package main
 import (
 	"cmp"
 	"context"
-
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	discoveryv1 "github.com/p2pd/p2pd/gen/discovery/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/buildinfo"
+	"github.com/p2pd/p2pd/internal/connlimit"
+	"github.com/p2pd/p2pd/internal/discovery"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/nodeauth"
@@ -163,7 +166,7 @@ func (n *node) run() error {
 	defer access.Close()
 	httpSrv := service.NewHTTPServer(access.Handler(viewers))
 	g.Go(func() error { return service.ServeGRPC(ctx, n.mux.GRPC(), n.grpc) })
-	g.Go(func() error { return service.ServeHTTP(ctx, n.mux.HTTP(), httpSrv) })
+	g.Go(func() error { return service.ServeHTTP(ctx, connlimit.Wrap(n.mux.HTTP(), n.cfg.limits), httpSrv) })
 	g.Go(func() error { return service.ServeOps(ctx, n.cfg.common.Ops, n.ops) })
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.ops.SetReady(true)
@@ -209,10 +212,13 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	originToken := nodeauth.NewSecret()
 	tr := trackerserver.New(et.Client, trackerserver.Config{
 		PeerSharing: n.cfg.loadSharing,
-		OriginToken: originToken,
-		AdminToken:  token,
-		JoinToken:   join,
-		Logger:      n.log,
+		// Caches are ranked once the tracker has reached them itself.
+		ProbeNodes:       true,
+		ProbeDialOptions: []grpc.DialOption{n.creds.DialOption()},
+		OriginToken:      originToken,
+		AdminToken:       token,
+		JoinToken:        join,
+		Logger:           n.log,
 	})
 	trackerv1.RegisterTrackerServiceServer(n.grpc, tr)
 	n.ops.Registry.MustRegister(tr.Collectors()...)
@@ -229,7 +235,7 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	}
 	n.tracker = tc
 	og, octx := errgroup.WithContext(ctx)
-	_, err = originrun.Start(octx, og, service.Host{GRPC: n.grpc, Ops: n.ops}, originrun.Config{
+	origin, err := originrun.Start(octx, og, service.Host{GRPC: n.grpc, Ops: n.ops}, originrun.Config{
 		Origin: originserver.Config{
 			MediaDir:  n.cfg.publish,
 			ChunkSize: n.cfg.chunkSize,
@@ -252,6 +258,12 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		defer tc.Close()
 		return og.Wait()
 	})
+	// The top of the tree: caches joining here use this tracker.
+	discoveryv1.RegisterDiscoveryServiceServer(n.grpc, discovery.NewServer(discovery.Info{
+		Trackers: []string{n.advertise},
+		Path:     []discovery.Node{{ID: origin.Node().Id, Addr: n.advertise, Origin: true}},
+		Region:   n.cfg.region,
+	}))
 	// A server has no cachenode: --memory-cache sizes its edge's memory
 	// cache instead, the one copy of hot chunks in front of the origin.
 	memory, err := memoryBytes(n.cfg.memoryCache)
@@ -286,18 +298,30 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if n.ops.AdminToken, err = adminserver.LoadToken(n.cfg.adminTokenFile); err != nil {
 		return nil, err
 	}
+	info, parent, err := n.join(ctx)
+	if err != nil {
+		return nil, err
+	}
 	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--join-token-file: %w", err)
 	}
-	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
+	tc, err := trackerclient.Dial(strings.Join(info.Trackers, ","), n.creds.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
 	if err != nil {
 		return nil, err
 	}
 	n.tracker = tc
+	var parents []cacheserver.Parent
+	for _, p := range info.Parents() {
+		parents = append(parents, cacheserver.Parent{ID: p.ID, Addr: p.Addr})
+	}
+	discoveryv1.RegisterDiscoveryServiceServer(n.grpc, discovery.NewServer(info))
 	cg, cctx := errgroup.WithContext(ctx)
 	cache, err := cacheserver.Start(cctx, cg, service.Host{GRPC: n.grpc, Ops: n.ops, Pool: n.pool}, cacheserver.Config{
-		NodeID:           n.cfg.nodeID,
+		NodeID:           info.Path[0].ID,
+		Region:           info.Region,
+		Parent:           parent,
+		Parents:          parents,
 		Advertise:        n.advertise,
 		HTTPAddr:         n.advertise,
 		OpsAddr:          n.opsAddr(),
@@ -329,10 +353,34 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 			}
 			return ls, nil
 		},
+		Region:   info.Region,
 		Registry: n.ops.Registry,
 		Logger:   n.log,
 		TraceID:  telemetry.TraceID,
 	})
+}
+
+// join learns the CDN from the node named by -S (a server or a cache):
+// this cache's place in the tree, its trackers and region, and the id of
+// its parent. It waits for a parent that is starting too.
+func (n *node) join(ctx context.Context) (discovery.Info, string, error) {
+	conn, err := grpc.NewClient(n.cfg.server, append(service.GRPCDialOptions(), n.creds.DialOption())...)
+	if err != nil {
+		return discovery.Info{}, "", fmt.Errorf("dial %s: %w", n.cfg.server, err)
+	}
+	defer conn.Close()
+	up, err := discovery.Learn(ctx, conn, n.cfg.server, n.log)
+	if err != nil {
+		return discovery.Info{}, "", err
+	}
+	// The cachenode's own default id, known before it exists.
+	id := cmp.Or(n.cfg.nodeID, "cachenode@"+n.advertise)
+	info, err := discovery.Child(up, n.cfg.server, discovery.Node{ID: id, Addr: n.advertise}, n.cfg.region)
+	if err != nil {
+		return discovery.Info{}, "", err
+	}
+	n.log.Info("joined the tree", "parent", up.Path[0].ID, "depth", len(info.Path)-1, "trackers", info.Trackers, "region", info.Region)
+	return info, up.Path[0].ID, nil
 }
 
 // opsAddr is where other nodes reach this one's ops listener: the

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Common holds the flags every service has.
@@ -163,6 +164,13 @@ func ServeOps(ctx context.Context, addr string, o *Ops) error {
 func GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		telemetry.GRPCServerOption(),
+		// A client may not hold more than this many streams open on one
+		// connection, nor ping to keep a connection busy: a hostile peer
+		// cannot pin unbounded goroutines and buffers. A connection whose
+		// peer stopped answering is closed after Time+Timeout.
+		grpc.MaxConcurrentStreams(4096),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, MaxConnectionIdle: 10 * time.Minute}),
 		grpc.InitialWindowSize(4 << 20),
 		grpc.InitialConnWindowSize(16 << 20),
 		grpc.MaxRecvMsgSize(8 << 20),

@@ -3,6 +3,7 @@ package spp
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"google.golang.org/grpc"
@@ -16,9 +17,15 @@ type Pool struct {
 	conns map[string]*grpc.ClientConn
 }
 
+// PoolIdle is how long a pooled connection may carry no call before it
+// goes idle: it then closes its transport and stops reconnecting until the
+// next call, so the address of a node that left (or a fake one a tracker
+// listed) is not redialed for long. opts given to NewPool may override it.
+const PoolIdle = 30 * time.Second
+
 // NewPool returns a pool that dials with opts.
 func NewPool(opts ...grpc.DialOption) *Pool {
-	return &Pool{opts: opts, conns: map[string]*grpc.ClientConn{}}
+	return &Pool{opts: append([]grpc.DialOption{grpc.WithIdleTimeout(PoolIdle)}, opts...), conns: map[string]*grpc.ClientConn{}}
 }
 
 // Client returns an SPP client for the node at addr.

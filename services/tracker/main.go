@@ -14,6 +14,7 @@ import (
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	"google.golang.org/grpc"
 )
 
 const usage = `tracker — where the chunks of the p2pd CDN are.
@@ -50,6 +51,7 @@ func main() {
 	fs.StringVar(&tokens.origin, "origin-token-file", "", "file holding the origin credential: who presents it may publish, unpublish and register an origin (default: $"+nodeauth.OriginTokenEnv+"; none: only origin certificates may)")
 	fs.StringVar(&tokens.admin, "admin-token-file", "", "file holding the admin token: may do what an origin may, and replace or remove any node (default: $P2PD_ADMIN_TOKEN)")
 	fs.StringVar(&tokens.join, "join-token-file", "", "file holding the join token nodes must present to register (default: $"+nodeauth.JoinTokenEnv+"; none: any cachenode or edge may join, see docs/security.md)")
+	fs.BoolVar(&cfg.Tracker.ProbeNodes, "probe-nodes", true, "rank only nodes that answer the tracker's own health probe; a node reported failing is dropped until it answers again")
 	fs.IntVar(&cfg.Tracker.MaxNodes, "max-nodes", 10000, "most live registrations in total")
 	fs.IntVar(&cfg.Tracker.MaxNodesPerAddr, "max-nodes-per-addr", 64, "most live registrations made from one source address (-1: no limit)")
 	cmd.Main(func(ctx context.Context, env *service.Env) error {
@@ -76,6 +78,7 @@ func main() {
 			return fmt.Errorf("--join-token-file: %w", err)
 		}
 		cfg.ServerOptions = append(cfg.ServerOptions, env.TLS.ServerOption())
+		cfg.Tracker.ProbeDialOptions = []grpc.DialOption{env.TLS.DialOption()}
 		// A tracker has no node id of its own: its host names it in traces.
 		host, _ := os.Hostname()
 		tel, err := telemetry.Setup(ctx, "tracker", "tracker@"+host, env.Log)

@@ -176,6 +176,7 @@ function renderNodes(nodes) {
     el('td', null, el('code', null, n.grpcAddr || '')),
     el('td', null, el('code', null, n.httpAddr || '')),
     el('td', { title: n.upSince || '' }, since(n.upSince)),
+    el('td', { class: 'version' }, n.version || '–'),
     el('td', { class: 'num' }, num(n.load)),
     el('td', { class: 'num', title: 'measured by the nodes that fetched from it' }, num(n.rateBytesPerSecond) ? bytes(n.rateBytesPerSecond) + '/s' : '–'),
     el('td', { class: 'num' }, bytes(n.heldBytes) + (num(n.capacityBytes) ? ' / ' + bytes(n.capacityBytes) : '')),

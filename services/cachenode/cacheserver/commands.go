@@ -49,7 +49,9 @@ func (s *Server) apply(c *trackerv1.Command) {
 
 // Purge drops every chunk of root from the node, memory and disk, and
 // cancels its prewarm: the next request for the file fetches it anew.
-// The empty holdings reach the tracker with the next announcement.
+// Chunks whose fetch began before the purge are handed to those who asked
+// but not kept. The empty holdings reach the tracker with the next
+// announcement.
 func (s *Server) Purge(root manifest.Digest) {
 	s.prewarms.mu.Lock()
 	if cancel := s.prewarms.m[root]; cancel != nil {
@@ -59,8 +61,11 @@ func (s *Server) Purge(root manifest.Digest) {
 	// The manifest stays in memory (content-addressed, never stale), so
 	// the node can still announce that it holds none of the chunks.
 	s.localManifest(root)
-	held := s.store.Count(root)
-	mem := s.dropFile(root)
+	var held, mem int
+	s.purges.purge(root, func() {
+		held = s.store.Count(root)
+		mem = s.dropFile(root)
+	})
 	s.metrics.commands.WithLabelValues("purge").Inc()
 	s.log.Info("purged file", "root", root, "chunks_on_disk", held, "chunks_in_memory", mem)
 }
@@ -75,6 +80,49 @@ func (s *Server) dropFile(root manifest.Digest) int {
 		s.log.Warn("drop file", "root", root, "err", err)
 	}
 	return n + s.hot.RemoveRoot(root)
+}
+
+// purgeLog remembers when each root was last purged, so a chunk whose
+// fetch began before the purge is not kept after it: a fetch in flight
+// must not bring the purged file back. Keeping (store, memory) and purging
+// exclude each other, so no chunk slips in between the check and the drop.
+type purgeLog struct {
+	mu sync.RWMutex
+	at map[manifest.Digest]time.Time
+}
+
+// purgeMemory is how long a purge is remembered: far longer than any
+// chunk fetch takes.
+const purgeMemory = 10 * time.Minute
+
+// purge records a purge of root now and runs drop, with no chunk being
+// kept meanwhile.
+func (p *purgeLog) purge(root manifest.Digest, drop func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if p.at == nil {
+		p.at = map[manifest.Digest]time.Time{}
+	}
+	for r, t := range p.at {
+		if now.Sub(t) > purgeMemory {
+			delete(p.at, r)
+		}
+	}
+	p.at[root] = now
+	drop()
+}
+
+// keep runs store unless root was purged since start (when the chunk was
+// asked for), and reports whether it ran.
+func (p *purgeLog) keep(root manifest.Digest, start time.Time, store func()) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if at, ok := p.at[root]; ok && !at.Before(start) {
+		return false
+	}
+	store()
+	return true
 }
 
 // prewarmWindow is how many chunks one prewarm step fetches: one Locate

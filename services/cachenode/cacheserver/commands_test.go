@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
@@ -133,5 +134,45 @@ func TestPurgeDropsDiskAndMemory(t *testing.T) {
 	}
 	if sent := metricValue(t, o.reg, "p2pd_origin_egress_bytes_total") - before; sent < float64(len(data)) {
 		t.Errorf("origin sent %v bytes after the purge, want the whole %d-byte file again", sent, len(data))
+	}
+}
+
+func TestPurgeLogKeepsNothingAskedForBeforeThePurge(t *testing.T) {
+	var p purgeLog
+	a, b := manifest.Digest{1}, manifest.Digest{2}
+	asked := time.Now()
+	kept := func(root manifest.Digest, start time.Time) bool {
+		ran := false
+		ok := p.keep(root, start, func() { ran = true })
+		if ok != ran {
+			t.Fatalf("keep reported %v but ran %v", ok, ran)
+		}
+		return ok
+	}
+	if !kept(a, asked) {
+		t.Fatal("nothing purged yet, yet not kept")
+	}
+	dropped := false
+	p.purge(a, func() { dropped = true })
+	if !dropped {
+		t.Fatal("purge did not drop")
+	}
+	at := p.at[a]
+	for _, tc := range []struct {
+		name  string
+		root  manifest.Digest
+		start time.Time
+		want  bool
+	}{
+		{"asked before the purge", a, asked, false},
+		{"asked at the purge", a, at, false},
+		{"asked after the purge", a, at.Add(time.Nanosecond), true},
+		{"another file", b, asked, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := kept(tc.root, tc.start); got != tc.want {
+				t.Errorf("kept = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

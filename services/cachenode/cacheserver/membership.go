@@ -34,6 +34,9 @@ func (s *Server) Node() *trackerv1.Node {
 		HeldBytes:       uint64(s.store.Bytes()),
 		Load:            uint32(s.active.Load()),
 		UpSinceUnixNano: s.started.UnixNano(),
+		Region:          s.cfg.Region,
+		Shield:          s.cfg.Shield,
+		Parent:          s.cfg.Parent,
 	}
 }
 
@@ -124,14 +127,9 @@ func (s *Server) flushRates(ctx context.Context) {
 	if m == nil {
 		return // not joined: nobody to report as
 	}
-	samples := s.rates.Take()
-	if len(samples) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
-	defer cancel()
-	// Through the membership: a report carries the registration's secret.
-	if err := m.ReportRate(ctx, samples); err != nil {
+	// Through the membership: a report carries the registration's id and
+	// secret.
+	if err := s.rates.Flush(ctx, m, "", s.cfg.RPCTimeout); err != nil {
 		s.log.Debug("report rates", "err", err)
 	}
 }

@@ -46,6 +46,7 @@ type Server struct {
 	tracker *trackerclient.Client
 	pool    *spp.Pool
 	metrics *metrics
+	tiers   *tierMetrics
 	hot     *chunkcache.Cache // verified chunks in memory, nil when off
 
 	lifecycle
@@ -53,6 +54,7 @@ type Server struct {
 	known
 	membership
 	prewarms  prewarms
+	purges    purgeLog
 	putErrLog atomic.Int64 // unix nanos of the last store error logged
 }
 
@@ -75,6 +77,7 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		tracker:  tracker,
 		pool:     pool,
 		metrics:  newMetrics(reg, store, hot),
+		tiers:    newTierMetrics(reg),
 		hot:      hot,
 		fetching: fetching{flights: flights{m: map[chunkKey]*chunkFlight{}}},
 		known:    known{manifests: manifestCache{max: cfg.ManifestCache, m: map[manifest.Digest]*manifest.Manifest{}}},

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
@@ -50,8 +51,11 @@ type Server struct {
 	locates   *cache[locateKey, *located]
 	health    *rank.Healths // the sources that failed lately
 	reporter  *trackerclient.Reporter
-	stop      context.CancelFunc
-	done      chan struct{}
+	// via, once set, carries the rate reports: a registered edge's
+	// membership, which proves who reports (ReportThrough).
+	via  atomic.Pointer[trackerclient.RateReporter]
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // New returns an edge. Close releases what it started.
@@ -87,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 	s.stop = stop
 	var wg sync.WaitGroup
 	if cfg.ReportInterval > 0 {
-		wg.Go(func() { s.reporter.Run(ctx, cfg.Tracker, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger) })
+		wg.Go(func() { s.reporter.Run(ctx, reportVia{s}, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger) })
 	}
 	if cfg.Commands != nil {
 		wg.Go(func() { cfg.Commands.FollowCommands(ctx, cfg.NodeID, cfg.Logger, s.apply) })
@@ -394,4 +398,19 @@ func contentType(f *trackerv1.File, m *manifest.Manifest) string {
 		return m.ContentType
 	}
 	return manifest.ContentType(f.Name)
+}
+
+// ReportThrough sends the edge's rate reports through r from now on: a
+// registered edge's trackerclient.Member, so the tracker counts them for
+// everyone (an unregistered edge's reports shape only its own ranking).
+func (s *Server) ReportThrough(r trackerclient.RateReporter) { s.via.Store(&r) }
+
+// reportVia is the RateReporter the edge's reports go through.
+type reportVia struct{ s *Server }
+
+func (v reportVia) ReportRate(ctx context.Context, in *trackerv1.ReportRateRequest, opts ...grpc.CallOption) (*trackerv1.ReportRateResponse, error) {
+	if r := v.s.via.Load(); r != nil {
+		return (*r).ReportRate(ctx, in, opts...)
+	}
+	return v.s.cfg.Tracker.ReportRate(ctx, in, opts...)
 }

@@ -8,7 +8,9 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/accesslog"
+	"github.com/p2pd/p2pd/internal/connlimit"
 	"github.com/p2pd/p2pd/internal/cors"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
@@ -29,8 +31,10 @@ type ProcessConfig struct {
 	// tracker (default: derived from Listen).
 	Advertise string
 	TLS       *tlsconfig.Creds
-	CORS      cors.Flags      // cross-origin answers to viewers' pages
-	AccessLog accesslog.Flags // one line per viewer request
+	JoinToken string           // presented to the tracker to register
+	Limits    connlimit.Config // bounds on viewers' connections
+	CORS      cors.Flags       // cross-origin answers to viewers' pages
+	AccessLog accesslog.Flags  // one line per viewer request
 }
 
 // Handler is the viewers' HTTP front of an edge: the player page and
@@ -44,7 +48,7 @@ func Handler(tc webui.FileLister, edge *Server) http.Handler {
 // listener. One listener failing takes the other down.
 func Serve(ctx context.Context, pc ProcessConfig) error {
 	log := pc.Logger
-	tc, err := trackerclient.Dial(pc.Trackers, pc.TLS.DialOption())
+	tc, err := trackerclient.Dial(pc.Trackers, pc.TLS.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, pc.JoinToken))
 	if err != nil {
 		return err
 	}
@@ -87,14 +91,18 @@ func Serve(ctx context.Context, pc ProcessConfig) error {
 		Role:     trackerv1.Role_ROLE_EDGE,
 		HttpAddr: pc.Advertise,
 		OpsAddr:  service.OpsAddr(pc.Ops, pc.Advertise),
+		Region:   pc.Region,
 	}, nil)
 	defer member.Close()
+	edge.ReportThrough(member)
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	errc := make(chan error, 2)
 	go func() { errc <- service.ServeOps(ctx, pc.Ops, ops) }()
-	go func() { errc <- service.ServeHTTP(ctx, l, service.NewHTTPServer(access.Handler(viewers))) }()
+	go func() {
+		errc <- service.ServeHTTP(ctx, connlimit.Wrap(l, pc.Limits), service.NewHTTPServer(access.Handler(viewers)))
+	}()
 	ops.SetReady(true)
 	log.Info("edge ready", "listen", l.Addr().String(), "tracker", pc.Trackers, "ops", pc.Ops)
 	var first error

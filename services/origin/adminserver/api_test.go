@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,6 +238,7 @@ func TestUploadErrors(t *testing.T) {
 		{"digest mismatch", "bad.mp4", data, []string{"Repr-Digest", reprDigest([]byte("other"))}, 400, CodeDigestMismatch, "send it again"},
 		{"bad digest header", "bad.mp4", data, []string{"Repr-Digest", "sha-256=:nope:"}, 400, CodeInvalidArgument, "sha-256=:BASE64:"},
 		{"bad replace", "x.mp4?replace=maybe", data, nil, 400, CodeInvalidArgument, "true or false"},
+		{"segment too long", strings.Repeat("a", 252) + ".mp4", data, nil, 400, CodeInvalidName, "at most 255"},
 		{"over the limit", "big.mp4", make([]byte, 10*testChunk+1), nil, 413, CodeTooLarge, "publish it by path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -441,7 +443,7 @@ func TestNodesAndChunkMap(t *testing.T) {
 	}
 
 	// The cachenode measured 1 MiB/s from the origin.
-	if err := cache.ReportRate(context.Background(), []*trackerv1.RateSample{{Source: "origin-1", Bytes: 1 << 20, DurationNanos: int64(time.Second)}}); err != nil {
+	if _, err := cache.ReportRate(context.Background(), &trackerv1.ReportRateRequest{Samples: []*trackerv1.RateSample{{Source: "origin-1", Bytes: 1 << 20, DurationNanos: int64(time.Second)}}}); err != nil {
 		t.Fatal(err)
 	}
 	var nodes struct{ Nodes []jsonNode }
@@ -684,5 +686,48 @@ func TestStaleUploadsRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("live upload removed: %v", err)
+	}
+}
+
+// onlyReader hides a reader's type, so the client cannot tell its length
+// and sends it chunked.
+type onlyReader struct{ io.Reader }
+
+// A chunked upload (no Content-Length) keeps the disk's reserve too: it is
+// checked as the body streams, and the upload is refused with 507 and
+// leaves nothing behind once the reserve would be eaten.
+func TestChunkedUploadKeepsReserve(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		reserve int64
+		status  int
+	}{
+		{"room", 1 << 20, 201},
+		{"no room", 1 << 62, 507},
+		// Room for the start of the body, not the rest: caught as it
+		// streams.
+		{"fills up while streaming", -12 << 20, 507},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			media := t.TempDir()
+			if tc.reserve < 0 {
+				var st syscall.Statfs_t
+				if err := syscall.Statfs(media, &st); err != nil {
+					t.Fatal(err)
+				}
+				tc.reserve += int64(st.Bavail) * int64(st.Bsize)
+			}
+			e := newEnvWith(t, envOptions{token: testToken, reserve: tc.reserve})
+			code, b, _ := e.do("PUT", "/v1/files/chunked.mp4", onlyReader{bytes.NewReader(make([]byte, 40<<20))})
+			if code != tc.status {
+				t.Fatalf("status %d, want %d: %s", code, tc.status, b)
+			}
+			if code == 507 {
+				left, _ := filepath.Glob(filepath.Join(e.media, "*"))
+				if len(left) != 0 {
+					t.Errorf("left behind: %v", left)
+				}
+			}
+		})
 	}
 }

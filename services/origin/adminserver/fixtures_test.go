@@ -56,6 +56,7 @@ type env struct {
 type envOptions struct {
 	token     string
 	maxUpload int64
+	reserve   int64
 }
 
 func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{token: testToken}) }
@@ -87,7 +88,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	e.origin.Attach(ctx, tc, member)
 
 	e.admin, err = New(Config{
-		Token: o.token, MediaDir: e.media, ChunkSize: testChunk, MaxUploadBytes: o.maxUpload,
+		Token: o.token, MediaDir: e.media, ChunkSize: testChunk, MaxUploadBytes: o.maxUpload, ReserveBytes: o.reserve,
 		Metrics: e.reg, Logger: quiet(),
 	}, e.origin, tc)
 	if err != nil {

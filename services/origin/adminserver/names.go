@@ -18,6 +18,11 @@ import (
 // checkName checks a name to publish or upload under, telling apart a
 // name that tries to leave the media directory from one that is merely
 // invalid.
+// maxSegment is the longest segment of a name: a file or directory name
+// on the media disk (NAME_MAX on Linux), so a name that could never be
+// stored is refused before its body is read.
+const maxSegment = 255
+
 func checkName(name string) error {
 	if strings.HasPrefix(name, "/") || slices.Contains(strings.Split(name, "/"), "..") {
 		return newError(CodeOutsideMediaDir, http.StatusBadRequest, codes.InvalidArgument, nil,
@@ -26,6 +31,12 @@ func checkName(name string) error {
 	if err := manifest.CheckName(name); err != nil {
 		return newError(CodeInvalidName, http.StatusBadRequest, codes.InvalidArgument, err,
 			"%v: a name is a clean, slash-separated relative path like films/movie.mp4", err)
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if len(seg) > maxSegment {
+			return newError(CodeInvalidName, http.StatusBadRequest, codes.InvalidArgument, nil,
+				"name %.80q...: a segment is %d bytes, at most %d allowed (the file system's limit for one file or directory name)", name, len(seg), maxSegment)
+		}
 	}
 	if hidden(name) {
 		return newError(CodeInvalidName, http.StatusBadRequest, codes.InvalidArgument, nil,

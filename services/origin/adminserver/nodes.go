@@ -76,6 +76,7 @@ func (s *Server) ListNodes(ctx context.Context, _ *adminv1.ListNodesRequest) (*a
 			HeldBytes:     n.HeldBytes,
 			CapacityBytes: n.CapacityBytes,
 			OpsAddr:       n.OpsAddr,
+			Version:       n.Version,
 		}
 		if n.UpSinceUnixNano != 0 {
 			an.UpSince = timestamppb.New(time.Unix(0, n.UpSinceUnixNano))

@@ -97,9 +97,13 @@ func (s *Server) addCounters(ctx context.Context, resp *adminv1.GetStatsResponse
 	resp.MetricsSources = uint32(len(sources))
 
 	var served, local float64
+	var regions regionTotals
+	defer regions.fill(resp)
 	for _, fams := range sources {
 		for _, f := range fams {
 			switch f.GetName() {
+			case metricOriginRegion, metricCacheRegion:
+				regions.add(f)
 			case metricOriginEgress:
 				resp.OriginEgressBytes += uint64(sumMetric(f.Metric))
 			case metricEdgeSent:
@@ -181,7 +185,7 @@ func (s *Server) scrape(ctx context.Context, addr string) ([]*dto.MetricFamily, 
 	out := make([]*dto.MetricFamily, 0, 3)
 	for name, f := range fams {
 		switch name {
-		case metricOriginEgress, metricCacheServed, metricEdgeSent:
+		case metricOriginEgress, metricCacheServed, metricEdgeSent, metricOriginRegion, metricCacheRegion:
 			out = append(out, f)
 		}
 	}

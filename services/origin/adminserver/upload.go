@@ -245,18 +245,22 @@ func (s *Server) checkSpace(name string, size int64) error {
 	if s.cfg.MaxUploadBytes > 0 && size > s.cfg.MaxUploadBytes {
 		return errTooLarge(name, size, s.cfg.MaxUploadBytes)
 	}
-	if size < 0 {
-		return nil
-	}
+	return s.checkReserve(name, max(size, 0))
+}
+
+// checkReserve fails unless the media disk has need bytes free beyond the
+// reserve. A body of unknown size (chunked) needs nothing at first and
+// is checked again as it streams (copyBody).
+func (s *Server) checkReserve(name string, need int64) error {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(s.cfg.MediaDir, &st); err != nil {
 		return errInternal(err, "check free space in the media directory")
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
-	if size > free-s.cfg.ReserveBytes {
+	if need > free-s.cfg.ReserveBytes || free <= s.cfg.ReserveBytes {
 		return newError(CodeInsufficientStorage, http.StatusInsufficientStorage, codes.ResourceExhausted, nil,
-			"%s is %d bytes but the media directory's disk has %d bytes free, %d of them kept in reserve: free some space or give the origin a bigger disk",
-			name, size, max(free, 0), s.cfg.ReserveBytes)
+			"%s needs %d more bytes but the media directory's disk has %d bytes free, %d of them kept in reserve; nothing was stored: free some space or give the origin a bigger disk",
+			name, need, max(free, 0), s.cfg.ReserveBytes)
 	}
 	return nil
 }
@@ -265,6 +269,10 @@ func errTooLarge(name string, size, limit int64) error {
 	return newError(CodeTooLarge, http.StatusRequestEntityTooLarge, codes.ResourceExhausted, nil,
 		"%s is %d bytes, more than this server accepts in one upload (%d bytes): copy it into the media directory and publish it by path instead", name, size, limit)
 }
+
+// reserveCheckEvery is how often a chunked upload checks the disk's
+// reserve as it streams.
+const reserveCheckEvery = 8 << 20
 
 // createTemp creates the hidden file an upload is streamed into.
 func (s *Server) createTemp() (*os.File, string, error) {
@@ -287,8 +295,16 @@ func (s *Server) copyBody(w io.Writer, u upload) (int64, error) {
 		src = io.LimitReader(src, s.cfg.MaxUploadBytes+1)
 	}
 	buf := make([]byte, 1<<20)
-	var n int64
+	var n, checked int64
 	for {
+		if u.size < 0 && n-checked >= reserveCheckEvery {
+			// A body of unknown size: what it wrote so far is on the
+			// disk already, so the reserve must still be free.
+			checked = n
+			if err := s.checkReserve(u.name, 0); err != nil {
+				return n, err
+			}
+		}
 		k, rerr := src.Read(buf)
 		if k > 0 {
 			if _, werr := w.Write(buf[:k]); werr != nil {

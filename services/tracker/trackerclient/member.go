@@ -10,7 +10,9 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/buildinfo"
 	"github.com/p2pd/p2pd/internal/nodeauth"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -64,6 +66,9 @@ func (c *Client) JoinWith(ctx context.Context, node *trackerv1.Node, haves HaveF
 		// Set once here so re-registrations keep the node's real age.
 		node.UpSinceUnixNano = time.Now().UnixNano()
 	}
+	if node.Version == "" {
+		node.Version = buildinfo.Read().Version
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	m := &Member{
 		c: c, cfg: cfg, node: node, haves: haves,
@@ -96,16 +101,15 @@ func (m *Member) SetLoad(load uint32, heldBytes uint64) {
 	m.mu.Unlock()
 }
 
-// ReportRate sends measured transfers as this node, with its lease and
-// secret, so they count for everyone's ranking. It fails while the node
-// is not registered.
-func (m *Member) ReportRate(ctx context.Context, samples []*trackerv1.RateSample) error {
+// ReportRate sends in's samples as this node, with its lease and secret,
+// so they count for everyone's ranking (a RateReporter). It fails while
+// the node is not registered.
+func (m *Member) ReportRate(ctx context.Context, in *trackerv1.ReportRateRequest, opts ...grpc.CallOption) (*trackerv1.ReportRateResponse, error) {
 	lease := m.lease.Load()
 	if lease == 0 {
-		return errors.New("report rates: not registered with a tracker")
+		return nil, errors.New("report rates: not registered with a tracker")
 	}
-	_, err := m.c.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: m.node.Id, Samples: samples, LeaseId: lease, Secret: m.secret})
-	return err
+	return m.c.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: m.node.Id, Samples: in.GetSamples(), LeaseId: lease, Secret: m.secret}, opts...)
 }
 
 // Registered reports whether the node holds a live registration.

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/p2pd/p2pd/internal/rank"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Config tunes a tracker. The zero value is usable; see applyDefaults.
@@ -57,6 +59,12 @@ type Config struct {
 	// to register, unless the caller has a cluster certificate or the
 	// origin credential. Empty: anyone may join as a cachenode or an edge.
 	JoinToken string
+	// ProbeNodes makes the tracker rank only nodes that answer its own
+	// probe (probe.go). The tracker binary and p2pd turn it on; the zero
+	// Config has it off, for tests whose nodes listen nowhere.
+	ProbeNodes bool
+	// ProbeDialOptions dial nodes for probes (transport security).
+	ProbeDialOptions []grpc.DialOption
 	// MaxNodes bounds live registrations in total.
 	MaxNodes int
 	// MaxNodesPerAddr bounds live registrations made from one source
@@ -129,6 +137,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.EtcdTimeout <= 0 {
 		c.EtcdTimeout = 5 * time.Second
+	}
+	if len(c.ProbeDialOptions) == 0 {
+		c.ProbeDialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
 	if c.MaxNodes <= 0 {
 		c.MaxNodes = 10000

@@ -124,6 +124,9 @@ func (s *Server) ReportRate(ctx context.Context, req *trackerv1.ReportRateReques
 		if !trusted {
 			health = ns.healthFrom(req.Reporter, s.cfg)
 		}
+		if smp.Failed && s.probe != nil {
+			s.probe.failed(smp.Source, trusted)
+		}
 		if smp.Failed {
 			if health == nil || now.Sub(rep.failed[smp.Source]) < failureEvery {
 				continue
@@ -253,4 +256,7 @@ func (s *Server) forget(ids []string) {
 		}
 	}
 	s.secrets.forget(ids)
+	if s.probe != nil {
+		s.probe.forget(ids)
+	}
 }

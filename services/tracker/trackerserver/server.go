@@ -41,6 +41,7 @@ type Server struct {
 	idx  *index
 
 	secrets secrets
+	probe   *prober // nil unless Config.ProbeNodes
 
 	mu        sync.Mutex
 	stats     map[string]*nodeStats // by node id
@@ -51,6 +52,9 @@ type Server struct {
 func New(cli *clientv3.Client, cfg Config) *Server {
 	cfg.applyDefaults()
 	s := &Server{cfg: cfg, cli: cli, keys: keys{prefix: cfg.Prefix}, stats: map[string]*nodeStats{}, reporters: map[string]*reporter{}}
+	if cfg.ProbeNodes {
+		s.probe = newProber(cfg.ProbeDialOptions, cfg.Now)
+	}
 	s.idx = newIndex(s.keys, cfg.MaxChunkCount, cfg.Logger, s.forget)
 	return s
 }
@@ -59,6 +63,11 @@ func New(cli *clientv3.Client, cfg Config) *Server {
 // retries by itself while etcd is unreachable and returns nil when ctx
 // ends.
 func (s *Server) Run(ctx context.Context) error {
+	if s.probe != nil {
+		done := make(chan struct{})
+		go func() { defer close(done); s.probe.run(ctx) }()
+		defer func() { <-done }()
+	}
 	s.idx.run(ctx, s.cli, s.cfg.EtcdTimeout)
 	return nil
 }
