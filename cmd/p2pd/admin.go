@@ -233,6 +233,32 @@ func (a *adminCLI) setup() error {
 	return err
 }
 
+// shown takes a call's outcome like answer, and in --json mode prints the
+// answer: done reports that nothing is left to print.
+func (a *adminCLI) shown(raw []byte, err error) (done bool, _ error) {
+	raw, err = a.answer(raw, err)
+	if err != nil {
+		return true, err
+	}
+	if a.json {
+		a.printJSON(raw)
+		return true, nil
+	}
+	return false, nil
+}
+
+// oneName parses a command that takes one NAME and checks the globals.
+func (a *adminCLI) oneName(fs *flag.FlagSet, args []string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usageErr("%s takes one NAME, got %d arguments", strings.TrimPrefix(fs.Name(), "p2pd admin "), len(pos))
+	}
+	return pos[0], a.setup()
+}
+
 // exitFor maps the API's stable error codes to exit codes.
 func exitFor(f *adminclient.APIError) int {
 	switch f.Code {
@@ -375,13 +401,8 @@ func (a *adminCLI) ls(ctx context.Context, args []string) error {
 		return err
 	}
 	resp, body, err := a.client.ListFiles(ctx)
-	body, err = a.answer(body, err)
-	if err != nil {
+	if done, err := a.shown(body, err); done {
 		return err
-	}
-	if a.json {
-		a.printJSON(body)
-		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIZE\tCHUNKS\tCACHED ON\tPUBLISHED\tROOT")
@@ -393,24 +414,13 @@ func (a *adminCLI) ls(ctx context.Context, args []string) error {
 
 func (a *adminCLI) show(ctx context.Context, args []string) error {
 	fs := a.flagSet("show")
-	pos, err := parse(fs, args)
+	name, err := a.oneName(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr("show takes one NAME, got %d arguments", len(pos))
-	}
-	if err := a.setup(); err != nil {
+	resp, body, err := a.client.GetFile(ctx, name)
+	if done, err := a.shown(body, err); done {
 		return err
-	}
-	resp, body, err := a.client.GetFile(ctx, pos[0])
-	body, err = a.answer(body, err)
-	if err != nil {
-		return err
-	}
-	if a.json {
-		a.printJSON(body)
-		return nil
 	}
 	f := resp.File
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
@@ -444,17 +454,11 @@ func (a *adminCLI) show(ctx context.Context, args []string) error {
 func (a *adminCLI) rm(ctx context.Context, args []string) error {
 	fs := a.flagSet("rm")
 	keep := fs.Bool("keep-file", false, "only unpublish; leave the file in the media directory")
-	pos, err := parse(fs, args)
+	name, err := a.oneName(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr("rm takes one NAME, got %d arguments", len(pos))
-	}
-	if err := a.setup(); err != nil {
-		return err
-	}
-	body, err := a.answer(a.client.Unpublish(ctx, pos[0], *keep))
+	body, err := a.answer(a.client.Unpublish(ctx, name, *keep))
 	if err != nil {
 		return err
 	}
@@ -463,9 +467,9 @@ func (a *adminCLI) rm(ctx context.Context, args []string) error {
 		return nil
 	}
 	if *keep {
-		fmt.Fprintf(a.stdout, "unpublished %s (file kept in the media directory)\n", pos[0])
+		fmt.Fprintf(a.stdout, "unpublished %s (file kept in the media directory)\n", name)
 	} else {
-		fmt.Fprintf(a.stdout, "unpublished and deleted %s\n", pos[0])
+		fmt.Fprintf(a.stdout, "unpublished and deleted %s\n", name)
 	}
 	return nil
 }
@@ -475,13 +479,8 @@ func (a *adminCLI) nodes(ctx context.Context, args []string) error {
 		return err
 	}
 	resp, body, err := a.client.ListNodes(ctx)
-	body, err = a.answer(body, err)
-	if err != nil {
+	if done, err := a.shown(body, err); done {
 		return err
-	}
-	if a.json {
-		a.printJSON(body)
-		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tGRPC\tHTTP\tUP\tVERSION\tSTREAMS\tRATE\tHELD\tFILES\tCHUNKS")
@@ -505,13 +504,8 @@ func (a *adminCLI) stats(ctx context.Context, args []string) error {
 		return err
 	}
 	s, body, err := a.client.Stats(ctx)
-	body, err = a.answer(body, err)
-	if err != nil {
+	if done, err := a.shown(body, err); done {
 		return err
-	}
-	if a.json {
-		a.printJSON(body)
-		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	roles := make([]string, 0, len(s.NodesByRole))

@@ -87,17 +87,11 @@ func (a *adminCLI) purge(ctx context.Context, args []string) error {
 	fs := a.flagSet("purge")
 	noWait := fs.Bool("no-wait", false, "return once the command is recorded")
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the nodes")
-	pos, err := parse(fs, args)
+	name, err := a.oneName(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr("purge takes one NAME, got %d arguments", len(pos))
-	}
-	if err := a.setup(); err != nil {
-		return err
-	}
-	resp, raw, err := a.client.Purge(ctx, pos[0])
+	resp, raw, err := a.client.Purge(ctx, name)
 	if _, err := a.answer(raw, err); err != nil {
 		return err
 	}
