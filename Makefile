@@ -25,7 +25,7 @@ proto:
 # go.mod and go.sum must be tidy (go mod tidy would change nothing), in the
 # main module and the tools module.
 lint:
-	@for m in . tools; do \
+	@for m in . tools deployments/observability; do \
 		(cd $$m && $(GO) mod tidy -diff) >/dev/null 2>&1 || { echo "$$m: go.mod/go.sum not tidy; run: (cd $$m && go mod tidy)"; (cd $$m && $(GO) mod tidy -diff); exit 1; }; \
 	done
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); exit 1; }

@@ -1,7 +1,7 @@
 # Docker Swarm targets, included by the top-level Makefile
 # (`-include deployments/swarm/swarm.mk`):
 #
-#   swarm-tokens  the admin and join tokens, made once in bin/swarm (mode 0600)
+#   swarm-tokens  the admin, join and origin tokens, made once in bin/swarm (mode 0600)
 #   swarm-up      images, tokens, then docker stack deploy (run on a manager)
 #   swarm-down    docker stack rm (volumes stay: etcd data, chunks)
 #   swarm-ps      every task of the stack
@@ -19,7 +19,7 @@ GO         ?= go
 
 swarm-tokens:
 	@mkdir -p $(SWARM_BIN)
-	@for f in admin-token join-token; do \
+	@for f in admin-token join-token origin-token; do \
 		[ -s $(SWARM_BIN)/$$f ] || { umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > $(SWARM_BIN)/$$f; echo "made $(SWARM_BIN)/$$f"; }; \
 	done
 

@@ -18,8 +18,8 @@ import (
 
 // Who may do what (docs/security.md):
 //
-//   - PublishFile, UnpublishFile: the origin credential, an origin or
-//     admin certificate, or the admin token.
+//   - PublishFile, UnpublishFile, PostCommand: the origin credential, an
+//     origin or admin certificate, or the admin token.
 //   - Register: with mutual TLS, the id and role the certificate names
 //     (a certificate naming none may join as a cachenode or edge);
 //     without it, the join token when the tracker has one, else anyone,
@@ -53,7 +53,7 @@ func (c caller) mayPublish(what string) error {
 	if c.origin {
 		return nil
 	}
-	return status.Errorf(codes.PermissionDenied, "%s: only an origin may publish or unpublish: present the origin credential (%s) or an origin certificate", what, nodeauth.OriginTokenHeader)
+	return status.Errorf(codes.PermissionDenied, "%s: only an origin may publish, unpublish or post commands: present the origin credential (%s) or an origin certificate", what, nodeauth.OriginTokenHeader)
 }
 
 // mayRegister checks the caller against the node it registers.

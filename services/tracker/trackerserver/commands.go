@@ -33,6 +33,10 @@ const maxCommandNodes = 4096
 
 // PostCommand records a command for the nodes.
 func (s *Server) PostCommand(ctx context.Context, req *trackerv1.PostCommandRequest) (*trackerv1.PostCommandResponse, error) {
+	// A purge empties caches: only who may unpublish may post one.
+	if err := s.callerOf(ctx).mayPublish("post command"); err != nil {
+		return nil, err
+	}
 	c := req.GetCommand()
 	if err := checkCommand(c); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "post command: %v", err)
