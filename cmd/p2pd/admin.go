@@ -247,6 +247,18 @@ func (a *adminCLI) shown(raw []byte, err error) (done bool, _ error) {
 	return false, nil
 }
 
+// noArgCall runs a command that takes no arguments: it checks them, makes
+// the call and, in --json mode, prints the answer; done reports that
+// nothing is left to print.
+func noArgCall[T any](a *adminCLI, cmd string, args []string, call func() (T, []byte, error)) (resp T, done bool, err error) {
+	if err := a.noArgs(cmd, args); err != nil {
+		return resp, true, err
+	}
+	resp, body, err := call()
+	done, err = a.shown(body, err)
+	return resp, done, err
+}
+
 // oneName parses a command that takes one NAME and checks the globals.
 func (a *adminCLI) oneName(fs *flag.FlagSet, args []string) (string, error) {
 	pos, err := parse(fs, args)
@@ -397,11 +409,8 @@ func (a *adminCLI) upload(ctx context.Context, path, name string, replace bool) 
 }
 
 func (a *adminCLI) ls(ctx context.Context, args []string) error {
-	if err := a.noArgs("ls", args); err != nil {
-		return err
-	}
-	resp, body, err := a.client.ListFiles(ctx)
-	if done, err := a.shown(body, err); done {
+	resp, done, err := noArgCall(a, "ls", args, func() (*adminv1.ListFilesResponse, []byte, error) { return a.client.ListFiles(ctx) })
+	if done {
 		return err
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
@@ -475,11 +484,8 @@ func (a *adminCLI) rm(ctx context.Context, args []string) error {
 }
 
 func (a *adminCLI) nodes(ctx context.Context, args []string) error {
-	if err := a.noArgs("nodes", args); err != nil {
-		return err
-	}
-	resp, body, err := a.client.ListNodes(ctx)
-	if done, err := a.shown(body, err); done {
+	resp, done, err := noArgCall(a, "nodes", args, func() (*adminv1.ListNodesResponse, []byte, error) { return a.client.ListNodes(ctx) })
+	if done {
 		return err
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
@@ -500,11 +506,8 @@ func (a *adminCLI) nodes(ctx context.Context, args []string) error {
 }
 
 func (a *adminCLI) stats(ctx context.Context, args []string) error {
-	if err := a.noArgs("stats", args); err != nil {
-		return err
-	}
-	s, body, err := a.client.Stats(ctx)
-	if done, err := a.shown(body, err); done {
+	s, done, err := noArgCall(a, "stats", args, func() (*adminv1.GetStatsResponse, []byte, error) { return a.client.Stats(ctx) })
+	if done {
 		return err
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
