@@ -46,6 +46,11 @@ func main() {
 		if pc.Trackers == "" {
 			return flagenv.Usagef("--tracker is required")
 		}
+		for _, f := range []interface{ Validate() error }{&pc.CORS, &pc.AccessLog} {
+			if err := f.Validate(); err != nil {
+				return &flagenv.UsageError{Err: err}
+			}
+		}
 		// Edges register (so operators see them) like cachenodes: with the
 		// join token when the trackers demand one.
 		var err error
