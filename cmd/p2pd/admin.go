@@ -21,6 +21,7 @@ import (
 	"time"
 
 	adminv1 "github.com/p2pd/p2pd/gen/admin/v1"
+	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/services/origin/adminclient"
 )
 
@@ -232,6 +233,44 @@ func (a *adminCLI) setup() error {
 	return err
 }
 
+// shown takes a call's outcome like answer, and in --json mode prints the
+// answer: done reports that nothing is left to print.
+func (a *adminCLI) shown(raw []byte, err error) (done bool, _ error) {
+	raw, err = a.answer(raw, err)
+	if err != nil {
+		return true, err
+	}
+	if a.json {
+		a.printJSON(raw)
+		return true, nil
+	}
+	return false, nil
+}
+
+// noArgCall runs a command that takes no arguments: it checks them, makes
+// the call and, in --json mode, prints the answer; done reports that
+// nothing is left to print.
+func noArgCall[T any](a *adminCLI, cmd string, args []string, call func() (T, []byte, error)) (resp T, done bool, err error) {
+	if err := a.noArgs(cmd, args); err != nil {
+		return resp, true, err
+	}
+	resp, body, err := call()
+	done, err = a.shown(body, err)
+	return resp, done, err
+}
+
+// oneName parses a command that takes one NAME and checks the globals.
+func (a *adminCLI) oneName(fs *flag.FlagSet, args []string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usageErr("%s takes one NAME, got %d arguments", strings.TrimPrefix(fs.Name(), "p2pd admin "), len(pos))
+	}
+	return pos[0], a.setup()
+}
+
 // exitFor maps the API's stable error codes to exit codes.
 func exitFor(f *adminclient.APIError) int {
 	switch f.Code {
@@ -327,7 +366,7 @@ func (a *adminCLI) publish(ctx context.Context, args []string) error {
 		return nil
 	}
 	f := resp.File
-	fmt.Fprintf(a.stdout, "published %s: %s, %d chunks, root %s, ETag %s\n", f.Name, humanBytes(f.Size), f.ChunkCount, f.Root, f.Etag)
+	fmt.Fprintf(a.stdout, "published %s: %s, %d chunks, root %s, ETag %s\n", f.Name, flagenv.HumanBytes(f.Size), f.ChunkCount, f.Root, f.Etag)
 	return nil
 }
 
@@ -370,52 +409,33 @@ func (a *adminCLI) upload(ctx context.Context, path, name string, replace bool) 
 }
 
 func (a *adminCLI) ls(ctx context.Context, args []string) error {
-	if err := a.noArgs("ls", args); err != nil {
+	resp, done, err := noArgCall(a, "ls", args, func() (*adminv1.ListFilesResponse, []byte, error) { return a.client.ListFiles(ctx) })
+	if done {
 		return err
-	}
-	resp, body, err := a.client.ListFiles(ctx)
-	body, err = a.answer(body, err)
-	if err != nil {
-		return err
-	}
-	if a.json {
-		a.printJSON(body)
-		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIZE\tCHUNKS\tCACHED ON\tPUBLISHED\tROOT")
 	for _, f := range resp.Files {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d nodes\t%s\t%.12s\n", f.Name, humanBytes(f.Size), f.ChunkCount, f.CachedOnNodes, ago(a.now(), f.PublishedTime.AsTime(), f.PublishedTime != nil), f.Root)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d nodes\t%s\t%.12s\n", f.Name, flagenv.HumanBytes(f.Size), f.ChunkCount, f.CachedOnNodes, ago(a.now(), f.PublishedTime.AsTime(), f.PublishedTime != nil), f.Root)
 	}
 	return tw.Flush()
 }
 
 func (a *adminCLI) show(ctx context.Context, args []string) error {
 	fs := a.flagSet("show")
-	pos, err := parse(fs, args)
+	name, err := a.oneName(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr("show takes one NAME, got %d arguments", len(pos))
-	}
-	if err := a.setup(); err != nil {
+	resp, body, err := a.client.GetFile(ctx, name)
+	if done, err := a.shown(body, err); done {
 		return err
-	}
-	resp, body, err := a.client.GetFile(ctx, pos[0])
-	body, err = a.answer(body, err)
-	if err != nil {
-		return err
-	}
-	if a.json {
-		a.printJSON(body)
-		return nil
 	}
 	f := resp.File
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "name:\t%s\n", f.Name)
-	fmt.Fprintf(tw, "size:\t%s (%d bytes)\n", humanBytes(f.Size), f.Size)
-	fmt.Fprintf(tw, "chunks:\t%d of %s\n", f.ChunkCount, humanBytes(uint64(f.ChunkSize)))
+	fmt.Fprintf(tw, "size:\t%s (%d bytes)\n", flagenv.HumanBytes(f.Size), f.Size)
+	fmt.Fprintf(tw, "chunks:\t%d of %s\n", f.ChunkCount, flagenv.HumanBytes(uint64(f.ChunkSize)))
 	fmt.Fprintf(tw, "type:\t%s\n", f.ContentType)
 	fmt.Fprintf(tw, "root:\t%s\n", f.Root)
 	fmt.Fprintf(tw, "etag:\t%s\n", f.Etag)
@@ -443,17 +463,11 @@ func (a *adminCLI) show(ctx context.Context, args []string) error {
 func (a *adminCLI) rm(ctx context.Context, args []string) error {
 	fs := a.flagSet("rm")
 	keep := fs.Bool("keep-file", false, "only unpublish; leave the file in the media directory")
-	pos, err := parse(fs, args)
+	name, err := a.oneName(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr("rm takes one NAME, got %d arguments", len(pos))
-	}
-	if err := a.setup(); err != nil {
-		return err
-	}
-	body, err := a.answer(a.client.Unpublish(ctx, pos[0], *keep))
+	body, err := a.answer(a.client.Unpublish(ctx, name, *keep))
 	if err != nil {
 		return err
 	}
@@ -462,36 +476,28 @@ func (a *adminCLI) rm(ctx context.Context, args []string) error {
 		return nil
 	}
 	if *keep {
-		fmt.Fprintf(a.stdout, "unpublished %s (file kept in the media directory)\n", pos[0])
+		fmt.Fprintf(a.stdout, "unpublished %s (file kept in the media directory)\n", name)
 	} else {
-		fmt.Fprintf(a.stdout, "unpublished and deleted %s\n", pos[0])
+		fmt.Fprintf(a.stdout, "unpublished and deleted %s\n", name)
 	}
 	return nil
 }
 
 func (a *adminCLI) nodes(ctx context.Context, args []string) error {
-	if err := a.noArgs("nodes", args); err != nil {
+	resp, done, err := noArgCall(a, "nodes", args, func() (*adminv1.ListNodesResponse, []byte, error) { return a.client.ListNodes(ctx) })
+	if done {
 		return err
-	}
-	resp, body, err := a.client.ListNodes(ctx)
-	body, err = a.answer(body, err)
-	if err != nil {
-		return err
-	}
-	if a.json {
-		a.printJSON(body)
-		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tGRPC\tHTTP\tUP\tVERSION\tSTREAMS\tRATE\tHELD\tFILES\tCHUNKS")
 	for _, n := range resp.Nodes {
-		held := humanBytes(n.HeldBytes)
+		held := flagenv.HumanBytes(n.HeldBytes)
 		if n.CapacityBytes > 0 {
-			held += " / " + humanBytes(n.CapacityBytes)
+			held += " / " + flagenv.HumanBytes(n.CapacityBytes)
 		}
 		rate := "-"
 		if n.RateBytesPerSecond > 0 {
-			rate = humanBytes(uint64(n.RateBytesPerSecond)) + "/s"
+			rate = flagenv.HumanBytes(uint64(n.RateBytesPerSecond)) + "/s"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\n", n.Id, n.Role, dash(n.GrpcAddr), dash(n.HttpAddr),
 			ago(a.now(), n.UpSince.AsTime(), n.UpSince != nil), dash(n.Version), n.Load, rate, held, n.Files, n.Chunks)
@@ -500,17 +506,9 @@ func (a *adminCLI) nodes(ctx context.Context, args []string) error {
 }
 
 func (a *adminCLI) stats(ctx context.Context, args []string) error {
-	if err := a.noArgs("stats", args); err != nil {
+	s, done, err := noArgCall(a, "stats", args, func() (*adminv1.GetStatsResponse, []byte, error) { return a.client.Stats(ctx) })
+	if done {
 		return err
-	}
-	s, body, err := a.client.Stats(ctx)
-	body, err = a.answer(body, err)
-	if err != nil {
-		return err
-	}
-	if a.json {
-		a.printJSON(body)
-		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	roles := make([]string, 0, len(s.NodesByRole))
@@ -519,25 +517,25 @@ func (a *adminCLI) stats(ctx context.Context, args []string) error {
 	}
 	sort.Strings(roles)
 	fmt.Fprintf(tw, "nodes:\t%s\n", dash(strings.Join(roles, ", ")))
-	fmt.Fprintf(tw, "published:\t%d files, %s in %d chunks\n", s.Files, humanBytes(s.PublishedBytes), s.PublishedChunks)
+	fmt.Fprintf(tw, "published:\t%d files, %s in %d chunks\n", s.Files, flagenv.HumanBytes(s.PublishedBytes), s.PublishedChunks)
 	capacity := ""
 	if s.CacheCapacityBytes > 0 {
-		capacity = " of " + humanBytes(s.CacheCapacityBytes)
+		capacity = " of " + flagenv.HumanBytes(s.CacheCapacityBytes)
 	}
-	fmt.Fprintf(tw, "cached:\t%s%s on cachenodes, replication %.2fx\n", humanBytes(s.CachedBytes), capacity, s.CacheReplication)
+	fmt.Fprintf(tw, "cached:\t%s%s on cachenodes, replication %.2fx\n", flagenv.HumanBytes(s.CachedBytes), capacity, s.CacheReplication)
 	fmt.Fprintf(tw, "active streams:\t%d\n", s.ActiveStreams)
-	fmt.Fprintf(tw, "origin egress:\t%s\n", humanBytes(s.OriginEgressBytes))
+	fmt.Fprintf(tw, "origin egress:\t%s\n", flagenv.HumanBytes(s.OriginEgressBytes))
 	if len(s.BytesServedBySource) > 0 {
 		srcs := make([]string, 0, len(s.BytesServedBySource))
 		for k, v := range s.BytesServedBySource {
-			srcs = append(srcs, k+" "+humanBytes(v))
+			srcs = append(srcs, k+" "+flagenv.HumanBytes(v))
 		}
 		sort.Strings(srcs)
 		fmt.Fprintf(tw, "served by source:\t%s (this process's cachenode)\n", strings.Join(srcs, ", "))
 		fmt.Fprintf(tw, "hit ratio:\t%.1f%%\n", 100*s.HitRatio)
 	}
 	if s.EdgeBytesSent > 0 {
-		fmt.Fprintf(tw, "sent to viewers:\t%s (this process's edge)\n", humanBytes(s.EdgeBytesSent))
+		fmt.Fprintf(tw, "sent to viewers:\t%s (this process's edge)\n", flagenv.HumanBytes(s.EdgeBytesSent))
 	}
 	return tw.Flush()
 }
@@ -576,19 +574,6 @@ func ago(now, t time.Time, known bool) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // progress draws a progress bar with rate and ETA on stderr while a file
@@ -686,7 +671,7 @@ func progressLine(label string, done, total int64, elapsed time.Duration, final 
 		tail = "ETA " + eta.Round(time.Second).String()
 	}
 	return fmt.Sprintf("%s %3.0f%% [%s] %s / %s  %s/s  %s", label, 100*frac, bar,
-		humanBytes(uint64(done)), humanBytes(uint64(total)), humanBytes(uint64(rate)), tail)
+		flagenv.HumanBytes(uint64(done)), flagenv.HumanBytes(uint64(total)), flagenv.HumanBytes(uint64(rate)), tail)
 }
 
 // countingReader reports what is read through it to a progress bar.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	adminv1 "github.com/p2pd/p2pd/gen/admin/v1"
+	"github.com/p2pd/p2pd/internal/flagenv"
 )
 
 // exitTimeout: prewarm or purge did not finish within --timeout; the
@@ -52,7 +53,7 @@ func (a *adminCLI) prewarm(ctx context.Context, args []string) error {
 	}
 	f := resp.File
 	if !a.json {
-		fmt.Fprintf(a.stdout, "prewarming %s (%s) on %d cachenodes: %s\n", f.Name, humanBytes(f.Size), len(resp.NodeIds), strings.Join(resp.NodeIds, ", "))
+		fmt.Fprintf(a.stdout, "prewarming %s (%s) on %d cachenodes: %s\n", f.Name, flagenv.HumanBytes(f.Size), len(resp.NodeIds), strings.Join(resp.NodeIds, ", "))
 	}
 	if !*noWait && len(resp.NodeIds) > 0 {
 		err = a.watch(ctx, *timeout, "prewarm "+f.Name, int64(f.Size)*int64(len(resp.NodeIds)), func(g *adminv1.GetFileResponse, live []string) (int64, bool, error) {
@@ -86,17 +87,11 @@ func (a *adminCLI) purge(ctx context.Context, args []string) error {
 	fs := a.flagSet("purge")
 	noWait := fs.Bool("no-wait", false, "return once the command is recorded")
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait for the nodes")
-	pos, err := parse(fs, args)
+	name, err := a.oneName(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageErr("purge takes one NAME, got %d arguments", len(pos))
-	}
-	if err := a.setup(); err != nil {
-		return err
-	}
-	resp, raw, err := a.client.Purge(ctx, pos[0])
+	resp, raw, err := a.client.Purge(ctx, name)
 	if _, err := a.answer(raw, err); err != nil {
 		return err
 	}

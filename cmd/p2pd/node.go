@@ -14,10 +14,8 @@ import (
 	"time"
 
 	discoveryv1 "github.com/p2pd/p2pd/gen/discovery/v1"
-	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/buildinfo"
-	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/connlimit"
 	"github.com/p2pd/p2pd/internal/discovery"
 	"github.com/p2pd/p2pd/internal/flagenv"
@@ -29,10 +27,10 @@ import (
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"github.com/p2pd/p2pd/internal/tlsconfig"
-	"github.com/p2pd/p2pd/internal/webui"
 	"github.com/p2pd/p2pd/services/cachenode/cacheserver"
 	"github.com/p2pd/p2pd/services/edge/edgeserver"
 	"github.com/p2pd/p2pd/services/origin/adminserver"
+	"github.com/p2pd/p2pd/services/origin/originrun"
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
@@ -156,7 +154,7 @@ func (n *node) run() error {
 		return err
 	}
 	defer edge.Close()
-	viewers, err := n.cfg.cors.Handler(n.restrict(telemetry.HTTPHandler(webui.Player(webui.TrackerVideos(n.tracker), edge), "edge")))
+	viewers, err := n.cfg.cors.Handler(n.restrict(edgeserver.Handler(n.tracker, edge)))
 	if err != nil {
 		n.mux.Close()
 		return err
@@ -232,53 +230,41 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 	if err != nil {
 		return nil, fmt.Errorf("--rescan %q: %w", n.cfg.rescan, err)
 	}
-	origin, err := originserver.New(originserver.Config{
-		MediaDir:  n.cfg.publish,
-		ChunkSize: n.cfg.chunkSize,
-		NodeID:    n.cfg.nodeID,
-		Advertise: n.advertise,
-		HTTPAddr:  n.advertise,
-		OpsAddr:   n.opsAddr(),
-		Rescan:    rescan,
-	}, n.ops.Registry)
+	tc, err := trackerclient.Dial(n.self, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, originToken))
 	if err != nil {
 		return nil, err
 	}
-	sppv1.RegisterChunkServiceServer(n.grpc, origin)
+	n.tracker = tc
+	og, octx := errgroup.WithContext(ctx)
+	origin, err := originrun.Start(octx, og, service.Host{GRPC: n.grpc, Ops: n.ops}, originrun.Config{
+		Origin: originserver.Config{
+			MediaDir:  n.cfg.publish,
+			ChunkSize: n.cfg.chunkSize,
+			NodeID:    n.cfg.nodeID,
+			Advertise: n.advertise,
+			HTTPAddr:  n.advertise,
+			OpsAddr:   n.opsAddr(),
+			Rescan:    rescan,
+		},
+		AdminToken:    token,
+		TraceQueryURL: n.cfg.traceQueryURL,
+		Logger:        n.log,
+		BeforeJoin:    tr.WaitReady,
+		ScanFirst:     true,
+	}, tc)
+	if err != nil {
+		return nil, err
+	}
+	g.Go(func() error {
+		defer tc.Close()
+		return og.Wait()
+	})
 	// The top of the tree: caches joining here use this tracker.
 	discoveryv1.RegisterDiscoveryServiceServer(n.grpc, discovery.NewServer(discovery.Info{
 		Trackers: []string{n.advertise},
 		Path:     []discovery.Node{{ID: origin.Node().Id, Addr: n.advertise, Origin: true}},
 		Region:   n.cfg.region,
 	}))
-	if err := origin.Scan(ctx); err != nil {
-		return nil, err
-	}
-	tc, err := trackerclient.Dial(n.self, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.OriginTokenHeader, originToken))
-	if err != nil {
-		return nil, err
-	}
-	n.tracker = tc
-	admin, err := adminserver.New(adminserver.Config{
-		Token: token, MediaDir: n.cfg.publish, ChunkSize: n.cfg.chunkSize,
-		Metrics: n.ops.Registry, OpsAddr: n.opsAddr(), TraceQueryURL: n.cfg.traceQueryURL, Logger: n.log,
-	}, origin, tc)
-	if err != nil {
-		return nil, err
-	}
-	admin.Mount(n.ops.Mux)
-	g.Go(func() error { <-ctx.Done(); return admin.Close() })
-	g.Go(func() error {
-		defer tc.Close()
-		if err := tr.WaitReady(ctx); err != nil {
-			return nil
-		}
-		member := tc.Join(ctx, origin.Node(), origin.Haves)
-		defer member.Close()
-		origin.Attach(ctx, tc, member)
-		origin.Run(ctx)
-		return nil
-	})
 	// A server has no cachenode: --memory-cache sizes its edge's memory
 	// cache instead, the one copy of hot chunks in front of the origin.
 	memory, err := memoryBytes(n.cfg.memoryCache)
@@ -313,10 +299,6 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if n.ops.AdminToken, err = adminserver.LoadToken(n.cfg.adminTokenFile); err != nil {
 		return nil, err
 	}
-	store, err := chunkstore.Open(n.cfg.cache, maxBytes)
-	if err != nil {
-		return nil, err
-	}
 	info, parent, err := n.join(ctx)
 	if err != nil {
 		return nil, err
@@ -335,7 +317,8 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		parents = append(parents, cacheserver.Parent{ID: p.ID, Addr: p.Addr})
 	}
 	discoveryv1.RegisterDiscoveryServiceServer(n.grpc, discovery.NewServer(info))
-	cache, err := cacheserver.New(cacheserver.Config{
+	cg, cctx := errgroup.WithContext(ctx)
+	cache, err := cacheserver.Start(cctx, cg, service.Host{GRPC: n.grpc, Ops: n.ops, Pool: n.pool}, cacheserver.Config{
 		NodeID:           info.Path[0].ID,
 		Region:           info.Region,
 		Parent:           parent,
@@ -347,16 +330,14 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 		MemoryCacheBytes: memory,
 		Prefetch:         cmp.Or(n.cfg.prefetch, -1), // the config's 0 is "default"
 		Logger:           n.log,
-	}, store, tc, n.pool, n.ops.Registry)
+	}, n.cfg.cache, maxBytes, tc)
 	if err != nil {
 		tc.Close()
 		return nil, err
 	}
-	sppv1.RegisterChunkServiceServer(n.grpc, cache)
 	g.Go(func() error {
 		defer tc.Close()
-		defer cache.Close()
-		return cache.Run(ctx)
+		return cg.Wait()
 	})
 	return edgeserver.New(edgeserver.Config{
 		Tracker:  tc,

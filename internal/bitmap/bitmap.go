@@ -19,6 +19,15 @@ type Bitmap struct {
 // New returns an empty bitmap of n bits.
 func New(n int) *Bitmap { return &Bitmap{n: n, bits: make([]byte, (n+7)/8)} }
 
+// Of returns a bitmap of n bits with bits set (out-of-range ones ignored).
+func Of(n int, set ...int) *Bitmap {
+	b := New(n)
+	for _, i := range set {
+		b.Set(i)
+	}
+	return b
+}
+
 // Len returns the number of bits.
 func (b *Bitmap) Len() int { return b.n }
 

@@ -98,3 +98,18 @@ func ParseCacheBytes(s string) (int64, error) {
 	}
 	return ParseBytes(s)
 }
+
+// HumanBytes renders a size for people, in the units ParseBytes reads:
+// 512 B, 1.5 KiB, 10.0 GiB.
+func HumanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -306,3 +306,13 @@ func isLoopback(host string) bool {
 	}
 	return host == "localhost"
 }
+
+// Host is what a service is mounted on, whether it runs alone or beside
+// others in one process (cmd/p2pd): the gRPC server its services join,
+// the ops listener that carries its metrics (and the origin's admin API),
+// and the pool it dials other nodes with.
+type Host struct {
+	GRPC *grpc.Server
+	Ops  *Ops
+	Pool *spp.Pool
+}

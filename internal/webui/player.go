@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/flagenv"
 	"google.golang.org/grpc"
 )
 
@@ -134,15 +135,4 @@ func playable(ct string) bool {
 	return strings.HasPrefix(ct, "video/") || strings.HasPrefix(ct, "audio/") || ct == "application/vnd.apple.mpegurl"
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n int64) string { return flagenv.HumanBytes(uint64(max(n, 0))) }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/telemetry"
-	"github.com/p2pd/p2pd/internal/tlsconfig"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"google.golang.org/grpc"
 )
@@ -34,16 +34,11 @@ Usage: tracker (--etcd-endpoints HOST:PORT,... | --embedded-etcd DIR) [flags]
 `
 
 func main() {
-	os.Exit(flagenv.Report(os.Stdout, os.Stderr, "tracker", run(os.Args[1:])))
-}
-
-func run(args []string) error {
-	fs := flagenv.NewFlagSet("tracker")
+	cmd := service.NewCommand("tracker", usage, "127.0.0.1:9091")
+	fs := cmd.Flags()
 	var (
-		common    service.Common
 		cfg       trackerserver.ServeConfig
 		endpoints string
-		tlsFlags  tlsconfig.Flags
 		tokens    struct{ origin, admin, join string }
 	)
 	fs.StringVar(&cfg.Listen, "listen", ":7000", "address to serve the tracker (gRPC) on")
@@ -59,52 +54,38 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.Tracker.ProbeNodes, "probe-nodes", true, "rank only nodes that answer the tracker's own health probe; a node reported failing is dropped until it answers again")
 	fs.IntVar(&cfg.Tracker.MaxNodes, "max-nodes", 10000, "most live registrations in total")
 	fs.IntVar(&cfg.Tracker.MaxNodesPerAddr, "max-nodes-per-addr", 64, "most live registrations made from one source address (-1: no limit)")
-	common.Register(fs, "127.0.0.1:9091")
-	tlsFlags.Register(fs)
-	fs.Usage = flagenv.Usage(fs, usage)
-	if err := flagenv.Parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return flagenv.Usagef("unexpected arguments %q", fs.Args())
-	}
-	for _, e := range strings.Split(endpoints, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			cfg.Etcd.Endpoints = append(cfg.Etcd.Endpoints, e)
+	cmd.Main(func(ctx context.Context, env *service.Env) error {
+		if fs.NArg() > 0 {
+			return flagenv.Usagef("unexpected arguments %q", fs.Args())
 		}
-	}
-	if (len(cfg.Etcd.Endpoints) > 0) == (cfg.Etcd.EmbeddedDir != "") {
-		return flagenv.Usagef("exactly one of --etcd-endpoints and --embedded-etcd is required")
-	}
-	log, err := common.Logger("tracker")
-	if err != nil {
-		return err
-	}
-	cfg.Tracker.Logger = log
-	if cfg.Tracker.OriginToken, err = nodeauth.LoadToken(tokens.origin, nodeauth.OriginTokenEnv, nil); err != nil {
-		return fmt.Errorf("--origin-token-file: %w", err)
-	}
-	if cfg.Tracker.AdminToken, err = nodeauth.LoadToken(tokens.admin, "P2PD_ADMIN_TOKEN", nil); err != nil {
-		return fmt.Errorf("--admin-token-file: %w", err)
-	}
-	if cfg.Tracker.JoinToken, err = nodeauth.LoadToken(tokens.join, nodeauth.JoinTokenEnv, nil); err != nil {
-		return fmt.Errorf("--join-token-file: %w", err)
-	}
-	cfg.Ops = common.Ops
-	creds, err := tlsFlags.Load()
-	if err != nil {
-		return err
-	}
-	cfg.ServerOptions = append(cfg.ServerOptions, creds.ServerOption())
-	cfg.Tracker.ProbeDialOptions = []grpc.DialOption{creds.DialOption()}
-	ctx, stop := service.SignalContext()
-	defer stop()
-	// A tracker has no node id of its own: its host names it in traces.
-	host, _ := os.Hostname()
-	tel, err := telemetry.Setup(ctx, "tracker", "tracker@"+host, log)
-	if err != nil {
-		return err
-	}
-	defer tel.Close() // flushes the spans of the last requests
-	return trackerserver.Serve(ctx, cfg)
+		for _, e := range strings.Split(endpoints, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				cfg.Etcd.Endpoints = append(cfg.Etcd.Endpoints, e)
+			}
+		}
+		if (len(cfg.Etcd.Endpoints) > 0) == (cfg.Etcd.EmbeddedDir != "") {
+			return flagenv.Usagef("exactly one of --etcd-endpoints and --embedded-etcd is required")
+		}
+		cfg.Tracker.Logger, cfg.Ops = env.Log, env.Ops
+		var err error
+		if cfg.Tracker.OriginToken, err = nodeauth.LoadToken(tokens.origin, nodeauth.OriginTokenEnv, nil); err != nil {
+			return fmt.Errorf("--origin-token-file: %w", err)
+		}
+		if cfg.Tracker.AdminToken, err = nodeauth.LoadToken(tokens.admin, "P2PD_ADMIN_TOKEN", nil); err != nil {
+			return fmt.Errorf("--admin-token-file: %w", err)
+		}
+		if cfg.Tracker.JoinToken, err = nodeauth.LoadToken(tokens.join, nodeauth.JoinTokenEnv, nil); err != nil {
+			return fmt.Errorf("--join-token-file: %w", err)
+		}
+		cfg.ServerOptions = append(cfg.ServerOptions, env.TLS.ServerOption())
+		cfg.Tracker.ProbeDialOptions = []grpc.DialOption{env.TLS.DialOption()}
+		// A tracker has no node id of its own: its host names it in traces.
+		host, _ := os.Hostname()
+		tel, err := telemetry.Setup(ctx, "tracker", "tracker@"+host, env.Log)
+		if err != nil {
+			return err
+		}
+		defer tel.Close() // flushes the spans of the last requests
+		return trackerserver.Serve(ctx, cfg)
+	})
 }

@@ -3,10 +3,12 @@ package spptest
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
@@ -170,4 +172,26 @@ func (n *Node) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[
 		}
 	}
 	return nil
+}
+
+// ReadAll fetches the chunks req asks for from c through a verifying
+// reader and returns their bytes in order: what a well-behaved client
+// receives.
+func ReadAll(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall time.Duration) ([]byte, error) {
+	r, err := spp.Open(ctx, c, m, req, stall)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []byte
+	for {
+		_, data, err := r.Next(nil)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, data...)
+	}
 }

@@ -56,7 +56,7 @@ func TestMissIsFetchedStoredServedThenHit(t *testing.T) {
 	}
 	// Chunks are stored just after they are handed to the requester.
 	trackertest.Eventually(t, "every chunk stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
-	fetched := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin")
+	fetched := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin")
 	if fetched != size {
 		t.Fatalf("fetched %v bytes from the origin, want each chunk once (%v)", fetched, size)
 	}
@@ -70,22 +70,22 @@ func TestMissIsFetchedStoredServedThenHit(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatal("hot fetch: wrong bytes")
 	}
-	if f := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); f != fetched {
+	if f := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); f != fetched {
 		t.Fatalf("hot fetch fetched %v more bytes", f-fetched)
 	}
 	// Every byte requested was served, the hot fetch's from the store.
 	total := float64(len(want)) + 2*size
 	served := func(src string) float64 {
-		return metric(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", src)
+		return metricValue(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", src)
 	}
 	trackertest.Eventually(t, "served bytes counted", func() bool { return served("local")+served("origin") == total })
 	if local := served("local"); local < size {
 		t.Fatalf("served %v bytes from the store, want at least the hot fetch's %v", local, size)
 	}
-	if egress := metric(t, o.reg, "p2pd_origin_egress_bytes_total"); egress != size {
+	if egress := metricValue(t, o.reg, "p2pd_origin_egress_bytes_total"); egress != size {
 		t.Fatalf("origin sent %v bytes after the hot fetch, want still %v", egress, size)
 	}
-	if sb := metric(t, cn.reg, "p2pd_cachenode_store_bytes"); sb != size {
+	if sb := metricValue(t, cn.reg, "p2pd_cachenode_store_bytes"); sb != size {
 		t.Fatalf("store_bytes = %v, want %v", sb, size)
 	}
 
@@ -124,7 +124,7 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 		wg.Go(func() { results[i], errs[i] = cn.fetch(t.Context(), m, []uint32{5}, false) })
 	}
 	trackertest.Eventually(t, "20 streams waiting on the cold chunk", func() bool {
-		return metric(t, cn.reg, "p2pd_cachenode_active_streams") == n && src.fetches.Load() >= 1
+		return metricValue(t, cn.reg, "p2pd_cachenode_active_streams") == n && src.fetches.Load() >= 1
 	})
 	close(gate)
 	wg.Wait()
@@ -139,10 +139,10 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 	// A request that came late (after the chunk was stored) counts as
 	// local; either way none fetched it again.
 	trackertest.Eventually(t, "served bytes counted", func() bool {
-		return metric(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", "origin")+
-			metric(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", "local") == n*float64(m.ChunkLen(5))
+		return metricValue(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", "origin")+
+			metricValue(t, cn.reg, "p2pd_cachenode_bytes_served_total", "source", "local") == n*float64(m.ChunkLen(5))
 	})
-	if f := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); f != float64(m.ChunkLen(5)) {
+	if f := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); f != float64(m.ChunkLen(5)) {
 		t.Fatalf("fetched %v bytes, want the chunk once", f)
 	}
 }
@@ -178,10 +178,10 @@ func TestCorruptSourceIsRejected(t *testing.T) {
 	if bad.fetches.Load() != 1 || good.chunks.Load() != 1 {
 		t.Fatalf("bad source asked %d times, good one sent %d chunks; want 1 and 1", bad.fetches.Load(), good.chunks.Load())
 	}
-	if df := metric(t, cn.reg, "p2pd_cachenode_digest_failures_total"); df != 1 {
+	if df := metricValue(t, cn.reg, "p2pd_cachenode_digest_failures_total"); df != 1 {
 		t.Fatalf("digest failures = %v, want 1", df)
 	}
-	if uf := metric(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "peer"); uf != 1 {
+	if uf := metricValue(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "peer"); uf != 1 {
 		t.Fatalf("upstream failures = %v, want 1", uf)
 	}
 	trackertest.Eventually(t, "the chunk stored", func() bool { return cn.store.Has(m.Root, idx) })
@@ -241,7 +241,7 @@ func TestRestartServesFromDisk(t *testing.T) {
 		t.Fatalf("after restart: %v", err)
 	}
 	waitMetric(t, cn2.reg, float64(len(want)), "p2pd_cachenode_bytes_served_total", "source", "local")
-	if f := metric(t, cn2.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); f != 0 {
+	if f := metricValue(t, cn2.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); f != 0 {
 		t.Fatalf("fetched %v bytes after restart", f)
 	}
 	// The torn chunk is detected, deleted and never served.
@@ -249,7 +249,7 @@ func TestRestartServesFromDisk(t *testing.T) {
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("torn chunk: %v, want NotFound", err)
 	}
-	if df := metric(t, cn2.reg, "p2pd_cachenode_digest_failures_total"); df != 1 {
+	if df := metricValue(t, cn2.reg, "p2pd_cachenode_digest_failures_total"); df != 1 {
 		t.Fatalf("digest failures = %v, want 1", df)
 	}
 	if cn2.store.Has(m.Root, 4) {
@@ -276,7 +276,7 @@ func TestPeerServesWhenOriginIsDown(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("fetch with the origin down: %v", err)
 	}
-	if f := metric(t, b.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer"); f != float64(len(data)) {
+	if f := metricValue(t, b.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer"); f != float64(len(data)) {
 		t.Fatalf("fetched %v bytes from the peer, want %d", f, len(data))
 	}
 }
@@ -368,7 +368,7 @@ func TestEvictionsAreAnnounced(t *testing.T) {
 	trackertest.Eventually(t, "the eviction announced", func() bool {
 		return !slices.Contains(cl.holders(m.Root, evicted, "someone-else"), "cache-1")
 	})
-	if ev := metric(t, cn.reg, "p2pd_cachenode_evictions_total"); ev != float64(m.ChunkCount()-4) {
+	if ev := metricValue(t, cn.reg, "p2pd_cachenode_evictions_total"); ev != float64(m.ChunkCount()-4) {
 		t.Fatalf("evictions = %v, want %d", ev, m.ChunkCount()-4)
 	}
 }

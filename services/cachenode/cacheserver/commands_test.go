@@ -65,18 +65,18 @@ func TestPrewarmFillsTheChosenNodesThroughTheSwarm(t *testing.T) {
 			cl.post(trackerv1.CommandAction_COMMAND_ACTION_PREWARM, m, tc.chosen(ids))
 			for _, cn := range cns[:tc.want] {
 				trackertest.Eventually(t, "prewarmed", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
-				trackertest.Eventually(t, "prewarm over", func() bool { return metric(t, cn.reg, "p2pd_cachenode_commands_total", "action", "prewarm") == 1 })
+				trackertest.Eventually(t, "prewarm over", func() bool { return metricValue(t, cn.reg, "p2pd_cachenode_commands_total", "action", "prewarm") == 1 })
 				got, err := cn.fetch(t.Context(), m, allChunks(m), true) // local only: held, not fetched
 				if err != nil || !bytes.Equal(got, data) {
 					t.Fatalf("a prewarmed node serves the file: %v (%d bytes, equal %v)", err, len(got), bytes.Equal(got, data))
 				}
 			}
 			for _, cn := range cns[tc.want:] {
-				if n := metric(t, cn.reg, "p2pd_cachenode_commands_total", "action", "prewarm"); n != 0 {
+				if n := metricValue(t, cn.reg, "p2pd_cachenode_commands_total", "action", "prewarm"); n != 0 {
 					t.Errorf("a node the command did not choose prewarmed (%v)", n)
 				}
 			}
-			egress := metric(t, o.reg, "p2pd_origin_egress_bytes_total")
+			egress := metricValue(t, o.reg, "p2pd_origin_egress_bytes_total")
 			t.Logf("origin egress %v bytes to prewarm a %d-byte file on %d nodes", egress, len(data), tc.want)
 			if egress > 1.1*float64(len(data)) {
 				t.Fatalf("origin sent %v bytes to prewarm a %d-byte file on %d nodes; want <= 1.1x", egress, len(data), tc.want)
@@ -104,10 +104,10 @@ func TestPurgeDropsDiskAndMemory(t *testing.T) {
 	if cn.inMemory(m) == 0 {
 		t.Fatal("nothing in memory before the purge: the test would prove nothing")
 	}
-	before := metric(t, o.reg, "p2pd_origin_egress_bytes_total")
+	before := metricValue(t, o.reg, "p2pd_origin_egress_bytes_total")
 
 	cl.post(trackerv1.CommandAction_COMMAND_ACTION_PURGE, m, nil)
-	trackertest.Eventually(t, "purged", func() bool { return metric(t, cn.reg, "p2pd_cachenode_commands_total", "action", "purge") == 1 })
+	trackertest.Eventually(t, "purged", func() bool { return metricValue(t, cn.reg, "p2pd_cachenode_commands_total", "action", "purge") == 1 })
 	if n, mem := cn.store.Count(m.Root), cn.inMemory(m); n != 0 || mem != 0 {
 		t.Fatalf("after the purge: %d chunks on disk, %d in memory", n, mem)
 	}
@@ -132,7 +132,7 @@ func TestPurgeDropsDiskAndMemory(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("fetch after the purge: %v, equal %v", err, bytes.Equal(got, data))
 	}
-	if sent := metric(t, o.reg, "p2pd_origin_egress_bytes_total") - before; sent < float64(len(data)) {
+	if sent := metricValue(t, o.reg, "p2pd_origin_egress_bytes_total") - before; sent < float64(len(data)) {
 		t.Errorf("origin sent %v bytes after the purge, want the whole %d-byte file again", sent, len(data))
 	}
 }

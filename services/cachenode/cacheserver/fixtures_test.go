@@ -21,7 +21,8 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
-	"github.com/p2pd/p2pd/services/origin/originserver"
+	"github.com/p2pd/p2pd/internal/spp/spptest"
+	"github.com/p2pd/p2pd/services/origin/origintest"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
@@ -150,36 +151,18 @@ func testFile(t *testing.T, dir, name string, size int) ([]byte, *manifest.Manif
 
 // origin is the real origin service publishing a media directory.
 type origin struct {
-	srv  *originserver.Server
+	*origintest.Origin
 	reg  *prometheus.Registry
-	addr string
 	stop func()
 }
 
+// startOrigin publishes mediaDir from a real origin that joins the tracker.
 func (c *cluster) startOrigin(mediaDir string) *origin {
 	c.t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	o, err := originserver.New(originserver.Config{
-		MediaDir: mediaDir, ChunkSize: testChunkSize, NodeID: "origin", Advertise: l.Addr().String(),
-	}, reg)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	gs := grpc.NewServer(service.GRPCServerOptions()...)
-	sppv1.RegisterChunkServiceServer(gs, o)
-	go gs.Serve(l)
-	c.t.Cleanup(gs.Stop)
-	ctx := context.Background()
-	if err := o.Scan(ctx); err != nil {
-		c.t.Fatal(err)
-	}
-	mem := c.join(o.Node(), o.Haves)
-	o.Attach(ctx, c.tracker, mem)
-	return &origin{srv: o, reg: reg, addr: l.Addr().String(), stop: gs.Stop}
+	o := origintest.Start(c.t, origintest.Config{MediaDir: mediaDir, ChunkSize: testChunkSize, NodeID: "origin"})
+	mem := c.join(o.Server.Node(), o.Server.Haves)
+	o.Server.Attach(context.Background(), c.tracker, mem)
+	return &origin{Origin: o, reg: o.Registry, stop: o.Stop}
 }
 
 // fileSource is a minimal SPP source serving one file on disk, which can
@@ -303,22 +286,7 @@ func (c *cluster) startCacheLimit(id, dir string, maxBytes int64, cfg Config) *c
 // fetch reads chunks of m from the cachenode through a verifying reader
 // and returns their concatenated bytes.
 func (cn *cache) fetch(ctx context.Context, m *manifest.Manifest, idxs []uint32, localOnly bool) ([]byte, error) {
-	r, err := spp.Open(ctx, cn.client, m, &sppv1.FetchRequest{Root: m.Root[:], Chunks: idxs, LocalOnly: localOnly, Requester: "test"}, 10*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var out []byte
-	for {
-		_, data, err := r.Next(nil)
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, data...)
-	}
+	return spptest.ReadAll(ctx, cn.client, m, &sppv1.FetchRequest{Root: m.Root[:], Chunks: idxs, LocalOnly: localOnly, Requester: "test"}, 10*time.Second)
 }
 
 func allChunks(m *manifest.Manifest) []uint32 {
@@ -329,9 +297,9 @@ func allChunks(m *manifest.Manifest) []uint32 {
 	return idxs
 }
 
-// metric returns the value of a counter or gauge in reg, labels given as
+// metricValue returns the value of a counter or gauge in reg, labels given as
 // name, value pairs; 0 if absent.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -375,7 +343,7 @@ func waitMetric(t *testing.T, reg *prometheus.Registry, want float64, name strin
 	var got float64
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if got = metric(t, reg, name, labels...); got == want {
+		if got = metricValue(t, reg, name, labels...); got == want {
 			return
 		}
 		if time.Now().After(deadline) {

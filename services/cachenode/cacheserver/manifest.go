@@ -9,6 +9,7 @@ import (
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/chunkstore"
+	"github.com/p2pd/p2pd/internal/flight"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/source"
 	"google.golang.org/grpc/codes"
@@ -194,4 +195,11 @@ func (c *manifestCache) put(m *manifest.Manifest) {
 		}
 	}
 	c.m[m.Root] = m
+}
+
+// known is what the node knows of manifests: those parsed in memory and
+// the fetches of those it lacks, one per root at a time.
+type known struct {
+	manifests manifestCache
+	mflights  flight.Group[*manifest.Manifest]
 }

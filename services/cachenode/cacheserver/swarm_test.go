@@ -75,7 +75,7 @@ func TestFastSourceTakesMostBytes(t *testing.T) {
 	if f < int64(len(data))*3/4 || s*4 > f {
 		t.Fatalf("fast source sent %d bytes, slow %d: want most from the fast one", f, s)
 	}
-	if n := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer"); n != float64(len(data)) {
+	if n := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer"); n != float64(len(data)) {
 		t.Fatalf("fetched %v bytes, want every chunk once (%d)", n, len(data))
 	}
 }
@@ -126,7 +126,7 @@ func TestStalledSourceIsAbandoned(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("fetch: %v", err)
 		}
-		if n := metric(t, cn.reg, "p2pd_cachenode_endgame_requests_total"); n == 0 {
+		if n := metricValue(t, cn.reg, "p2pd_cachenode_endgame_requests_total"); n == 0 {
 			t.Fatal("no end-game request: the stalled chunks were not asked elsewhere")
 		}
 	})
@@ -145,13 +145,13 @@ func TestStalledSourceIsAbandoned(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("fetch: %v", err)
 		}
-		if n := metric(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "peer"); n == 0 {
+		if n := metricValue(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "peer"); n == 0 {
 			t.Fatal("the stall was not counted as a failure")
 		}
 		// The peer delivered what it sent before stalling; the origin the
 		// rest, each chunk once.
-		peer := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer")
-		origin := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin")
+		peer := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer")
+		origin := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin")
 		if peer < 2*testChunkSize || peer+origin != float64(len(data)) {
 			t.Fatalf("fetched %v bytes from the peer and %v from the origin, want >= 2 chunks and %d in all", peer, origin, len(data))
 		}
@@ -194,10 +194,10 @@ func TestClusterFetchesEachChunkOnceFromTheOrigin(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	egress := metric(t, o.reg, "p2pd_origin_egress_bytes_total")
+	egress := metricValue(t, o.reg, "p2pd_origin_egress_bytes_total")
 	var peer float64
 	for _, cn := range cns {
-		peer += metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer")
+		peer += metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer")
 	}
 	t.Logf("origin egress %v bytes for a %d-byte file; %v bytes between peers", egress, len(data), peer)
 	if egress > 1.1*float64(len(data)) {
@@ -252,7 +252,7 @@ func TestPrefetch(t *testing.T) {
 		if cn.store.Has(m.Root, 12) {
 			t.Fatal("read ahead past the window")
 		}
-		if n := metric(t, cn.reg, "p2pd_cachenode_prefetched_chunks_total"); n != 8 {
+		if n := metricValue(t, cn.reg, "p2pd_cachenode_prefetched_chunks_total"); n != 8 {
 			t.Fatalf("prefetched %v chunks, want 8", n)
 		}
 	})
@@ -290,7 +290,7 @@ func TestPrefetch(t *testing.T) {
 			}
 			joined <- err
 		}()
-		trackertest.Eventually(t, "second request waiting", func() bool { return metric(t, cn.reg, "p2pd_cachenode_active_streams") == 2 })
+		trackertest.Eventually(t, "second request waiting", func() bool { return metricValue(t, cn.reg, "p2pd_cachenode_active_streams") == 2 })
 		cancel() // the viewer seeks away
 		r.Close()
 		trackertest.Eventually(t, "read-ahead cancelled", func() bool { return cn.srv.prefetchN.Load() == 0 })
@@ -350,10 +350,10 @@ func TestLocalStream(t *testing.T) {
 				}
 				trackertest.Eventually(t, "chunks stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount()-2 })
 			}
-			if fetched := metric(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); fetched != float64(len(data)-2*testChunkSize) {
+			if fetched := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); fetched != float64(len(data)-2*testChunkSize) {
 				t.Fatalf("fetched %v bytes: the hot round fetched again", fetched)
 			}
-			if n := metric(t, cn.reg, "p2pd_cachenode_active_streams"); n != 0 {
+			if n := metricValue(t, cn.reg, "p2pd_cachenode_active_streams"); n != 0 {
 				t.Fatalf("%v streams still counted active", n)
 			}
 		})
@@ -392,7 +392,7 @@ func TestLoneSourceThatStalledIsAskedAgain(t *testing.T) {
 	if f := src.fetches.Load(); f != 2 {
 		t.Fatalf("source asked %d times, want 2 (the stall, then again)", f)
 	}
-	if n := metric(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "origin"); n != 1 {
+	if n := metricValue(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "origin"); n != 1 {
 		t.Fatalf("upstream failures = %v, want 1", n)
 	}
 }

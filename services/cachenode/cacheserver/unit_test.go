@@ -132,7 +132,7 @@ func TestDamagedStoredChunkIsNeverServed(t *testing.T) {
 	if !bytes.Equal(got, chunkOf(data, m, 0)) {
 		t.Fatal("chunks before the damaged one not served")
 	}
-	if df := metric(t, cn.reg, "p2pd_cachenode_digest_failures_total"); df != 1 {
+	if df := metricValue(t, cn.reg, "p2pd_cachenode_digest_failures_total"); df != 1 {
 		t.Fatalf("digest failures = %v, want 1", df)
 	}
 	if cn.store.Has(m.Root, 1) {

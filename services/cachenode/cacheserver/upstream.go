@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
@@ -212,4 +213,13 @@ func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src upstrea
 func (s *Server) fail(m *manifest.Manifest, w *want, err error) {
 	w.f.land(nil, "", fmt.Errorf("chunk %d of %s: %w", w.idx, m.Root, err))
 	s.release(chunkKey{m.Root, w.idx}, w.f)
+}
+
+// fetching is the state of the node's upstream fetches: one flight per
+// chunk on its way, what each link to a source has shown, and how many
+// read-ahead chunks are in flight.
+type fetching struct {
+	flights   flights
+	links     links
+	prefetchN atomic.Int64
 }

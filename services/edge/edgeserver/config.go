@@ -136,8 +136,9 @@ type Config struct {
 //     to viewers of files (and parts of files) the edge has served
 //     recently; a stale answer maps a name to a version that was
 //     published, whose bytes still verify;
-//   - Probation 3s: the rest of a stream avoids a node that just failed;
-//   - StallTimeout 2s: DESIGN's target is a stall under 2s when a cachenode
+//   - Probation 3s: the rest of a stream avoids a node that just failed
+//     (rank.Health with a flat backoff: every failure puts it back);
+//   - StallTimeout 2s: a viewer's stream stalls under 2s when a cachenode
 //     dies; a killed node usually resets its connection much sooner;
 //   - RPCTimeout 5s;
 //   - ReportInterval 1s;

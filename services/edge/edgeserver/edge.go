@@ -16,12 +16,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"math"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,10 +53,9 @@ type Server struct {
 	reporter  *trackerclient.Reporter
 	// via, once set, carries the rate reports: a registered edge's
 	// membership, which proves who reports (ReportThrough).
-	via   atomic.Pointer[trackerclient.RateReporter]
-	index *template.Template
-	stop  context.CancelFunc
-	done  chan struct{}
+	via  atomic.Pointer[trackerclient.RateReporter]
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // New returns an edge. Close releases what it started.
@@ -77,7 +73,6 @@ func New(cfg Config) (*Server, error) {
 		// fails again is back on probation at once anyway.
 		health:   rank.NewHealths(rank.HealthConfig{Base: cfg.Probation, Max: cfg.Probation}, cfg.Now),
 		reporter: trackerclient.NewReporter(),
-		index:    template.Must(template.New("index").Funcs(template.FuncMap{"href": href}).Parse(indexHTML)),
 		done:     make(chan struct{}),
 	}
 	if s.nodes == nil {
@@ -213,7 +208,10 @@ func (s *Server) serve(rw *responseWriter, r *http.Request) outcome {
 		return outcome{}
 	}
 	if r.URL.Path == "/" {
-		return s.serveIndex(rw, r)
+		// No file has an empty name. Viewers' "/" is the player page,
+		// which webui.Player answers before requests reach the edge.
+		http.Error(rw, "404 file not found", http.StatusNotFound)
+		return outcome{}
 	}
 	name, err := nameOf(r.URL.Path)
 	if err != nil {
@@ -400,42 +398,6 @@ func contentType(f *trackerv1.File, m *manifest.Manifest) string {
 		return m.ContentType
 	}
 	return manifest.ContentType(f.Name)
-}
-
-const indexHTML = `<!doctype html>
-<html><head><meta charset="utf-8"><title>p2pd</title></head>
-<body><h1>Published files</h1>
-<ul>
-{{- range .}}
-<li><a href="{{href .Name}}">{{.Name}}</a> ({{.Size}} bytes)</li>
-{{- else}}
-<li>none</li>
-{{- end}}
-</ul></body></html>
-`
-
-// href is the URL path of a published name, each segment escaped.
-func href(name string) string {
-	return (&url.URL{Path: "/" + name}).EscapedPath()
-}
-
-// serveIndex lists the published files. A player page replaces it later.
-func (s *Server) serveIndex(rw *responseWriter, r *http.Request) outcome {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RPCTimeout)
-	defer cancel()
-	resp, err := s.cfg.Tracker.ListFiles(ctx, &trackerv1.ListFilesRequest{})
-	if err != nil {
-		return s.fail(rw, r, fmt.Errorf("%w: list files: %w", errTracker, err))
-	}
-	files := slices.Clone(resp.Files)
-	slices.SortFunc(files, func(a, b *trackerv1.File) int { return strings.Compare(a.Name, b.Name) })
-	h := rw.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	if err := s.index.Execute(rw, files); err != nil {
-		return outcome{err: err}
-	}
-	return outcome{}
 }
 
 // ReportThrough sends the edge's rate reports through r from now on: a

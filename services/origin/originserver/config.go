@@ -30,9 +30,15 @@ type Config struct {
 
 func (c *Config) applyDefaults() {
 	if c.ChunkSize == 0 {
-		c.ChunkSize = manifest.DefaultChunkSize // 1 MiB: DESIGN §3
+		c.ChunkSize = manifest.DefaultChunkSize // 1 MiB
 	}
 	if c.NodeID == "" {
 		c.NodeID = "origin@" + c.Advertise
 	}
+}
+
+// ID is the node id c gives the origin, its default filled in.
+func (c Config) ID() string {
+	c.applyDefaults()
+	return c.NodeID
 }

@@ -1,6 +1,9 @@
 package originserver
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/p2pd/p2pd/internal/metric"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	egress         prometheus.Counter
@@ -13,30 +16,12 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		egress: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "p2pd_origin_egress_bytes_total",
-			Help: "Chunk bytes the origin sent over SPP.",
-		}),
-		egressRegion: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "p2pd_origin_egress_region_bytes_total",
-			Help: "Chunk bytes the origin sent over SPP, by the region of the node that asked.",
-		}, []string{"destination_region"}),
-		chunks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "p2pd_origin_chunks_served_total",
-			Help: "Chunks the origin sent over SPP.",
-		}),
-		digestFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "p2pd_origin_digest_failures_total",
-			Help: "Chunks whose bytes on disk no longer matched the published digest.",
-		}),
-		active: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "p2pd_origin_active_streams",
-			Help: "SPP fetch streams being served.",
-		}),
-		files: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "p2pd_origin_published_files",
-			Help: "Files currently published.",
-		}),
+		egress:         metric.Counter("p2pd_origin_egress_bytes_total", "Chunk bytes the origin sent over SPP."),
+		egressRegion:   metric.CounterVec("p2pd_origin_egress_region_bytes_total", "Chunk bytes the origin sent over SPP, by the region of the node that asked.", "destination_region"),
+		chunks:         metric.Counter("p2pd_origin_chunks_served_total", "Chunks the origin sent over SPP."),
+		digestFailures: metric.Counter("p2pd_origin_digest_failures_total", "Chunks whose bytes on disk no longer matched the published digest."),
+		active:         metric.Gauge("p2pd_origin_active_streams", "SPP fetch streams being served."),
+		files:          metric.Gauge("p2pd_origin_published_files", "Files currently published."),
 	}
 	if reg != nil {
 		reg.MustRegister(m.egress, m.egressRegion, m.chunks, m.digestFailures, m.active, m.files)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/internal/spp/spptest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -73,22 +73,7 @@ func fetchAll(t *testing.T, c sppv1.ChunkServiceClient, m *manifest.Manifest) ([
 	for i := range m.ChunkCount() {
 		req.Chunks = append(req.Chunks, uint32(i))
 	}
-	r, err := spp.Open(context.Background(), c, m, req, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var out []byte
-	for {
-		_, data, err := r.Next(nil)
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		out = append(out, data...)
-	}
+	return spptest.ReadAll(context.Background(), c, m, req, 5*time.Second)
 }
 
 func TestScanPublishesAndServes(t *testing.T) {

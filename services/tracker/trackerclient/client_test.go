@@ -1,7 +1,6 @@
 package trackerclient
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
-	"github.com/p2pd/p2pd/internal/bitmap"
 	"github.com/p2pd/p2pd/internal/etcdembed"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
@@ -36,19 +34,6 @@ func dial(t *testing.T, addrs string) *Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func root(name string) []byte {
-	r := sha256.Sum256([]byte(name))
-	return r[:]
-}
-
-func have(r []byte, n int, chunks ...int) *trackerv1.Have {
-	b := bitmap.New(n)
-	for _, c := range chunks {
-		b.Set(c)
-	}
-	return &trackerv1.Have{Root: r, ChunkCount: uint32(n), Bitmap: b.Encode()}
 }
 
 // holdings returns chunks held per root (hex) for node id.
@@ -148,9 +133,9 @@ func TestSplit(t *testing.T) {
 func TestJoinAndClose(t *testing.T) {
 	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
 	c := dial(t, tr.Addr)
-	a, b := root("a"), root("b")
+	a, b := trackertest.Root("a"), trackertest.Root("b")
 	m := c.Join(trackertest.Ctx(t), cacheNode("cache-1"), func() []*trackerv1.Have {
-		return []*trackerv1.Have{have(a, 4, 0, 1), have(b, 2, 1)}
+		return []*trackerv1.Have{trackertest.Have(a, 4, 0, 1), trackertest.Have(b, 2, 1)}
 	})
 	trackertest.Eventually(t, "registration", m.Registered)
 	trackertest.Eventually(t, "initial holdings", func() bool {
@@ -185,7 +170,7 @@ func TestUpdateBatching(t *testing.T) {
 	var burst []*trackerv1.Have
 	for i := range chunks {
 		for r := range roots {
-			burst = append(burst, have(root(fmt.Sprint(r)), chunks, span(0, i+1)...))
+			burst = append(burst, trackertest.Have(trackertest.Root(fmt.Sprint(r)), chunks, span(0, i+1)...))
 		}
 	}
 	before := tr.Calls("Announce")
@@ -195,7 +180,7 @@ func TestUpdateBatching(t *testing.T) {
 	trackertest.Eventually(t, "all updates to arrive", func() bool {
 		h := holdings(t, c, "cache-1")
 		for r := range roots {
-			if h[hexRoot(root(fmt.Sprint(r)))] != chunks {
+			if h[hexRoot(trackertest.Root(fmt.Sprint(r)))] != chunks {
 				return false
 			}
 		}
@@ -216,7 +201,7 @@ func TestUpdateSplits(t *testing.T) {
 	defer m.Close()
 	trackertest.Eventually(t, "registration", m.Registered)
 	for r := range 5 {
-		m.Update(have(root(fmt.Sprint(r)), 8, 1))
+		m.Update(trackertest.Have(trackertest.Root(fmt.Sprint(r)), 8, 1))
 	}
 	trackertest.Eventually(t, "all updates to arrive", func() bool { return len(holdings(t, c, "cache-1")) == 5 })
 	if n := tr.Calls("Announce"); n < 3 {
@@ -231,8 +216,8 @@ func TestReregisterAfterLeaseLost(t *testing.T) {
 	c := dial(t, tr.Addr)
 	etcd := trackertest.Etcd(t, testEndpoints)
 	ctx := trackertest.Ctx(t)
-	a := root("a")
-	m := c.JoinWith(ctx, cacheNode("cache-1"), func() []*trackerv1.Have { return []*trackerv1.Have{have(a, 4, 0, 1, 2)} }, Config{Logger: discard()})
+	a := trackertest.Root("a")
+	m := c.JoinWith(ctx, cacheNode("cache-1"), func() []*trackerv1.Have { return []*trackerv1.Have{trackertest.Have(a, 4, 0, 1, 2)} }, Config{Logger: discard()})
 	defer m.Close()
 	trackertest.Eventually(t, "initial holdings", func() bool { return holdings(t, c, "cache-1")[hexRoot(a)] == 3 })
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/p2pd/p2pd/internal/metric"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
@@ -21,15 +22,8 @@ type etcdMetrics struct {
 
 func newEtcdMetrics() *etcdMetrics {
 	m := &etcdMetrics{
-		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "p2pd_tracker_etcd_request_duration_seconds",
-			Help:    "Time of the tracker's etcd requests, by operation (for LeaseKeepAlive: to the keep-alive answer).",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms .. 4 s
-		}, []string{"op"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "p2pd_tracker_etcd_request_errors_total",
-			Help: "The tracker's etcd requests that failed, by operation.",
-		}, []string{"op"}),
+		seconds: metric.HistogramVec("p2pd_tracker_etcd_request_duration_seconds", "Time of the tracker's etcd requests, by operation (for LeaseKeepAlive: to the keep-alive answer).", prometheus.ExponentialBuckets(0.0005, 2, 14), "op"), // 0.5 ms .. 4 s
+		errors:  metric.CounterVec("p2pd_tracker_etcd_request_errors_total", "The tracker's etcd requests that failed, by operation.", "op"),
 	}
 	// Every operation the tracker makes starts at zero errors: an alert on
 	// rate(...errors...) needs the series before the first error, or it

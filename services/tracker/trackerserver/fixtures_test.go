@@ -158,11 +158,7 @@ func root(name string) []byte {
 
 // have builds a Have of n chunks holding the given chunks.
 func have(r []byte, n int, chunks ...int) *trackerv1.Have {
-	b := bitmap.New(n)
-	for _, c := range chunks {
-		b.Set(c)
-	}
-	return &trackerv1.Have{Root: r, ChunkCount: uint32(n), Bitmap: b.Encode()}
+	return &trackerv1.Have{Root: r, ChunkCount: uint32(n), Bitmap: bitmap.Of(n, chunks...).Encode()}
 }
 
 // span returns [from, to).

@@ -13,15 +13,8 @@ import (
 // liveNode serves the gRPC health service on loopback, as every node does.
 func liveNode(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	service.AddHealth(gs)
-	go gs.Serve(l)
-	t.Cleanup(gs.Stop)
-	return l.Addr().String()
+	addr, _ := liveNodeStoppable(t)
+	return addr
 }
 
 // deadAddr is a loopback address where nothing listens.

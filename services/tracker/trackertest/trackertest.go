@@ -5,6 +5,7 @@ package trackertest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/bitmap"
 	"github.com/p2pd/p2pd/internal/nodeauth"
 	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -171,4 +173,15 @@ func EventuallyOK(t testing.TB, what string, f func() error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Root is a deterministic file root for name.
+func Root(name string) []byte {
+	r := sha256.Sum256([]byte(name))
+	return r[:]
+}
+
+// Have is a node's holdings of a file of n chunks: the chunks given.
+func Have(root []byte, n int, chunks ...int) *trackerv1.Have {
+	return &trackerv1.Have{Root: root, ChunkCount: uint32(n), Bitmap: bitmap.Of(n, chunks...).Encode()}
 }
