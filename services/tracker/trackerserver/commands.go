@@ -12,6 +12,7 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
@@ -32,7 +33,14 @@ import (
 const maxCommandNodes = 4096
 
 // PostCommand records a command for the nodes.
+//
+// Only an origin (the admin API runs in one) or the admin may: a purge
+// costs the CDN what it cached, a prewarm the origin's egress. Following
+// the commands is open to any node: they name published files only.
 func (s *Server) PostCommand(ctx context.Context, req *trackerv1.PostCommandRequest) (*trackerv1.PostCommandResponse, error) {
+	if !s.callerOf(ctx).origin {
+		return nil, status.Errorf(codes.PermissionDenied, "post command: only an origin or the admin may: present the origin credential (%s) or an origin certificate", nodeauth.OriginTokenHeader)
+	}
 	c := req.GetCommand()
 	if err := checkCommand(c); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "post command: %v", err)
