@@ -195,7 +195,9 @@ func TestAdmin(t *testing.T) {
 	t.Run("openapi", func(t *testing.T) {
 		resp, body := get(t, "GET", c.adminURL+"/v1/openapi.json", nil)
 		var spec struct{ Paths map[string]map[string]any }
-		if err := json.Unmarshal(body, &spec); resp.StatusCode != 200 || err != nil || len(spec.Paths) != 4 {
+		// files, files/{name}, nodes, stats, traces/{traceId}, prewarm, purge
+		if err := json.Unmarshal(body, &spec); resp.StatusCode != 200 || err != nil || len(spec.Paths) != 7 ||
+			spec.Paths["/v1/prewarm"]["post"] == nil || spec.Paths["/v1/purge"]["post"] == nil {
 			t.Fatalf("spec: %d %v %d paths", resp.StatusCode, err, len(spec.Paths))
 		}
 	})
