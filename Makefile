@@ -25,7 +25,7 @@ proto:
 # go.mod and go.sum must be tidy (go mod tidy would change nothing), in the
 # main module and the tools module.
 lint:
-	@for m in . tools; do \
+	@for m in . tools deployments/observability; do \
 		(cd $$m && $(GO) mod tidy -diff) >/dev/null 2>&1 || { echo "$$m: go.mod/go.sum not tidy; run: (cd $$m && go mod tidy)"; (cd $$m && $(GO) mod tidy -diff); exit 1; }; \
 	done
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); exit 1; }
@@ -86,3 +86,6 @@ clean:
 
 # Full CDN with Docker Compose: images, up, down, e2e-compose.
 -include deployments/compose/compose.mk
+
+# The same CDN on Docker Swarm: swarm-up, swarm-down, e2e-swarm.
+-include deployments/swarm/swarm.mk

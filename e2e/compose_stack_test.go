@@ -93,16 +93,7 @@ func newStack(t *testing.T, media string) *stack {
 	}
 	t.Logf("compose e2e: engine %s, %s, project %s", bytes.TrimSpace(out), strings.Join(compose, " "), s.project)
 
-	// Build the images exactly as `make images` does.
-	bctx, bcancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer bcancel()
-	start := time.Now()
-	build := exec.CommandContext(bctx, "make", "--no-print-directory", "-C", root,
-		"-f", "deployments/compose/compose.mk", "images", "P2PD_TAG="+s.tag)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("make images: %v\n%s", err, out)
-	}
-	t.Logf("images built in %v", time.Since(start).Round(time.Second))
+	buildImages(t, root, s.tag)
 
 	// The host reaches published ports on loopback only, each on a port
 	// the engine picks, so this project collides with no other stack.
@@ -130,6 +121,20 @@ func newStack(t *testing.T, media string) *stack {
 	)
 	t.Cleanup(s.teardown)
 	return s
+}
+
+// buildImages builds the images exactly as `make images` does.
+func buildImages(t *testing.T, root, tag string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	start := time.Now()
+	build := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root,
+		"-f", "deployments/compose/compose.mk", "images", "P2PD_TAG="+tag)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("make images: %v\n%s", err, out)
+	}
+	t.Logf("images built in %v", time.Since(start).Round(time.Second))
 }
 
 // opsOverride publishes every node's ops listener on a random loopback

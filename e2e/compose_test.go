@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,6 +144,13 @@ func TestCompose(t *testing.T) {
 			}
 			return nil
 		})
+		// p2pd admin, as the README tells an operator to run it.
+		cmd := exec.Command(filepath.Join(binDir, "p2pd"), "admin", "nodes")
+		cmd.Env = append(os.Environ(), "P2PD_ADMIN_SERVER=http://"+s.one("origin", 1).hostAddr(9090), "P2PD_ADMIN_TOKEN="+s.token)
+		out, err := cmd.CombinedOutput()
+		if err != nil || bytes.Count(out, []byte(" edge ")) != len(edges) {
+			t.Errorf("p2pd admin nodes: %v, want %d edges:\n%s", err, len(edges), out)
+		}
 		// The edges' counters, read first: the stats sum them (and they
 		// only grow).
 		sent := sumMetric(t, edges, edgeOps, "p2pd_edge_bytes_sent_total")

@@ -187,15 +187,25 @@ func metricVia(t *testing.T, client *http.Client, ops, name string, want map[str
 		t.Fatalf("scrape %s: %v", ops, err)
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	v, err := metricIn(resp.Body, name, want)
 	if err != nil {
 		t.Fatalf("parse metrics of %s: %v", ops, err)
+	}
+	return v
+}
+
+// metricIn sums the samples of a metric in a Prometheus text exposition
+// whose labels include want; 0 when the metric is absent.
+func metricIn(r io.Reader, name string, want map[string]string) (float64, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return 0, err
 	}
 	var sum float64
 	f, ok := families[name]
 	if !ok {
-		return 0
+		return 0, nil
 	}
 	for _, m := range f.Metric {
 		labels := map[string]string{}
@@ -220,7 +230,7 @@ func metricVia(t *testing.T, client *http.Client, ops, name string, want map[str
 			sum += m.Untyped.GetValue()
 		}
 	}
-	return sum
+	return sum, nil
 }
 
 // randomFile writes size random bytes to dir/name and returns them.

@@ -177,8 +177,9 @@ type netlab struct {
 	hubIf  map[string]string // node -> its veth's end on the bridge
 	ip     map[string]string
 	d      map[string]*daemon
-	viewer *http.Client // dials from the viewer's namespace
-	netem  bool         // tc netem works here
+	viewer *http.Client   // dials from the viewer's namespace
+	netem  bool           // tc netem works here
+	sites  map[string]int // site -> n of its subnet 10.202.n.0/24 (regions_test.go)
 }
 
 func newNetlab(t *testing.T) *netlab {

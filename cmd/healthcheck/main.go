@@ -3,7 +3,10 @@
 // HEALTHCHECK runs this: it GETs one URL and exits 0 when the answer is
 // 2xx, 1 otherwise (printing why, which `docker inspect` shows).
 //
-// Usage: healthcheck [--timeout 3s] URL
+// With --print it also writes the body to standard output, so an operator
+// reads a task's /metrics with `docker exec TASK /healthcheck --print URL`.
+//
+// Usage: healthcheck [--timeout 3s] [--print] URL
 package main
 
 import (
@@ -20,7 +23,8 @@ import (
 func main() {
 	fs := flagenv.NewFlagSet("healthcheck")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
-	fs.Usage = flagenv.ToolUsage(fs, "usage: healthcheck [--timeout D] URL  (exit 0 when GET URL answers 2xx)\n")
+	show := fs.Bool("print", false, "write the body to standard output")
+	fs.Usage = flagenv.ToolUsage(fs, "usage: healthcheck [--timeout D] [--print] URL  (exit 0 when GET URL answers 2xx)\n")
 	err := flagenv.ParseArgs(fs, os.Args[1:])
 	if err == nil && fs.NArg() != 1 {
 		err = flagenv.Usagef("want one URL")
@@ -28,13 +32,18 @@ func main() {
 	if err != nil {
 		os.Exit(flagenv.Report(os.Stdout, os.Stderr, "healthcheck", err))
 	}
-	if err := check(*timeout, fs.Arg(0)); err != nil {
+	var out io.Writer = io.Discard
+	if *show {
+		out = os.Stdout
+	}
+	if err := check(*timeout, fs.Arg(0), out); err != nil {
 		fmt.Fprintln(os.Stderr, "unhealthy:", err)
 		os.Exit(1)
 	}
 }
 
-func check(timeout time.Duration, url string) error {
+// check GETs url and copies a 2xx body to out.
+func check(timeout time.Duration, url string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -52,5 +61,9 @@ func check(timeout time.Duration, url string) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
 	}
-	return nil
+	if _, err := out.Write(body); err != nil {
+		return err
+	}
+	_, err = io.Copy(out, resp.Body)
+	return err
 }

@@ -48,6 +48,7 @@ type config struct {
 	fetch       bool   // -n
 	public      bool   // -N
 	server      string // -S
+	region      string
 	bind        string // -B
 	advertise   string
 	nodeID      string
@@ -80,15 +81,23 @@ const manPage = `p2pd — a peer-assisted CDN for video on demand, in one binary
 SYNOPSIS
   p2pd -p DIR [-i] [-P PORT] [-B ADDR] [-N] [-A HOST]       server
   p2pd -c DIR -S HOST[:PORT] [-n] [-N] [-A HOST] [-P PORT]  cache
+  p2pd -c DIR -S CACHE[:PORT] ...                           cache below a cache
   p2pd admin COMMAND ...                                    admin API client
   p2pd --help | --version
 
 DESCRIPTION
   A server (-p) publishes the files of DIR: it runs an embedded etcd, the
   tracker and the origin, and answers viewers' HTTP on -P. A cache (-c)
-  stores chunks in DIR and joins the server named by -S; it learns
-  everything else (the tracker, the other caches) from the server, so
+  stores chunks in DIR and joins the node named by -S; it learns
+  everything else (the tracker, the other caches) from that node, so
   caches are added and removed without touching any configuration.
+
+  -S may name a server or a cache: the CDN is a tree. A cache that joins a
+  cache is its child: it fetches a miss from the caches that share its
+  parent first, then from its parent, which fetches what it misses in
+  turn; never from the server while a cache above it answers. A dead
+  parent is skipped for the next one up (grandparent, then the server)
+  until it is back.
 
   One port per node: viewers' HTTP and the nodes' gRPC (chunk transfer and
   tracker) share -P, told apart by protocol. -N and -A restrict viewers'
@@ -110,12 +119,16 @@ OPTIONS
   -N, --public          accept HTTP requests from any client; without it
                         only loopback clients are served
   -S, --server HOST[:PORT]
-                        the server this cache joins (port default 8080)
+                        the node this cache joins, one step up in the
+                        hierarchy: a server or a cache (port default 8080)
   -B, --bind ADDR       address to listen on (default: all); lets several
                         nodes share one machine on loopback addresses
       --advertise HOST:PORT
                         address other nodes dial for this node (default:
                         -B:-P, or the address this cache uses to reach -S)
+      --region NAME     region label of this node (default: its parent's);
+                        cachenodes and edges of a region are preferred to
+                        sources elsewhere
       --max-bytes SIZE  cache size limit, e.g. 512M, 20G (default 10G)
       --memory-cache SIZE
                         verified chunks kept in memory (a cache: in front
@@ -212,6 +225,13 @@ EXAMPLES
   cdn.example.com; caches fetch misses from the server or each other:
     server$ p2pd -i -p /mediafiles -P 8080
     cache$  p2pd -c /cachefiles -A cdn.example.com -n -N -P 8080 -S server.example.com
+
+  Scenario 4, a hierarchy: a cache at a site joins the server, and the
+  caches of the site join that cache; the server sends each chunk to the
+  site about once:
+    server$ p2pd -i -p /mediafiles -P 8080
+    site$   p2pd -c /cachefiles -n -P 8080 -S server.example.com
+    leaf$   p2pd -c /cachefiles -A cdn.example.com -n -N -P 8080 -S site.example.com
 `
 
 func parseFlags(args []string) (*config, error) {
@@ -236,6 +256,7 @@ func parseFlags(args []string) (*config, error) {
 	str(&c.server, "S", "server", "")
 	str(&c.bind, "B", "bind", "")
 	fs.StringVar(&c.advertise, "advertise", "", "")
+	fs.StringVar(&c.region, "region", "", "")
 	fs.StringVar(&c.nodeID, "node-id", "", "")
 	fs.StringVar(&c.maxBytes, "max-bytes", "10G", "")
 	fs.StringVar(&c.memoryCache, "memory-cache", "256M", "")
@@ -264,7 +285,7 @@ func parseFlags(args []string) (*config, error) {
 	case c.publish != "" && c.cache != "":
 		return nil, flagenv.Usagef("-p and -c exclude each other: a node is a server or a cache")
 	case c.cache != "" && c.server == "":
-		return nil, flagenv.Usagef("a cache needs -S HOST[:PORT], the server to join")
+		return nil, flagenv.Usagef("a cache needs -S HOST[:PORT], the server or cache to join")
 	case c.publish != "" && c.server != "":
 		return nil, flagenv.Usagef("-S is for caches; a server is the top of the hierarchy")
 	case c.port <= 0 || c.port > 65535:

@@ -9,13 +9,16 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	discoveryv1 "github.com/p2pd/p2pd/gen/discovery/v1"
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/buildinfo"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/connlimit"
+	"github.com/p2pd/p2pd/internal/discovery"
 	"github.com/p2pd/p2pd/internal/flagenv"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/nodeauth"
@@ -241,6 +244,12 @@ func (n *node) startServer(ctx context.Context, g *errgroup.Group) (*edgeserver.
 		return nil, err
 	}
 	sppv1.RegisterChunkServiceServer(n.grpc, origin)
+	// The top of the tree: caches joining here use this tracker.
+	discoveryv1.RegisterDiscoveryServiceServer(n.grpc, discovery.NewServer(discovery.Info{
+		Trackers: []string{n.advertise},
+		Path:     []discovery.Node{{ID: origin.Node().Id, Addr: n.advertise, Origin: true}},
+		Region:   n.cfg.region,
+	}))
 	if err := origin.Scan(ctx); err != nil {
 		return nil, err
 	}
@@ -307,17 +316,29 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 	if err != nil {
 		return nil, err
 	}
+	info, parent, err := n.join(ctx)
+	if err != nil {
+		return nil, err
+	}
 	join, err := nodeauth.LoadToken(n.cfg.joinTokenFile, nodeauth.JoinTokenEnv, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--join-token-file: %w", err)
 	}
-	tc, err := trackerclient.Dial(n.cfg.server, n.creds.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
+	tc, err := trackerclient.Dial(strings.Join(info.Trackers, ","), n.creds.DialOption(), nodeauth.WithTokens(nodeauth.JoinTokenHeader, join))
 	if err != nil {
 		return nil, err
 	}
 	n.tracker = tc
+	var parents []cacheserver.Parent
+	for _, p := range info.Parents() {
+		parents = append(parents, cacheserver.Parent{ID: p.ID, Addr: p.Addr})
+	}
+	discoveryv1.RegisterDiscoveryServiceServer(n.grpc, discovery.NewServer(info))
 	cache, err := cacheserver.New(cacheserver.Config{
-		NodeID:           n.cfg.nodeID,
+		NodeID:           info.Path[0].ID,
+		Region:           info.Region,
+		Parent:           parent,
+		Parents:          parents,
 		Advertise:        n.advertise,
 		HTTPAddr:         n.advertise,
 		OpsAddr:          n.opsAddr(),
@@ -351,10 +372,34 @@ func (n *node) startCache(ctx context.Context, g *errgroup.Group) (*edgeserver.S
 			}
 			return ls, nil
 		},
+		Region:   info.Region,
 		Registry: n.ops.Registry,
 		Logger:   n.log,
 		TraceID:  telemetry.TraceID,
 	})
+}
+
+// join learns the CDN from the node named by -S (a server or a cache):
+// this cache's place in the tree, its trackers and region, and the id of
+// its parent. It waits for a parent that is starting too.
+func (n *node) join(ctx context.Context) (discovery.Info, string, error) {
+	conn, err := grpc.NewClient(n.cfg.server, append(service.GRPCDialOptions(), n.creds.DialOption())...)
+	if err != nil {
+		return discovery.Info{}, "", fmt.Errorf("dial %s: %w", n.cfg.server, err)
+	}
+	defer conn.Close()
+	up, err := discovery.Learn(ctx, conn, n.cfg.server, n.log)
+	if err != nil {
+		return discovery.Info{}, "", err
+	}
+	// The cachenode's own default id, known before it exists.
+	id := cmp.Or(n.cfg.nodeID, "cachenode@"+n.advertise)
+	info, err := discovery.Child(up, n.cfg.server, discovery.Node{ID: id, Addr: n.advertise}, n.cfg.region)
+	if err != nil {
+		return discovery.Info{}, "", err
+	}
+	n.log.Info("joined the tree", "parent", up.Path[0].ID, "depth", len(info.Path)-1, "trackers", info.Trackers, "region", info.Region)
+	return info, up.Path[0].ID, nil
 }
 
 // opsAddr is where other nodes reach this one's ops listener: the

@@ -11,6 +11,9 @@
 #   admin-token  makes the admin token file if missing (up does it)
 #   e2e-compose  the compose e2e suite (go test -run TestCompose ./e2e/)
 #   compose-ps, compose-logs
+#   up-regions   two regions (regions.yml, project p2pd-regions): a shield,
+#                two cachenodes and an edge per site, one origin
+#   down-regions stops it and removes its containers, networks and volumes
 #
 # Variables: P2PD_TAG (image tag, dev), COMPOSE_PROJECT (p2pd), COMPOSE (the
 # compose command: `docker compose` when the plugin exists, else
@@ -42,7 +45,7 @@ COMPOSE_RUN     = $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_DIR)/docker-comp
 P2PD_ADMIN_TOKEN_FILE ?= $(COMPOSE_ROOT)/.run/compose/admin-token
 export P2PD_ADMIN_TOKEN_FILE
 
-.PHONY: images compose-binaries up down edges admin-token e2e-compose compose-ps compose-logs
+.PHONY: images compose-binaries up down edges admin-token e2e-compose compose-ps compose-logs up-regions down-regions
 
 # The origin credential (docs/security.md): made once, kept beside the
 # binaries, and set for every compose command below, so the trackers and
@@ -62,8 +65,8 @@ compose-binaries:
 	@mkdir -p $(COMPOSE_BIN)
 	cd $(COMPOSE_ROOT) && $(COMPOSE_GOBUILD) -o $(COMPOSE_BIN)/ \
 		$(addprefix ./services/,$(COMPOSE_OURS)) $(addprefix ./cmd/,$(COMPOSE_CMDS))
-	cd $(COMPOSE_DIR)/tools/etcd && $(COMPOSE_GOBUILD) -o $(COMPOSE_BIN)/etcd go.etcd.io/etcd/server/v3
-	cd $(COMPOSE_DIR)/tools/jaeger && $(COMPOSE_GOBUILD) -o $(COMPOSE_BIN)/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+	$(if $(filter etcd,$(COMPOSE_THIRD)),cd $(COMPOSE_DIR)/tools/etcd && $(COMPOSE_GOBUILD) -o $(COMPOSE_BIN)/etcd go.etcd.io/etcd/server/v3)
+	$(if $(filter jaeger,$(COMPOSE_THIRD)),cd $(COMPOSE_DIR)/tools/jaeger && $(COMPOSE_GOBUILD) -o $(COMPOSE_BIN)/jaeger github.com/jaegertracing/jaeger/cmd/jaeger)
 
 # Each image gets a context of its own holding only its files (hard links),
 # so the classic builder sends no more than it needs. FROM scratch pulls
@@ -124,3 +127,20 @@ compose-logs:
 # project; it skips when no Docker engine or compose command answers.
 e2e-compose:
 	cd $(COMPOSE_ROOT) && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 40m -run TestCompose -v ./e2e/
+
+# Two regions: our four images only (the tracker embeds its etcd; no
+# Jaeger), a project of its own beside `make up`'s.
+COMPOSE_REGIONS = $(COMPOSE) -p $(COMPOSE_PROJECT)-regions -f $(COMPOSE_DIR)/regions.yml
+
+up-regions: $(COMPOSE_ORIGIN_TOKEN)
+	$(MAKE) -f $(COMPOSE_DIR)/compose.mk images COMPOSE_THIRD= COMPOSE_IMAGES="$(COMPOSE_OURS)"
+	P2PD_ORIGIN_TOKEN=$$(cat $(COMPOSE_ORIGIN_TOKEN)) $(COMPOSE_REGIONS) up -d --remove-orphans
+	@echo
+	@echo "p2pd in two regions is up (project $(COMPOSE_PROJECT)-regions). Open in a browser:"
+	@a=$$($(COMPOSE_REGIONS) port edge-a 8080 2>/dev/null) && echo "  region a:    http://$$a/<file>"; true
+	@b=$$($(COMPOSE_REGIONS) port edge-b 8080 2>/dev/null) && echo "  region b:    http://$$b/<file>"; true
+	@a=$$($(COMPOSE_REGIONS) port origin 9090 2>/dev/null) && echo "  origin ops:  http://$$a/metrics  (p2pd_origin_egress_region_bytes_total)"; true
+	@echo "  stop:        make down-regions"
+
+down-regions:
+	$(COMPOSE_REGIONS) down -v --remove-orphans

@@ -298,6 +298,8 @@ func start(t *testing.T, bin, name string, args ...string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
 	cmd.Stdout, cmd.Stderr = log, log
+	// The tracker lets only the holder of the origin credential publish.
+	cmd.Env = append(os.Environ(), "P2PD_ORIGIN_TOKEN=observability-test-origin")
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {

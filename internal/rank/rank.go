@@ -3,6 +3,8 @@
 // own) so trackers, tests and experiments all rank the same way.
 //
 // The order, most significant first:
+//  0. nodes in the requester's region (Near) before nodes elsewhere: the
+//     links between regions are the long, dear ones;
 //  1. nodes that hold the chunk before nodes that would have to fetch it;
 //  2. healthy nodes before nodes on probation after recent failures;
 //  3. cachenodes before origins: a peer that holds the chunk spares the
@@ -40,6 +42,8 @@ type Candidate struct {
 	// Origin marks a node of last resort: it holds everything, and every
 	// byte it sends is what the CDN is meant to save.
 	Origin bool
+	// Near marks a node in the requester's region.
+	Near bool
 }
 
 // ChunkKey returns the rendezvous key of chunk index of the file with the
@@ -80,6 +84,9 @@ type entry struct {
 }
 
 func compare(a, b entry) int {
+	if a.c.Near != b.c.Near {
+		return boolFirst(a.c.Near)
+	}
 	if a.c.Holds != b.c.Holds {
 		return boolFirst(a.c.Holds)
 	}
@@ -175,4 +182,33 @@ func Home(key []byte, ids []string) string {
 		}
 	}
 	return best
+}
+
+// Relays returns the nodes a requester fetches a chunk through, in the
+// order to try them: the preferred ones (its region's shields) by Score
+// for key, then the others by Score. The list ends before self, since from
+// there on the requester is the one to fetch the chunk itself, and holds
+// at most max nodes. Every requester of the tier computes the same order,
+// so when the first relay is lost they all move to the same next one and
+// the chunk is still fetched once.
+func Relays(key []byte, preferred, others []string, self string, max int) []string {
+	var out []string
+	for _, ids := range [][]string{preferred, others} {
+		ids = slices.Clone(ids)
+		slices.SortFunc(ids, func(a, b string) int {
+			if r := cmp.Compare(Score(b, key), Score(a, key)); r != 0 {
+				return r
+			}
+			return cmp.Compare(a, b)
+		})
+		for _, id := range ids {
+			if id == self || len(out) == max {
+				return out
+			}
+			if !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
 }

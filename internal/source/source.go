@@ -21,6 +21,9 @@ type Source struct {
 	Relay bool
 	// Rate is the tracker's measured rate of the node, bytes/s; 0 unknown.
 	Rate float64
+	// Region and Parent place the node in the tree and the regions (see
+	// tracker.v1.Node).
+	Region, Parent string
 }
 
 // Origin reports whether s is an origin, which holds every published
@@ -47,8 +50,9 @@ func Ranked(resp *trackerv1.LocateResponse, j int, self string) []Source {
 		}
 		s := Source{
 			ID: n.Id, Addr: n.GrpcAddr, Role: n.Role,
-			Held:  k < len(cs.Held) && cs.Held[k],
-			Relay: k < len(cs.Relay) && cs.Relay[k],
+			Held:   k < len(cs.Held) && cs.Held[k],
+			Relay:  k < len(cs.Relay) && cs.Relay[k],
+			Region: n.Region, Parent: n.Parent,
 		}
 		if int(ni) < len(resp.Rates) {
 			s.Rate = resp.Rates[ni]

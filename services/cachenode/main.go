@@ -56,6 +56,8 @@ func run(args []string) error {
 	fs.StringVar(&listen, "listen", ":7200", "address to serve SPP (gRPC) on")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port other nodes dial for SPP (default: derived from --listen)")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "node id (default: cachenode@ADVERTISE)")
+	fs.StringVar(&cfg.Region, "region", "", "region label: near peers share it, and only a shield fetches from outside it (env P2PD_REGION)")
+	fs.BoolVar(&cfg.Shield, "shield", false, "a gateway of the region: the region's misses come through its shields (none: a node of the region is elected per chunk)")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&cacheDir, "cache-dir", "", "directory of the chunk store (required)")
 	fs.Var(&maxBytes, "max-bytes", "most chunk bytes to keep: a `size` in bytes, or with a K, M, G or T suffix (powers of 1024)")

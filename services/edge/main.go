@@ -44,20 +44,22 @@ func run(args []string) error {
 		listen   string
 		trackers string
 		nodeID   string
+		region   string
 		adv      string
+		joinFile string
 		memory   = flagenv.CacheBytes(256 << 20)
 		tlsFlags tlsconfig.Flags
 		corsFlag cors.Flags
 		logFlags accesslog.Flags
-		joinFile string
 		limits   connlimit.Config
 	)
 	fs.StringVar(&listen, "listen", ":8080", "address to serve viewers' HTTP on")
 	fs.StringVar(&trackers, "tracker", "", "tracker address(es), comma-separated host:port (required)")
 	fs.StringVar(&nodeID, "node-id", "", "node id sent with SPP requests and rate reports, and registered with the tracker (default: edge@HOSTNAME)")
+	fs.StringVar(&joinFile, "join-token-file", "", "file holding the join token the tracker demands to register (default: $"+nodeauth.JoinTokenEnv+")")
+	fs.StringVar(&region, "region", "", "region label: the cachenodes of this region are asked first (env P2PD_REGION)")
 	fs.StringVar(&adv, "advertise", "", "host:port viewers reach this edge on, registered with the tracker so operators see it (default: derived from --listen)")
 	fs.Var(&memory, "memory-cache", "verified chunks kept in memory, so hot content needs no request upstream and no second digest: a `size`, 0 for none")
-	fs.StringVar(&joinFile, "join-token-file", "", "file holding the join token the tracker demands to register (default: $"+nodeauth.JoinTokenEnv+")")
 	limits.Register(fs)
 	common.Register(fs, "127.0.0.1:9093")
 	tlsFlags.Register(fs)
@@ -81,6 +83,8 @@ func run(args []string) error {
 	ctx, stop := service.SignalContext()
 	defer stop()
 
+	// Edges register (so operators see them) like cachenodes: with the
+	// join token when the trackers demand one.
 	join, err := nodeauth.LoadToken(joinFile, nodeauth.JoinTokenEnv, nil)
 	if err != nil {
 		return fmt.Errorf("--join-token-file: %w", err)
@@ -98,6 +102,7 @@ func run(args []string) error {
 		Commands:         tc,
 		Nodes:            pool,
 		NodeID:           nodeID,
+		Region:           region,
 		MemoryCacheBytes: int64(memory),
 		Registry:         ops.Registry,
 		Logger:           log,
@@ -136,6 +141,7 @@ func run(args []string) error {
 		Role:     trackerv1.Role_ROLE_EDGE,
 		HttpAddr: adv,
 		OpsAddr:  service.OpsAddr(common.Ops, adv),
+		Region:   region,
 	}, nil)
 	defer member.Close()
 	edge.ReportThrough(member)

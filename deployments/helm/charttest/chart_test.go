@@ -300,7 +300,7 @@ func TestChart(t *testing.T) {
 			if _, ok := r.claims["cdn-p2pd-media"]; !ok {
 				t.Error("no media claim for the origin")
 			}
-			for _, n := range []string{"cdn-p2pd-admin-token", "cdn-p2pd-join-token"} {
+			for _, n := range []string{"cdn-p2pd-admin-token", "cdn-p2pd-join-token", "cdn-p2pd-origin-token"} {
 				if s := r.secrets[n]; s == nil || len(s.Data["token"]) < 32 {
 					t.Errorf("secret %s: want a generated token of 32 or more characters, got %+v", n, s)
 				}
@@ -312,6 +312,14 @@ func TestChart(t *testing.T) {
 				for _, c := range w.pod.Spec.Containers {
 					if c.Name != "etcd" && env(c, "P2PD_JOIN_TOKEN") != "secret:cdn-p2pd-join-token/token" {
 						t.Errorf("%s: P2PD_JOIN_TOKEN is %q, want the join token Secret", w.name, env(c, "P2PD_JOIN_TOKEN"))
+					}
+					// Only the trackers and the origin hold the origin credential.
+					want := ""
+					if c.Name == "tracker" || c.Name == "origin" {
+						want = "secret:cdn-p2pd-origin-token/token"
+					}
+					if got := env(c, "P2PD_ORIGIN_TOKEN"); got != want {
+						t.Errorf("%s: P2PD_ORIGIN_TOKEN is %q, want %q", w.name, got, want)
 					}
 				}
 			}
@@ -534,8 +542,9 @@ func consistent(t *testing.T, r *rendered, prefix string, flags map[string][]str
 }
 
 // checkFlags requires every --flag in the container's arguments to be a
-// flag of the binary, and every P2PD_ variable to name one (the join token
-// variable is the token itself, read by the tracker's join check).
+// flag of the binary, and every P2PD_ variable to name one (the join and
+// origin token variables are the tokens themselves, read by the token
+// loaders of the binaries that use them).
 func checkFlags(t *testing.T, who string, c corev1.Container, known []string) {
 	t.Helper()
 	for _, a := range c.Args {
@@ -546,7 +555,7 @@ func checkFlags(t *testing.T, who string, c corev1.Container, known []string) {
 	}
 	for _, e := range c.Env {
 		name, ok := strings.CutPrefix(e.Name, "P2PD_")
-		if !ok || e.Name == "P2PD_JOIN_TOKEN" {
+		if !ok || e.Name == "P2PD_JOIN_TOKEN" || e.Name == "P2PD_ORIGIN_TOKEN" {
 			continue
 		}
 		if flag := strings.ReplaceAll(strings.ToLower(name), "_", "-"); !slices.Contains(known, flag) {

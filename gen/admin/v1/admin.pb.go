@@ -1023,8 +1023,14 @@ type GetStatsResponse struct {
 	// Live nodes whose ops listener did not answer (node ids): their
 	// counters are missing from the traffic figures.
 	MetricsMissing []string `protobuf:"bytes,21,rep,name=metrics_missing,json=metricsMissing,proto3" json:"metrics_missing,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Chunk bytes the origins sent, by the region of the node that asked
+	// ("" is the default region).
+	OriginEgressBytesByRegion map[string]uint64 `protobuf:"bytes,30,rep,name=origin_egress_bytes_by_region,json=originEgressBytesByRegion,proto3" json:"origin_egress_bytes_by_region,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Chunk bytes fetched by every cachenode, by the source's region and
+	// tier and the fetching node's region.
+	RegionTraffic []*RegionTraffic `protobuf:"bytes,31,rep,name=region_traffic,json=regionTraffic,proto3" json:"region_traffic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatsResponse) Reset() {
@@ -1151,6 +1157,20 @@ func (x *GetStatsResponse) GetMetricsSources() uint32 {
 func (x *GetStatsResponse) GetMetricsMissing() []string {
 	if x != nil {
 		return x.MetricsMissing
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetOriginEgressBytesByRegion() map[string]uint64 {
+	if x != nil {
+		return x.OriginEgressBytesByRegion
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetRegionTraffic() []*RegionTraffic {
+	if x != nil {
+		return x.RegionTraffic
 	}
 	return nil
 }
@@ -1594,6 +1614,78 @@ func (x *PurgeFileResponse) GetCommandId() string {
 	return ""
 }
 
+// RegionTraffic is the chunk bytes fetched from one kind of source.
+type RegionTraffic struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	SourceRegion      string                 `protobuf:"bytes,1,opt,name=source_region,json=sourceRegion,proto3" json:"source_region,omitempty"`
+	DestinationRegion string                 `protobuf:"bytes,2,opt,name=destination_region,json=destinationRegion,proto3" json:"destination_region,omitempty"`
+	// Where the source stands from the fetching node: peer (its tier),
+	// relay (its region's home or shield), parent (a cache above it), far
+	// (another region or tier) or origin.
+	Tier          string `protobuf:"bytes,3,opt,name=tier,proto3" json:"tier,omitempty"`
+	Bytes         uint64 `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegionTraffic) Reset() {
+	*x = RegionTraffic{}
+	mi := &file_admin_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegionTraffic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegionTraffic) ProtoMessage() {}
+
+func (x *RegionTraffic) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegionTraffic.ProtoReflect.Descriptor instead.
+func (*RegionTraffic) Descriptor() ([]byte, []int) {
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RegionTraffic) GetSourceRegion() string {
+	if x != nil {
+		return x.SourceRegion
+	}
+	return ""
+}
+
+func (x *RegionTraffic) GetDestinationRegion() string {
+	if x != nil {
+		return x.DestinationRegion
+	}
+	return ""
+}
+
+func (x *RegionTraffic) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *RegionTraffic) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
 // Error is the body of every failed admin REST call.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1610,7 +1702,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_admin_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1714,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_v1_admin_proto_msgTypes[24]
+	mi := &file_admin_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1727,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_admin_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_admin_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Error) GetCode() string {
@@ -1727,7 +1819,7 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x10ListNodesRequest\"9\n" +
 	"\x11ListNodesResponse\x12$\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0e.admin.v1.NodeR\x05nodes\"\x11\n" +
-	"\x0fGetStatsRequest\"\xaf\x06\n" +
+	"\x0fGetStatsRequest\"\xba\b\n" +
 	"\x10GetStatsResponse\x12O\n" +
 	"\rnodes_by_role\x18\x01 \x03(\v2+.admin.v1.GetStatsResponse.NodesByRoleEntryR\vnodesByRole\x12\x14\n" +
 	"\x05files\x18\x02 \x01(\rR\x05files\x12'\n" +
@@ -1743,11 +1835,16 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\thit_ratio\x18\v \x01(\x01R\bhitRatio\x12&\n" +
 	"\x0fedge_bytes_sent\x18\f \x01(\x04R\redgeBytesSent\x12'\n" +
 	"\x0fmetrics_sources\x18\x14 \x01(\rR\x0emetricsSources\x12'\n" +
-	"\x0fmetrics_missing\x18\x15 \x03(\tR\x0emetricsMissing\x1a>\n" +
+	"\x0fmetrics_missing\x18\x15 \x03(\tR\x0emetricsMissing\x12{\n" +
+	"\x1dorigin_egress_bytes_by_region\x18\x1e \x03(\v29.admin.v1.GetStatsResponse.OriginEgressBytesByRegionEntryR\x19originEgressBytesByRegion\x12>\n" +
+	"\x0eregion_traffic\x18\x1f \x03(\v2\x17.admin.v1.RegionTrafficR\rregionTraffic\x1a>\n" +
 	"\x10NodesByRoleEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1aF\n" +
 	"\x18BytesServedBySourceEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aL\n" +
+	"\x1eOriginEgressBytesByRegionEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\",\n" +
 	"\x0fGetTraceRequest\x12\x19\n" +
@@ -1785,7 +1882,12 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\v2\x0e.admin.v1.FileR\x04file\x12\x19\n" +
 	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12\x1d\n" +
 	"\n" +
-	"command_id\x18\x03 \x01(\tR\tcommandId\"M\n" +
+	"command_id\x18\x03 \x01(\tR\tcommandId\"\x8d\x01\n" +
+	"\rRegionTraffic\x12#\n" +
+	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12-\n" +
+	"\x12destination_region\x18\x02 \x01(\tR\x11destinationRegion\x12\x12\n" +
+	"\x04tier\x18\x03 \x01(\tR\x04tier\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\"M\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
@@ -1816,7 +1918,7 @@ func file_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_admin_v1_admin_proto_rawDescData
 }
 
-var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_admin_v1_admin_proto_goTypes = []any{
 	(*File)(nil),                  // 0: admin.v1.File
 	(*Holder)(nil),                // 1: admin.v1.Holder
@@ -1842,54 +1944,58 @@ var file_admin_v1_admin_proto_goTypes = []any{
 	(*PrewarmFileResponse)(nil),   // 21: admin.v1.PrewarmFileResponse
 	(*PurgeFileRequest)(nil),      // 22: admin.v1.PurgeFileRequest
 	(*PurgeFileResponse)(nil),     // 23: admin.v1.PurgeFileResponse
-	(*Error)(nil),                 // 24: admin.v1.Error
-	nil,                           // 25: admin.v1.GetStatsResponse.NodesByRoleEntry
-	nil,                           // 26: admin.v1.GetStatsResponse.BytesServedBySourceEntry
-	nil,                           // 27: admin.v1.Span.AttributesEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*RegionTraffic)(nil),         // 24: admin.v1.RegionTraffic
+	(*Error)(nil),                 // 25: admin.v1.Error
+	nil,                           // 26: admin.v1.GetStatsResponse.NodesByRoleEntry
+	nil,                           // 27: admin.v1.GetStatsResponse.BytesServedBySourceEntry
+	nil,                           // 28: admin.v1.GetStatsResponse.OriginEgressBytesByRegionEntry
+	nil,                           // 29: admin.v1.Span.AttributesEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_admin_v1_admin_proto_depIdxs = []int32{
-	28, // 0: admin.v1.File.mod_time:type_name -> google.protobuf.Timestamp
-	28, // 1: admin.v1.File.published_time:type_name -> google.protobuf.Timestamp
-	28, // 2: admin.v1.Node.up_since:type_name -> google.protobuf.Timestamp
+	30, // 0: admin.v1.File.mod_time:type_name -> google.protobuf.Timestamp
+	30, // 1: admin.v1.File.published_time:type_name -> google.protobuf.Timestamp
+	30, // 2: admin.v1.Node.up_since:type_name -> google.protobuf.Timestamp
 	0,  // 3: admin.v1.PublishFileResponse.file:type_name -> admin.v1.File
 	0,  // 4: admin.v1.UploadFileResponse.file:type_name -> admin.v1.File
 	0,  // 5: admin.v1.ListFilesResponse.files:type_name -> admin.v1.File
 	0,  // 6: admin.v1.GetFileResponse.file:type_name -> admin.v1.File
 	1,  // 7: admin.v1.GetFileResponse.holders:type_name -> admin.v1.Holder
 	2,  // 8: admin.v1.ListNodesResponse.nodes:type_name -> admin.v1.Node
-	25, // 9: admin.v1.GetStatsResponse.nodes_by_role:type_name -> admin.v1.GetStatsResponse.NodesByRoleEntry
-	26, // 10: admin.v1.GetStatsResponse.bytes_served_by_source:type_name -> admin.v1.GetStatsResponse.BytesServedBySourceEntry
-	19, // 11: admin.v1.GetTraceResponse.spans:type_name -> admin.v1.Span
-	28, // 12: admin.v1.Span.start:type_name -> google.protobuf.Timestamp
-	27, // 13: admin.v1.Span.attributes:type_name -> admin.v1.Span.AttributesEntry
-	0,  // 14: admin.v1.PrewarmFileResponse.file:type_name -> admin.v1.File
-	0,  // 15: admin.v1.PurgeFileResponse.file:type_name -> admin.v1.File
-	3,  // 16: admin.v1.AdminService.PublishFile:input_type -> admin.v1.PublishFileRequest
-	5,  // 17: admin.v1.AdminService.UploadFile:input_type -> admin.v1.UploadFileRequest
-	9,  // 18: admin.v1.AdminService.GetFile:input_type -> admin.v1.GetFileRequest
-	11, // 19: admin.v1.AdminService.DeleteFile:input_type -> admin.v1.DeleteFileRequest
-	7,  // 20: admin.v1.AdminService.ListFiles:input_type -> admin.v1.ListFilesRequest
-	13, // 21: admin.v1.AdminService.ListNodes:input_type -> admin.v1.ListNodesRequest
-	15, // 22: admin.v1.AdminService.GetStats:input_type -> admin.v1.GetStatsRequest
-	20, // 23: admin.v1.AdminService.PrewarmFile:input_type -> admin.v1.PrewarmFileRequest
-	22, // 24: admin.v1.AdminService.PurgeFile:input_type -> admin.v1.PurgeFileRequest
-	17, // 25: admin.v1.AdminService.GetTrace:input_type -> admin.v1.GetTraceRequest
-	4,  // 26: admin.v1.AdminService.PublishFile:output_type -> admin.v1.PublishFileResponse
-	6,  // 27: admin.v1.AdminService.UploadFile:output_type -> admin.v1.UploadFileResponse
-	10, // 28: admin.v1.AdminService.GetFile:output_type -> admin.v1.GetFileResponse
-	12, // 29: admin.v1.AdminService.DeleteFile:output_type -> admin.v1.DeleteFileResponse
-	8,  // 30: admin.v1.AdminService.ListFiles:output_type -> admin.v1.ListFilesResponse
-	14, // 31: admin.v1.AdminService.ListNodes:output_type -> admin.v1.ListNodesResponse
-	16, // 32: admin.v1.AdminService.GetStats:output_type -> admin.v1.GetStatsResponse
-	21, // 33: admin.v1.AdminService.PrewarmFile:output_type -> admin.v1.PrewarmFileResponse
-	23, // 34: admin.v1.AdminService.PurgeFile:output_type -> admin.v1.PurgeFileResponse
-	18, // 35: admin.v1.AdminService.GetTrace:output_type -> admin.v1.GetTraceResponse
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	26, // 9: admin.v1.GetStatsResponse.nodes_by_role:type_name -> admin.v1.GetStatsResponse.NodesByRoleEntry
+	27, // 10: admin.v1.GetStatsResponse.bytes_served_by_source:type_name -> admin.v1.GetStatsResponse.BytesServedBySourceEntry
+	28, // 11: admin.v1.GetStatsResponse.origin_egress_bytes_by_region:type_name -> admin.v1.GetStatsResponse.OriginEgressBytesByRegionEntry
+	24, // 12: admin.v1.GetStatsResponse.region_traffic:type_name -> admin.v1.RegionTraffic
+	19, // 13: admin.v1.GetTraceResponse.spans:type_name -> admin.v1.Span
+	30, // 14: admin.v1.Span.start:type_name -> google.protobuf.Timestamp
+	29, // 15: admin.v1.Span.attributes:type_name -> admin.v1.Span.AttributesEntry
+	0,  // 16: admin.v1.PrewarmFileResponse.file:type_name -> admin.v1.File
+	0,  // 17: admin.v1.PurgeFileResponse.file:type_name -> admin.v1.File
+	3,  // 18: admin.v1.AdminService.PublishFile:input_type -> admin.v1.PublishFileRequest
+	5,  // 19: admin.v1.AdminService.UploadFile:input_type -> admin.v1.UploadFileRequest
+	9,  // 20: admin.v1.AdminService.GetFile:input_type -> admin.v1.GetFileRequest
+	11, // 21: admin.v1.AdminService.DeleteFile:input_type -> admin.v1.DeleteFileRequest
+	7,  // 22: admin.v1.AdminService.ListFiles:input_type -> admin.v1.ListFilesRequest
+	13, // 23: admin.v1.AdminService.ListNodes:input_type -> admin.v1.ListNodesRequest
+	15, // 24: admin.v1.AdminService.GetStats:input_type -> admin.v1.GetStatsRequest
+	20, // 25: admin.v1.AdminService.PrewarmFile:input_type -> admin.v1.PrewarmFileRequest
+	22, // 26: admin.v1.AdminService.PurgeFile:input_type -> admin.v1.PurgeFileRequest
+	17, // 27: admin.v1.AdminService.GetTrace:input_type -> admin.v1.GetTraceRequest
+	4,  // 28: admin.v1.AdminService.PublishFile:output_type -> admin.v1.PublishFileResponse
+	6,  // 29: admin.v1.AdminService.UploadFile:output_type -> admin.v1.UploadFileResponse
+	10, // 30: admin.v1.AdminService.GetFile:output_type -> admin.v1.GetFileResponse
+	12, // 31: admin.v1.AdminService.DeleteFile:output_type -> admin.v1.DeleteFileResponse
+	8,  // 32: admin.v1.AdminService.ListFiles:output_type -> admin.v1.ListFilesResponse
+	14, // 33: admin.v1.AdminService.ListNodes:output_type -> admin.v1.ListNodesResponse
+	16, // 34: admin.v1.AdminService.GetStats:output_type -> admin.v1.GetStatsResponse
+	21, // 35: admin.v1.AdminService.PrewarmFile:output_type -> admin.v1.PrewarmFileResponse
+	23, // 36: admin.v1.AdminService.PurgeFile:output_type -> admin.v1.PurgeFileResponse
+	18, // 37: admin.v1.AdminService.GetTrace:output_type -> admin.v1.GetTraceResponse
+	28, // [28:38] is the sub-list for method output_type
+	18, // [18:28] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_admin_v1_admin_proto_init() }
@@ -1903,7 +2009,7 @@ func file_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_v1_admin_proto_rawDesc), len(file_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -264,7 +264,10 @@ type FetchRequest struct {
 	LocalOnly bool `protobuf:"varint,3,opt,name=local_only,json=localOnly,proto3" json:"local_only,omitempty"`
 	// Node id of the requester, for rate accounting and logs; empty for
 	// anonymous clients.
-	Requester     string `protobuf:"bytes,4,opt,name=requester,proto3" json:"requester,omitempty"`
+	Requester string `protobuf:"bytes,4,opt,name=requester,proto3" json:"requester,omitempty"`
+	// The requester's region label, for accounting bytes by destination
+	// region (an origin's egress per region).
+	Region        string `protobuf:"bytes,20,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,6 +326,13 @@ func (x *FetchRequest) GetLocalOnly() bool {
 func (x *FetchRequest) GetRequester() string {
 	if x != nil {
 		return x.Requester
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
 	}
 	return ""
 }
@@ -410,13 +420,14 @@ const file_spp_v1_spp_proto_rawDesc = "" +
 	"\x12mod_time_unix_nano\x18\x06 \x01(\x03R\x0fmodTimeUnixNano\x12!\n" +
 	"\fcontent_type\x18\a \x01(\tR\vcontentType\"C\n" +
 	"\x13GetManifestResponse\x12,\n" +
-	"\bmanifest\x18\x01 \x01(\v2\x10.spp.v1.ManifestR\bmanifest\"w\n" +
+	"\bmanifest\x18\x01 \x01(\v2\x10.spp.v1.ManifestR\bmanifest\"\x8f\x01\n" +
 	"\fFetchRequest\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\fR\x04root\x12\x16\n" +
 	"\x06chunks\x18\x02 \x03(\rR\x06chunks\x12\x1d\n" +
 	"\n" +
 	"local_only\x18\x03 \x01(\bR\tlocalOnly\x12\x1c\n" +
-	"\trequester\x18\x04 \x01(\tR\trequester\"Q\n" +
+	"\trequester\x18\x04 \x01(\tR\trequester\x12\x16\n" +
+	"\x06region\x18\x14 \x01(\tR\x06region\"Q\n" +
 	"\rFetchResponse\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\rR\x05chunk\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\rR\x06offset\x12\x12\n" +

@@ -152,7 +152,17 @@ type Node struct {
 	// admin API reads cluster-wide counters there.
 	OpsAddr string `protobuf:"bytes,20,opt,name=ops_addr,json=opsAddr,proto3" json:"ops_addr,omitempty"`
 	// The node's build (its --version), so a rolling upgrade can be watched.
-	Version       string `protobuf:"bytes,24,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,24,opt,name=version,proto3" json:"version,omitempty"`
+	// Site label (--region): sources in the requester's region rank first,
+	// and a chunk's home is chosen per region. Empty: the default region.
+	Region string `protobuf:"bytes,30,opt,name=region,proto3" json:"region,omitempty"`
+	// The region's gateway (--shield): only shields fetch from outside the
+	// region; the other cachenodes of the region relay through them.
+	Shield bool `protobuf:"varint,31,opt,name=shield,proto3" json:"shield,omitempty"`
+	// In a p2pd tree, the id of the node this one joined with -S (its
+	// parent); empty in the services deployment. Cachenodes sharing a
+	// parent are one tier: peers to each other, with one home per chunk.
+	Parent        string `protobuf:"bytes,32,opt,name=parent,proto3" json:"parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,6 +263,27 @@ func (x *Node) GetOpsAddr() string {
 func (x *Node) GetVersion() string {
 	if x != nil {
 		return x.Version
+	}
+	return ""
+}
+
+func (x *Node) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Node) GetShield() bool {
+	if x != nil {
+		return x.Shield
+	}
+	return false
+}
+
+func (x *Node) GetParent() string {
+	if x != nil {
+		return x.Parent
 	}
 	return ""
 }
@@ -775,7 +806,10 @@ type LocateRequest struct {
 	// other cachenode holds, the chunk's home cachenode is listed before the
 	// origins with relay set, so the cluster fetches the chunk from an origin
 	// once, through its home, however many cachenodes miss it at once.
-	AllowRelay    bool `protobuf:"varint,8,opt,name=allow_relay,json=allowRelay,proto3" json:"allow_relay,omitempty"`
+	AllowRelay bool `protobuf:"varint,8,opt,name=allow_relay,json=allowRelay,proto3" json:"allow_relay,omitempty"`
+	// The requester's region, for requesters that do not register (edges);
+	// a registered requester's own region is used when this is empty.
+	Region        string `protobuf:"bytes,20,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -866,6 +900,13 @@ func (x *LocateRequest) GetAllowRelay() bool {
 	return false
 }
 
+func (x *LocateRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // ChunkSources ranks the sources for one chunk, best first.
 type ChunkSources struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -876,7 +917,9 @@ type ChunkSources struct {
 	// relay[i] marks nodes[node_index[i]] as the chunk's home cachenode,
 	// which does not hold it yet: asked without local_only, it fetches the
 	// chunk once for everyone and sends it as soon as it is verified. Set
-	// only when the request allows relays; empty means no relay.
+	// only when the request allows relays; empty means no relay. Several
+	// relays are listed in the order to try them: when the home fails (a
+	// shield lost mid-stream), the next one takes over for everyone.
 	Relay         []bool `protobuf:"varint,3,rep,packed,name=relay,proto3" json:"relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2090,7 +2133,7 @@ var File_tracker_v1_tracker_proto protoreflect.FileDescriptor
 const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\n" +
 	"\x18tracker/v1/tracker.proto\x12\n" +
-	"tracker.v1\"\xb2\x02\n" +
+	"tracker.v1\"\xfa\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12$\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x10.tracker.v1.RoleR\x04role\x12\x1b\n" +
@@ -2102,7 +2145,10 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\x04load\x18\a \x01(\rR\x04load\x12+\n" +
 	"\x12up_since_unix_nano\x18\b \x01(\x03R\x0fupSinceUnixNano\x12\x19\n" +
 	"\bops_addr\x18\x14 \x01(\tR\aopsAddr\x12\x18\n" +
-	"\aversion\x18\x18 \x01(\tR\aversion\"O\n" +
+	"\aversion\x18\x18 \x01(\tR\aversion\x12\x16\n" +
+	"\x06region\x18\x1e \x01(\tR\x06region\x12\x16\n" +
+	"\x06shield\x18\x1f \x01(\bR\x06shield\x12\x16\n" +
+	"\x06parent\x18  \x01(\tR\x06parent\"O\n" +
 	"\x0fRegisterRequest\x12$\n" +
 	"\x04node\x18\x01 \x01(\v2\x10.tracker.v1.NodeR\x04node\x12\x16\n" +
 	"\x06secret\x18\n" +
@@ -2139,7 +2185,7 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\x05haves\x18\x03 \x03(\v2\x10.tracker.v1.HaveR\x05haves\x12\x16\n" +
 	"\x06secret\x18\n" +
 	" \x01(\tR\x06secret\"\x12\n" +
-	"\x10AnnounceResponse\"\x9d\x02\n" +
+	"\x10AnnounceResponse\"\xb5\x02\n" +
 	"\rLocateRequest\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\fR\x04root\x12\x1f\n" +
 	"\vfirst_chunk\x18\x02 \x01(\rR\n" +
@@ -2152,7 +2198,8 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\vmax_sources\x18\a \x01(\rR\n" +
 	"maxSources\x12\x1f\n" +
 	"\vallow_relay\x18\b \x01(\bR\n" +
-	"allowRelay\"W\n" +
+	"allowRelay\x12\x16\n" +
+	"\x06region\x18\x14 \x01(\tR\x06region\"W\n" +
 	"\fChunkSources\x12\x1d\n" +
 	"\n" +
 	"node_index\x18\x01 \x03(\rR\tnodeIndex\x12\x12\n" +

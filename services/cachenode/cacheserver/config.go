@@ -65,6 +65,19 @@ type Config struct {
 	// StoreConcurrency bounds the fetched chunks being written to the
 	// store at once.
 	StoreConcurrency int
+	// Region is the node's region label: near peers share it, and only a
+	// shield fetches from outside it (see tier.go).
+	Region string
+	// Shield marks the node as a gateway of its region: the region's
+	// misses come through its shields.
+	Shield bool
+	// Parent is the id of the node this one joined in a p2pd tree (-S);
+	// cachenodes with the same parent are one tier.
+	Parent string
+	// Parents are the caches above this node in a p2pd tree, nearest
+	// first, without the server at the top. A miss no near peer holds is
+	// fetched from them in order before anything else.
+	Parents []Parent
 	// Logger receives the node's logs; slog.Default() when nil.
 	Logger *slog.Logger
 }

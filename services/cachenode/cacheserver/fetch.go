@@ -46,7 +46,7 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 	// chunk's home) is served without relaying further and without
 	// read-ahead: the asker reads ahead on its own.
 	relayed := len(metadata.ValueFromIncomingContext(ctx, spp.RelayHeader)) > 0
-	p := &pipeline{s: s, ctx: ctx, m: m, fetch: fetch, relay: !relayed, slots: make([]slot, len(req.Chunks)),
+	p := &pipeline{s: s, ctx: ctx, m: m, fetch: fetch, relay: s.mayRelay(relayed, req.Region), slots: make([]slot, len(req.Chunks)),
 		trace: startServe(ctx, root, req.Requester, len(req.Chunks))}
 	for i, idx := range req.Chunks {
 		p.slots[i].idx = int(idx)

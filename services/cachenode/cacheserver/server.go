@@ -39,6 +39,7 @@ type Server struct {
 	tracker *trackerclient.Client
 	pool    *spp.Pool
 	metrics *metrics
+	tiers   *tierMetrics
 	started time.Time
 
 	// life bounds upstream fetches: they outlive the request that started
@@ -86,6 +87,7 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		tracker:   tracker,
 		pool:      pool,
 		metrics:   newMetrics(reg, store, hot),
+		tiers:     newTierMetrics(reg),
 		hot:       hot,
 		started:   time.Now(),
 		flights:   flights{m: map[chunkKey]*chunkFlight{}},
@@ -111,6 +113,9 @@ func (s *Server) Node() *trackerv1.Node {
 		HeldBytes:       uint64(s.store.Bytes()),
 		Load:            uint32(s.active.Load()),
 		UpSinceUnixNano: s.started.UnixNano(),
+		Region:          s.cfg.Region,
+		Shield:          s.cfg.Shield,
+		Parent:          s.cfg.Parent,
 	}
 }
 

@@ -40,14 +40,8 @@ import (
 // fetch everything twice. The origin is never asked twice for a chunk:
 // duplicates are for peers, whose bytes cost no egress.
 
-// class orders a chunk's sources.
+// class orders a chunk's sources (the classes are in tier.go).
 type class int
-
-const (
-	classPeer   class = iota // a peer cachenode that holds the chunk
-	classRelay               // the chunk's home, which fetches it for everyone
-	classOrigin              // the origin: holds everything, costs egress
-)
 
 // want is one chunk a job must bring.
 type want struct {
@@ -362,9 +356,14 @@ func (j *job) stream(ctx context.Context, wk *worker) (int, int64, int64, error)
 	for i, w := range wk.ws {
 		idxs[i] = uint32(w.idx)
 	}
-	req := &sppv1.FetchRequest{Root: j.m.Root[:], Chunks: idxs, LocalOnly: true, Requester: j.s.cfg.NodeID}
-	if wk.src.class == classRelay {
+	req := &sppv1.FetchRequest{Root: j.m.Root[:], Chunks: idxs, LocalOnly: true, Requester: j.s.cfg.NodeID, Region: j.s.cfg.Region}
+	if wk.src.fetchesThrough() {
 		req.LocalOnly = false
+	}
+	if wk.src.tier == sourceRelay {
+		// A parent is asked as a viewer's edge would: it fetches through
+		// its own tier and parents. A relay fetches from holders and
+		// origins only, so relays never cascade.
 		ctx = metadata.AppendToOutgoingContext(ctx, spp.RelayHeader, "1")
 	}
 	r, err := spp.Open(ctx, c, j.m, req, j.s.cfg.StallTimeout)

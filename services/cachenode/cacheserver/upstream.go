@@ -19,8 +19,9 @@ var sourceRoles = []trackerv1.Role{trackerv1.Role_ROLE_ORIGIN, trackerv1.Role_RO
 // upstream is a node to fetch from.
 type upstream struct {
 	source.Source
-	label string // metrics label: peer or origin
-	class class  // holding peer, relay or origin
+	label string // metrics label: peer, parent or origin
+	class class  // holding peer, relay, parent, far holder or origin
+	tier  string // where the source stands from here (tier.go)
 }
 
 // sources returns the usable ranked sources of chunk j of a Locate answer.
@@ -30,19 +31,13 @@ type upstream struct {
 // chunk whether or not it announced it.
 func (s *Server) sources(resp *trackerv1.LocateResponse, j int) []upstream {
 	var out []upstream
+	relays := 0
 	for _, src := range source.Ranked(resp, j, s.cfg.NodeID) {
-		u := upstream{Source: src, label: sourcePeer, class: classPeer}
-		switch {
-		case src.Origin():
-			u.label, u.class = sourceOrigin, classOrigin
-		case src.Relay:
-			u.class = classRelay
-		case !src.Held:
-			continue
+		if u, ok := s.classify(src, &relays); ok {
+			out = append(out, u)
 		}
-		out = append(out, u)
 	}
-	return out
+	return s.withParents(out)
 }
 
 type chunkKey struct {
@@ -161,7 +156,8 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, r
 			Roles:             sourceRoles,
 			IncludeNonHolders: true,
 			MaxSources:        uint32(s.cfg.MaxSources),
-			AllowRelay:        relay,
+			// Below a parent, the parent is the tier's one way up.
+			AllowRelay: relay && len(s.cfg.Parents) == 0,
 		})
 		cancel()
 		if err != nil {
@@ -183,6 +179,7 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, r
 // down instead of piling chunks up in memory.
 func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src upstream) {
 	s.metrics.fetched.WithLabelValues(src.label).Add(float64(len(data)))
+	s.tiers.add(src, s.cfg.Region, len(data))
 	s.metrics.fetchSeconds.WithLabelValues(src.label).Observe(time.Since(w.start).Seconds())
 	// A chunk asked for before a purge of its file goes to whoever asked,
 	// but is kept neither in memory nor in the store.

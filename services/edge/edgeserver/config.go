@@ -47,6 +47,9 @@ type Config struct {
 	Nodes Nodes
 	// NodeID names the edge in SPP requests and rate reports.
 	NodeID string
+	// Region is the edge's region label: the tracker ranks the cachenodes
+	// of this region first, so viewers' bytes stay in the region.
+	Region string
 	// Roles are the node roles chunks are fetched from.
 	Roles []trackerv1.Role
 	// Upstream, when set, is the one SPP node (host:port) every chunk is

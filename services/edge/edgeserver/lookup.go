@@ -153,6 +153,7 @@ func (s *Server) locate(ctx context.Context, root manifest.Digest, idx, count in
 			ChunkCount:        uint32(n),
 			Roles:             s.cfg.Roles,
 			IncludeNonHolders: true, // a cachenode fetches what it misses
+			Region:            s.cfg.Region,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: locate chunks %d+%d of %s: %w", errTracker, first, n, root, err)

@@ -3,6 +3,7 @@ package adminserver
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -21,6 +22,11 @@ const (
 	metricCacheServed  = "p2pd_cachenode_bytes_served_total"
 	metricEdgeSent     = "p2pd_edge_bytes_sent_total"
 )
+
+// maxMetricsBytes bounds one node's /metrics answer (a node's is tens of
+// kilobytes): a broken or hostile node cannot make the origin read
+// without end.
+const maxMetricsBytes = 16 << 20
 
 // scrapeConcurrency bounds the nodes read at once, so a large CDN's
 // stats do not open a connection to every node at the same moment.
@@ -97,9 +103,13 @@ func (s *Server) addCounters(ctx context.Context, resp *adminv1.GetStatsResponse
 	resp.MetricsSources = uint32(len(sources))
 
 	var served, local float64
+	var regions regionTotals
+	defer regions.fill(resp)
 	for _, fams := range sources {
 		for _, f := range fams {
 			switch f.GetName() {
+			case metricOriginRegion, metricCacheRegion:
+				regions.add(f)
 			case metricOriginEgress:
 				resp.OriginEgressBytes += uint64(sumMetric(f.Metric))
 			case metricEdgeSent:
@@ -174,14 +184,14 @@ func (s *Server) scrape(ctx context.Context, addr string) ([]*dto.MetricFamily, 
 		return nil, fmt.Errorf("metrics of %s: %s", addr, resp.Status)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := parser.TextToMetricFamilies(io.LimitReader(resp.Body, maxMetricsBytes))
 	if err != nil {
 		return nil, fmt.Errorf("metrics of %s: %w", addr, err)
 	}
 	out := make([]*dto.MetricFamily, 0, 3)
 	for name, f := range fams {
 		switch name {
-		case metricOriginEgress, metricCacheServed, metricEdgeSent:
+		case metricOriginEgress, metricCacheServed, metricEdgeSent, metricOriginRegion, metricCacheRegion:
 			out = append(out, f)
 		}
 	}

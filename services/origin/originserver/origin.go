@@ -94,7 +94,10 @@ func (s *Server) Node() *trackerv1.Node {
 }
 
 // Attach connects the origin to the tracker: publishes go to t, holdings
-// to a. Files already published are recorded again.
+// to a. Files already published are recorded again; those the tracker
+// does not take now (it may start after the origin: on Docker Swarm
+// nothing orders the start) are tried again in the background, with
+// backoff, until recorded, unpublished, or ctx ends.
 func (s *Server) Attach(ctx context.Context, t Tracker, a Announcer) {
 	s.mu.Lock()
 	s.tracker, s.member = t, a
@@ -103,11 +106,41 @@ func (s *Server) Attach(ctx context.Context, t Tracker, a Announcer) {
 		entries = append(entries, e)
 	}
 	s.mu.Unlock()
+	if pending := s.recordAll(ctx, entries); len(pending) > 0 {
+		go s.retryRecord(ctx, pending)
+	}
+}
+
+// recordAll records entries still published and returns those that failed.
+func (s *Server) recordAll(ctx context.Context, entries []*entry) []*entry {
+	var failed []*entry
 	for _, e := range entries {
+		s.mu.RLock()
+		current := s.byName[e.m.Name] == e
+		s.mu.RUnlock()
+		if !current {
+			continue
+		}
 		if err := s.record(ctx, e); err != nil {
 			s.log.Warn("record file with tracker", "name", e.m.Name, "err", err)
+			failed = append(failed, e)
 		}
 	}
+	return failed
+}
+
+func (s *Server) retryRecord(ctx context.Context, pending []*entry) {
+	wait := time.Second
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+		pending = s.recordAll(ctx, pending)
+	}
+	s.log.Info("files recorded with tracker after a retry")
 }
 
 // Haves returns the origin's holdings: every chunk of every published file.

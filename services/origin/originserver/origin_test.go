@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,6 +198,47 @@ func TestChangedFileIsNotServedUnderOldRoot(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestAttachRecordsAgainUntilTheTrackerTakes: a tracker that refuses the
+// first records (not up yet) still gets every file, without a rescan.
+func TestAttachRecordsAgainUntilTheTrackerTakes(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "a.mp4", 10)
+	writeFile(t, dir, "b.mp4", 10)
+	o, _ := startOrigin(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rt := &flakyTracker{fails: 3, got: make(chan string, 2)}
+	o.Attach(ctx, rt, nil)
+	got := map[string]bool{}
+	for len(got) < 2 {
+		select {
+		case name := <-rt.got:
+			got[name] = true
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("recorded %v after the tracker came up, want a.mp4 and b.mp4", got)
+		}
+	}
+}
+
+// flakyTracker refuses the first fails records, then takes each.
+type flakyTracker struct {
+	recordingTracker
+	mu    sync.Mutex
+	fails int
+	got   chan string
+}
+
+func (f *flakyTracker) PublishFile(_ context.Context, req *trackerv1.PublishFileRequest, _ ...grpc.CallOption) (*trackerv1.PublishFileResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return nil, status.Error(codes.Unavailable, "no tracker yet")
+	}
+	f.got <- req.File.Name
+	return &trackerv1.PublishFileResponse{}, nil
 }
 
 type recordingTracker struct {

@@ -81,6 +81,7 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 			telemetry.KeyRequester.String(req.Requester), telemetry.KeyChunks.Int(len(req.Chunks)))
 	}
 	var sent int64
+	egress := s.metrics.egressRegion.WithLabelValues(regionLabel(req.Region))
 	defer func() {
 		if span.IsRecording() {
 			span.SetAttributes(telemetry.KeyBytes.Int64(sent))
@@ -105,6 +106,7 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 			return err
 		}
 		s.metrics.egress.Add(float64(n))
+		egress.Add(float64(n))
 		s.metrics.chunks.Inc()
 		sent += int64(n)
 	}

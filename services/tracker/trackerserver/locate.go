@@ -56,12 +56,16 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 	}
 
 	var (
-		fileChunks uint32
-		known      bool
-		nodes      []*trackerv1.Node
-		held       []*bitmap.Bitmap
-		relay      bool
-		homes      []string // cachenodes that may be a chunk's home
+		fileChunks    uint32
+		known         bool
+		nodes         []*trackerv1.Node
+		held          []*bitmap.Bitmap
+		relay         bool
+		requesterRole trackerv1.Role
+		isShield      bool
+		homes         []string // cachenodes that may be a chunk's home
+		shields       []string // those of them to try first: the region's shields
+		region        = req.Region
 	)
 	s.idx.read(func(st *state) {
 		for _, f := range st.byRoot[root] {
@@ -69,19 +73,36 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 			break
 		}
 		requester := st.nodes[req.Requester].node
+		if region == "" {
+			region = requester.GetRegion()
+		}
+		requesterRole = requester.GetRole()
 		allowed := s.sourceRoles(req.Roles, requester)
 		relay = req.AllowRelay && requester.GetRole() == trackerv1.Role_ROLE_CACHENODE && allowed[trackerv1.Role_ROLE_CACHENODE]
-		if relay {
-			homes = append(homes, req.Requester)
-		}
+		isShield = requester.GetShield()
 		for id, e := range st.nodes {
 			if id == req.Requester || !allowed[e.node.Role] || e.node.GrpcAddr == "" {
 				continue
 			}
 			nodes = append(nodes, e.node)
 			held = append(held, st.have[root][id])
-			if relay && e.node.Role == trackerv1.Role_ROLE_CACHENODE {
+			if !relay || e.node.Role != trackerv1.Role_ROLE_CACHENODE {
+				continue
+			}
+			switch {
+			case isShield:
+				// Shields of every region (one tree level) share one
+				// home per chunk: the origin sends it about once.
+				if e.node.Shield && e.node.GetParent() == requester.GetParent() {
+					homes = append(homes, id)
+				}
+			case sameTier(e.node, requester):
+				// Homes are per tier (region and parent), its shields
+				// first: each region asks its way up about once.
 				homes = append(homes, id)
+				if e.node.Shield {
+					shields = append(shields, id)
+				}
 			}
 		}
 	})
@@ -93,9 +114,15 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 	}
 
 	base := s.candidates(nodes, req.Requester)
+	fromCache := requesterRole == trackerv1.Role_ROLE_CACHENODE
+	for j, n := range nodes {
+		base[j].Near = n.Region == region
+	}
 	if relay {
 		sick := s.onProbation(homes)
 		homes = slices.DeleteFunc(homes, func(id string) bool { return sick[id] })
+		shields = slices.DeleteFunc(shields, func(id string) bool { return sick[id] })
+		homes = append(homes, req.Requester)
 	}
 	resp := &trackerv1.LocateResponse{Chunks: make([]*trackerv1.ChunkSources, req.ChunkCount)}
 	where := map[string]uint32{} // node id -> index in resp.Nodes
@@ -114,23 +141,29 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 			if !holds && (!req.IncludeNonHolders || n.Role != trackerv1.Role_ROLE_CACHENODE) {
 				continue
 			}
-			peerHolds = peerHolds || (holds && n.Role == trackerv1.Role_ROLE_CACHENODE)
+			// A holder elsewhere does not spare the region its way up:
+			// only the region's relay (a shield) fetches from outside.
+			peerHolds = peerHolds || (holds && n.Role == trackerv1.Role_ROLE_CACHENODE && (base[j].Near || isShield))
 			c := base[j]
 			c.Holds = holds
+			// A cachenode uses only holders and relays: a near
+			// non-holder must not crowd a holder elsewhere out.
+			c.Near = c.Near && (holds || !fromCache)
 			cands = append(cands, c)
 		}
 		rank.Rank(key, cands)
-		home := ""
+		var relays []string
 		if relay && !peerHolds {
-			if h := rank.Home(key, homes); h != req.Requester {
-				home = h
-			}
+			relays = rank.Relays(key, shields, homes, req.Requester, maxRelays)
 		}
-		if home != "" {
-			// The home goes first: nobody holds the chunk, so the
-			// candidates are origins and, at most, non-holders.
-			cands = slices.DeleteFunc(cands, func(c rank.Candidate) bool { return c.ID == home })
-			cands = slices.Insert(cands, 0, rank.Candidate{ID: home})
+		if len(relays) > 0 {
+			// The home and its stand-ins go first: nobody near holds the
+			// chunk, so the candidates are origins, holders elsewhere
+			// and non-holders.
+			cands = slices.DeleteFunc(cands, func(c rank.Candidate) bool { return slices.Contains(relays, c.ID) })
+			for r, id := range relays {
+				cands = slices.Insert(cands, r, rank.Candidate{ID: id})
+			}
 		}
 		cs := &trackerv1.ChunkSources{}
 		for r, c := range cands[:min(len(cands), int(maxSources))] {
@@ -143,14 +176,23 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 			}
 			cs.NodeIndex = append(cs.NodeIndex, k)
 			cs.Held = append(cs.Held, c.Holds)
-			if home != "" {
-				cs.Relay = append(cs.Relay, r == 0)
+			if len(relays) > 0 {
+				cs.Relay = append(cs.Relay, r < len(relays))
 			}
 		}
 		resp.Chunks[i] = cs
 	}
 	annotateLocate(ctx, req, len(nodes), resp)
 	return resp, nil
+}
+
+// maxRelays bounds the relays listed for a chunk: its home and the
+// stand-ins that take over, in order, when the one before is lost.
+const maxRelays = 3
+
+// sameTier reports whether cachenodes a and b share a region and parent.
+func sameTier(a, b *trackerv1.Node) bool {
+	return a.GetRegion() == b.GetRegion() && a.GetParent() == b.GetParent()
 }
 
 // sourceRoles returns the roles a requester may be sent to.

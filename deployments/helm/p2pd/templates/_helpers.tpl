@@ -58,6 +58,19 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- .Values.joinToken.existingSecret | default (printf "%s-join-token" (include "p2pd.fullname" .)) }}
 {{- end }}
 
+{{- define "p2pd.originTokenSecret" -}}
+{{- .Values.originToken.existingSecret | default (printf "%s-origin-token" (include "p2pd.fullname" .)) }}
+{{- end }}
+
+{{/* The origin credential, for the trackers and the origin. */}}
+{{- define "p2pd.originTokenEnv" -}}
+- name: P2PD_ORIGIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "p2pd.originTokenSecret" . }}
+      key: token
+{{- end }}
+
 {{- define "p2pd.tlsSecret" -}}
 {{- .Values.tls.existingSecret | default (printf "%s-tls" (include "p2pd.fullname" .)) }}
 {{- end }}
