@@ -100,8 +100,11 @@ func checkCommand(c *trackerv1.Command) error {
 			return err
 		}
 	}
-	if c.Action == trackerv1.CommandAction_COMMAND_ACTION_PREWARM && !sel.GetAll() && len(sel.GetNodeIds()) == 0 {
-		return errors.New("a prewarm must choose its nodes: all, or node ids")
+	if len(sel.GetRegions()) > maxCommandNodes {
+		return fmt.Errorf("%d regions, at most %d", len(sel.GetRegions()), maxCommandNodes)
+	}
+	if c.Action == trackerv1.CommandAction_COMMAND_ACTION_PREWARM && !sel.GetAll() && len(sel.GetNodeIds()) == 0 && len(sel.GetRegions()) == 0 {
+		return errors.New("a prewarm must choose its nodes: all, node ids or regions")
 	}
 	return nil
 }
