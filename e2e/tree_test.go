@@ -18,8 +18,8 @@ func TestP2PDTree(t *testing.T) {
 	first := randomFile(t, media, "first.mp4", size)
 	second := randomFile(t, media, "second.mp4", 64<<20)
 	var later [][]byte // cold files for a returned parent, one per try
-	for i := range 6 {
-		later = append(later, randomFile(t, media, fmt.Sprintf("later-%d.mp4", i), 2<<20))
+	for i := range 12 {
+		later = append(later, randomFile(t, media, fmt.Sprintf("later-%d.mp4", i), 1<<20))
 	}
 	hosts := []string{"127.0.0.40", "127.0.0.41", "127.0.0.42", "127.0.0.43", "127.0.0.44"}
 	port := samePort(t, hosts...)
@@ -112,6 +112,9 @@ func TestP2PDTree(t *testing.T) {
 				return fmt.Errorf("GET via level 3: %d", resp.StatusCode)
 			}
 			if served := metric(t, back.ops(), "p2pd_cachenode_bytes_served_total", nil); served < float64(len(want)) {
+				// Level 3's connection to it may be waiting out its
+				// reconnect backoff (3 s at most): try again later.
+				time.Sleep(500 * time.Millisecond)
 				return fmt.Errorf("the returned parent served %.0f bytes", served)
 			}
 			return nil

@@ -291,11 +291,10 @@ func parseFlags(args []string) (*config, error) {
 	case c.port <= 0 || c.port > 65535:
 		return nil, flagenv.Usagef("-P %d: not a port", c.port)
 	}
-	if _, err := cors.Parse(c.cors.Origins); err != nil {
-		return nil, &flagenv.UsageError{Err: fmt.Errorf("--cors-origins: %w", err)}
-	}
-	if _, err := accesslog.ParseFormat(c.accessLog.Format); err != nil {
-		return nil, &flagenv.UsageError{Err: fmt.Errorf("--access-log-format: %w", err)}
+	for _, f := range []interface{ Validate() error }{&c.cors, &c.accessLog} {
+		if err := f.Validate(); err != nil {
+			return nil, &flagenv.UsageError{Err: err}
+		}
 	}
 	opsGiven := false
 	fs.Visit(func(f *flag.Flag) { opsGiven = opsGiven || f.Name == "ops" })

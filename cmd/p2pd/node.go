@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -389,6 +390,12 @@ func (n *node) join(ctx context.Context) (discovery.Info, string, error) {
 	}
 	defer conn.Close()
 	up, err := discovery.Learn(ctx, conn, n.cfg.server, n.log)
+	if errors.Is(err, discovery.ErrNotServed) {
+		// An older server: the top of the tree, and the tracker.
+		n.log.Warn("the node joined serves no discovery; taking it for the server", "node", n.cfg.server)
+		up = discovery.Info{Path: []discovery.Node{{ID: "origin@" + n.cfg.server, Addr: n.cfg.server, Origin: true}}}
+		err = nil
+	}
 	if err != nil {
 		return discovery.Info{}, "", err
 	}

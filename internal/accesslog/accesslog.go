@@ -250,11 +250,20 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Format, "access-log-format", "combined", "access log format: combined (Apache/nginx, plus range, seconds, trace id) or json (JSON lines)")
 }
 
+// Validate checks the flags' values, for a usage error before anything
+// starts.
+func (f *Flags) Validate() error {
+	if _, err := ParseFormat(f.Format); err != nil {
+		return fmt.Errorf("--access-log-format: %w", err)
+	}
+	return nil
+}
+
 // Open opens the log the flags name (nil when none).
 func (f *Flags) Open() (*Logger, error) {
-	format, err := ParseFormat(f.Format)
-	if err != nil {
-		return nil, fmt.Errorf("--access-log-format: %w", err)
+	if err := f.Validate(); err != nil {
+		return nil, err
 	}
+	format, _ := ParseFormat(f.Format)
 	return Open(f.Dest, format)
 }

@@ -128,6 +128,15 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Origins, "cors-origins", "*", "origins whose web pages may read content with fetch/XHR (CORS): * for any, or a comma-separated `list` of scheme://host[:port]; empty sends no CORS headers")
 }
 
+// Validate checks the flag's value, for a usage error before anything
+// starts.
+func (f *Flags) Validate() error {
+	if _, err := Parse(f.Origins); err != nil {
+		return fmt.Errorf("--cors-origins: %w", err)
+	}
+	return nil
+}
+
 // Handler wraps h in the policy the flags name.
 func (f *Flags) Handler(h http.Handler) (http.Handler, error) {
 	p, err := Parse(f.Origins)

@@ -15,6 +15,8 @@ import (
 
 	discoveryv1 "github.com/p2pd/p2pd/gen/discovery/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Node is one node on the way up the tree.
@@ -107,6 +109,11 @@ func Describe(ctx context.Context, conn grpc.ClientConnInterface) (Info, error) 
 	return in, nil
 }
 
+// ErrNotServed is returned by Learn for a node that does not serve
+// discovery: a server from before it existed, which is then the parent
+// and the tracker itself, as caches always took it to be.
+var ErrNotServed = errors.New("the node serves no discovery")
+
 // Learn asks the node behind conn for its Info until it answers or ctx
 // ends: a parent starting at the same time as its child answers only
 // once it has joined the CDN itself.
@@ -118,6 +125,9 @@ func Learn(ctx context.Context, conn grpc.ClientConnInterface, addr string, log 
 		cancel()
 		if err == nil {
 			return in, nil
+		}
+		if status.Code(err) == codes.Unimplemented {
+			return Info{}, fmt.Errorf("%s: %w", addr, ErrNotServed)
 		}
 		log.Warn("cannot learn the CDN from the node joined; retrying", "node", addr, "err", err)
 		select {

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -66,26 +67,41 @@ func TestChild(t *testing.T) {
 // TestDescribe: a node's Info survives the trip over gRPC.
 func TestDescribe(t *testing.T) {
 	want := Info{Trackers: []string{"srv:8080"}, Path: []Node{{ID: "site", Addr: "site:8080"}, {ID: "origin", Addr: "srv:8080", Origin: true}}, Region: "eu"}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	discoveryv1.RegisterDiscoveryServiceServer(srv, NewServer(want))
-	go srv.Serve(l)
-	defer srv.Stop()
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	got, err := Learn(ctx, conn, l.Addr().String(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	got, err := learnFrom(t, func(srv *grpc.Server) { discoveryv1.RegisterDiscoveryServiceServer(srv, NewServer(want)) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Describe = %+v, want %+v", got, want)
 	}
+}
+
+// TestLearnNotServed: a node without discovery (an older server) is told
+// apart at once from one that is not up yet, which is waited for.
+func TestLearnNotServed(t *testing.T) {
+	if _, err := learnFrom(t, func(*grpc.Server) {}); !errors.Is(err, ErrNotServed) { // serves nothing
+		t.Fatalf("Learn from a node without discovery: %v, want ErrNotServed", err)
+	}
+}
+
+// learnFrom runs Learn against a gRPC server on loopback whose services
+// register adds.
+func learnFrom(t *testing.T, register func(*grpc.Server)) (Info, error) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	register(srv)
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return Learn(ctx, conn, l.Addr().String(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 }

@@ -72,6 +72,11 @@ func run(args []string) error {
 	if trackers == "" {
 		return flagenv.Usagef("--tracker is required")
 	}
+	for _, f := range []interface{ Validate() error }{&corsFlag, &logFlags} {
+		if err := f.Validate(); err != nil {
+			return &flagenv.UsageError{Err: err}
+		}
+	}
 	log, err := common.Logger("edge")
 	if err != nil {
 		return err

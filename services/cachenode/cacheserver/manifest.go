@@ -140,6 +140,9 @@ func (s *Server) fetchManifest(ctx context.Context, root manifest.Digest) (*mani
 		Roles:             sourceRoles,
 		IncludeNonHolders: true,
 		MaxSources:        uint32(s.cfg.MaxSources),
+		// A manifest climbs as chunks do (tier.go): through the
+		// region's relay, or the parents, before the origin.
+		AllowRelay: len(s.cfg.Parents) == 0,
 	})
 	cancel()
 	if err != nil {

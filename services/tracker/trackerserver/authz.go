@@ -54,7 +54,7 @@ func (c caller) mayPublish(what string) error {
 	if c.origin {
 		return nil
 	}
-	return status.Errorf(codes.PermissionDenied, "%s: only an origin may publish or unpublish: present the origin credential (%s) or an origin certificate", what, nodeauth.OriginTokenHeader)
+	return status.Errorf(codes.PermissionDenied, "%s: only an origin may publish, unpublish or post commands: present the origin credential (%s) or an origin certificate", what, nodeauth.OriginTokenHeader)
 }
 
 // mayRegister checks the caller against the node it registers.

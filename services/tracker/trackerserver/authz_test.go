@@ -41,6 +41,10 @@ func TestOutsiderCannot(t *testing.T) {
 			_, err := x.UnpublishFile(ctx, &trackerv1.UnpublishFileRequest{Name: "movie.mp4"})
 			return err
 		}, codes.PermissionDenied},
+		{"purge every cache", func(ctx context.Context) error {
+			_, err := x.PostCommand(ctx, &trackerv1.PostCommandRequest{Command: &trackerv1.Command{Action: trackerv1.CommandAction_COMMAND_ACTION_PURGE, Root: r}})
+			return err
+		}, codes.PermissionDenied},
 		{"register as an origin", func(ctx context.Context) error {
 			_, err := x.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: "evil-origin", Role: origin, GrpcAddr: "127.0.0.1:9"}})
 			return err

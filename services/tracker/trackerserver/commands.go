@@ -12,7 +12,6 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
-	"github.com/p2pd/p2pd/internal/nodeauth"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
@@ -38,8 +37,9 @@ const maxCommandNodes = 4096
 // costs the CDN what it cached, a prewarm the origin's egress. Following
 // the commands is open to any node: they name published files only.
 func (s *Server) PostCommand(ctx context.Context, req *trackerv1.PostCommandRequest) (*trackerv1.PostCommandResponse, error) {
-	if !s.callerOf(ctx).origin {
-		return nil, status.Errorf(codes.PermissionDenied, "post command: only an origin or the admin may: present the origin credential (%s) or an origin certificate", nodeauth.OriginTokenHeader)
+	// A purge empties caches: only who may unpublish may post one.
+	if err := s.callerOf(ctx).mayPublish("post command"); err != nil {
+		return nil, err
 	}
 	c := req.GetCommand()
 	if err := checkCommand(c); err != nil {

@@ -121,7 +121,9 @@ func (s *Server) Locate(ctx context.Context, req *trackerv1.LocateRequest) (*tra
 	if relay {
 		sick := s.onProbation(homes)
 		homes = slices.DeleteFunc(homes, func(id string) bool { return sick[id] })
-		shields = slices.DeleteFunc(shields, func(id string) bool { return sick[id] })
+		// Shields are homes: what was dropped from the homes (on
+		// probation, unreachable) is dropped from them too.
+		shields = slices.DeleteFunc(shields, func(id string) bool { return !slices.Contains(homes, id) })
 		homes = append(homes, req.Requester)
 	}
 	resp := &trackerv1.LocateResponse{Chunks: make([]*trackerv1.ChunkSources, req.ChunkCount)}

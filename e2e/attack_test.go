@@ -1,0 +1,408 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/bitmap"
+	"github.com/p2pd/p2pd/internal/service"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// The hostile node of issue 12: a process that merely reaches the
+// tracker's port (no certificate, no token, on an open network) and tries
+// every attack on the control plane, while it also serves wrong bytes for
+// the file's chunks as a registered cachenode. What must hold: the name
+// still maps to the root the origin published, no honest node is removed
+// or replaced, and viewers get exact bytes with no stall of 2 s or more.
+func TestHostileNode(t *testing.T) {
+	media := t.TempDir()
+	data := randomFile(t, media, "video.mp4", 12<<20+5)
+	c := startCluster(t, media, clusterOpts{caches: 2})
+	c.waitServed("video.mp4")
+	ctx := t.Context()
+
+	// The attacker dials from an address of its own.
+	const from = "127.0.0.9"
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	conn, err := grpc.NewClient(c.trackerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", a) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	x := trackerv1.NewTrackerServiceClient(conn)
+	before, err := x.GetFile(ctx, &trackerv1.GetFileRequest{Name: "video.mp4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	honest := eventuallyNodes(t, x, 4) // origin, two cachenodes, edge
+
+	// A rogue cachenode that answers the tracker's probe and serves
+	// random bytes for any chunk, announcing the whole file.
+	evilAddr := serveRogue(t, from, before.File)
+	evil, err := x.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: "evil", Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: evilAddr}})
+	if err != nil {
+		t.Fatalf("open join as a cachenode: %v", err)
+	}
+	all := bitmap.New(int(before.File.ChunkCount))
+	for i := range int(before.File.ChunkCount) {
+		all.Set(i)
+	}
+	if _, err := x.Announce(ctx, &trackerv1.AnnounceRequest{NodeId: "evil", LeaseId: evil.LeaseId, Secret: evil.Secret,
+		Haves: []*trackerv1.Have{{Root: before.File.Root, ChunkCount: before.File.ChunkCount, Bitmap: all.Encode()}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	fake := proto.Clone(before.File).(*trackerv1.File)
+	fake.Root = make([]byte, 32)
+	rand.Read(fake.Root)
+	type attack struct {
+		name string
+		call func() error
+		want codes.Code
+	}
+	attacks := []attack{
+		{"publish its own root for the name", func() error {
+			_, err := x.PublishFile(ctx, &trackerv1.PublishFileRequest{File: fake})
+			return err
+		}, codes.PermissionDenied},
+		{"unpublish the name", func() error {
+			_, err := x.UnpublishFile(ctx, &trackerv1.UnpublishFileRequest{Name: "video.mp4"})
+			return err
+		}, codes.PermissionDenied},
+		{"register as an origin", func() error {
+			_, err := x.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: "evil-origin", Role: trackerv1.Role_ROLE_ORIGIN, GrpcAddr: evilAddr}})
+			return err
+		}, codes.PermissionDenied},
+	}
+	for _, n := range honest {
+		attacks = append(attacks,
+			attack{"replace " + n.Id, func() error {
+				_, err := x.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: n.Id, Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: evilAddr}})
+				return err
+			}, codes.AlreadyExists},
+			attack{"report rates as " + n.Id, func() error {
+				_, err := x.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: n.Id, Samples: []*trackerv1.RateSample{{Source: honest[0].Id, Failed: true}}})
+				return err
+			}, codes.PermissionDenied},
+		)
+	}
+	for _, a := range attacks {
+		if err := a.call(); status.Code(err) != a.want {
+			t.Errorf("%s: %v, want %v", a.name, err, a.want)
+		}
+	}
+	// A sweep of lease ids around the attacker's own, for every node.
+	for l := evil.LeaseId - 100; l <= evil.LeaseId+100; l++ {
+		for _, n := range honest {
+			x.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: n.Id, LeaseId: l, Secret: evil.Secret})
+		}
+	}
+	// Failure reports about every honest node, as a stranger.
+	for range 10 {
+		for _, n := range honest {
+			x.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: "stranger", Samples: []*trackerv1.RateSample{{Source: n.Id, Failed: true}}})
+		}
+	}
+	// Fake nodes with nothing listening: bounded per address, never ranked.
+	registered := 0
+	for i := range 200 {
+		_, err := x.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: fmt.Sprintf("fake-%d", i), Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: "127.0.0.9:1"}})
+		if err == nil {
+			registered++
+		} else if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("fake registration %d: %v", i, err)
+		}
+	}
+	if registered >= 64 {
+		t.Errorf("%d fake registrations from one address accepted, want fewer than 64", registered)
+	}
+
+	// Viewers, with the rogue node ranked and the fakes registered.
+	for i := range 3 {
+		d := startDownload(t, c.url("video.mp4"), map[string]string{"Range": fmt.Sprintf("bytes=%d-", i*(3<<20))})
+		d.startMeasuring()
+		if err := d.read(-1); err != nil || d.resp.StatusCode != 206 || sum(d.got) != sum(data[i*(3<<20):]) {
+			t.Fatalf("viewer %d: status %d, %d bytes, exact %v, err %v", i, d.resp.StatusCode, len(d.got), sum(d.got) == sum(data[i*(3<<20):]), err)
+		}
+		if d.longest >= 2*time.Second {
+			t.Errorf("viewer %d waited %v for data", i, d.longest)
+		}
+		t.Logf("viewer %d: longest stall %v", i, d.longest)
+	}
+
+	after, err := x.GetFile(ctx, &trackerv1.GetFileRequest{Name: "video.mp4"})
+	if err != nil || !proto.Equal(after.File, before.File) {
+		t.Errorf("video.mp4 maps to %v (%v), want %v", after.GetFile(), err, before.File)
+	}
+	now := nodesByID(t, x)
+	for _, n := range honest {
+		if m := now[n.Id]; m == nil || m.UpSinceUnixNano != n.UpSinceUnixNano || m.GrpcAddr != n.GrpcAddr {
+			t.Errorf("honest node %s is now %v, want %v", n.Id, m, n)
+		}
+	}
+	for _, s := range append([]*daemon{c.tracker, c.origin, c.edge}, c.caches...) {
+		if !s.alive() {
+			t.Errorf("%s died", s.name)
+		}
+	}
+}
+
+// eventuallyNodes waits for n live nodes and returns them.
+func eventuallyNodes(t *testing.T, x trackerv1.TrackerServiceClient, n int) []*trackerv1.Node {
+	t.Helper()
+	var nodes []*trackerv1.Node
+	eventually(t, 30*time.Second, fmt.Sprintf("%d nodes registered", n), func() error {
+		resp, err := x.ListNodes(t.Context(), &trackerv1.ListNodesRequest{})
+		if err != nil {
+			return err
+		}
+		if nodes = resp.Nodes; len(nodes) != n {
+			return fmt.Errorf("%d nodes", len(nodes))
+		}
+		return nil
+	})
+	return nodes
+}
+
+func nodesByID(t *testing.T, x trackerv1.TrackerServiceClient) map[string]*trackerv1.Node {
+	t.Helper()
+	resp, err := x.ListNodes(t.Context(), &trackerv1.ListNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*trackerv1.Node{}
+	for _, n := range resp.Nodes {
+		out[n.Id] = n
+	}
+	return out
+}
+
+// rogue serves random bytes for every chunk asked of it.
+type rogue struct {
+	sppv1.UnimplementedChunkServiceServer
+	f *trackerv1.File
+}
+
+func (r rogue) Fetch(req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+	for _, c := range req.Chunks {
+		n := int64(r.f.ChunkSize)
+		if last := int64(r.f.Size) - int64(c)*n; last < n {
+			n = max(last, 0)
+		}
+		b := make([]byte, n)
+		rand.Read(b)
+		if err := s.Send(&sppv1.FetchResponse{Chunk: c, Data: b}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveRogue runs the rogue SPP server (and the health service every
+// node has) on host and returns its address.
+func serveRogue(t *testing.T, host string, f *trackerv1.File) string {
+	t.Helper()
+	l, err := net.Listen("tcp", freeAddr(t, host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	sppv1.RegisterChunkServiceServer(gs, rogue{f: f})
+	service.AddHealth(gs)
+	go gs.Serve(l)
+	t.Cleanup(gs.Stop)
+	return l.Addr().String()
+}
+
+// A burst of 1,000 viewers starting a cold file at once through the
+// separate edge (the load that crashed cachenodes with "close of closed
+// channel"): every process stays up, no wrong byte, under 1 % errors.
+func TestHostileBurstThousandViewers(t *testing.T) {
+	media := t.TempDir()
+	const size = 16 << 20
+	data := randomFile(t, media, "cold.mp4", size)
+	c := startCluster(t, media, clusterOpts{caches: 2})
+	c.waitServed("cold.mp4") // HEAD: the manifest only, no chunk yet
+	const viewers, span = 1000, 256 << 10
+	var wrong, failed atomic.Int64
+	var firstErr sync.Once
+	fail := func(why string) {
+		failed.Add(1)
+		firstErr.Do(func() { t.Logf("first failure: %s", why) })
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	clients := make([]*http.Client, 8)
+	for i := range clients {
+		// Viewers come from several addresses, as they would, each
+		// under the edge's per-client limit.
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(fmt.Sprintf("127.0.1.%d", i+1))}}
+		clients[i] = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: viewers}}
+	}
+	for i := range viewers {
+		wg.Go(func() {
+			off := (i * 7919 * 4096) % (size - span)
+			req, _ := http.NewRequest("GET", c.url("cold.mp4"), nil)
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+span-1))
+			<-start
+			resp, err := clients[i%len(clients)].Do(req)
+			if err != nil {
+				fail(err.Error())
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			switch {
+			case resp.StatusCode == 206 && sum(body[:min(len(body), span)]) != sum(data[off:off+min(len(body), span)]):
+				wrong.Add(1)
+			case err != nil || resp.StatusCode != 206 || len(body) != span:
+				fail(fmt.Sprintf("status %d, %d bytes, %v: %.200s", resp.StatusCode, len(body), err, body))
+			}
+		})
+	}
+	begin := time.Now()
+	close(start)
+	wg.Wait()
+	t.Logf("%d viewers in %v: %d failed, %d with wrong bytes", viewers, time.Since(begin).Round(time.Millisecond), failed.Load(), wrong.Load())
+	if wrong.Load() != 0 {
+		t.Errorf("%d viewers got wrong bytes", wrong.Load())
+	}
+	if f := failed.Load(); f*100 >= viewers {
+		t.Errorf("%d of %d viewers failed, want under 1 %%", f, viewers)
+		logLines(t, c.edge.p.log, "status=502", 3)
+		for _, cn := range c.caches {
+			logLines(t, cn.p.log, "level=WARN", 3)
+		}
+	}
+	for _, s := range append([]*daemon{c.tracker, c.origin, c.edge}, c.caches...) {
+		if !s.alive() {
+			t.Errorf("%s died", s.name)
+		}
+	}
+}
+
+// 5,000 connections from one address that send a request and never read
+// do not stop a viewer from another address: past the per-client limit
+// they are answered 503 at once, the ones held are cut after the send
+// timeout, and the edge's memory stays bounded.
+func TestHostileNonReadingFlood(t *testing.T) {
+	media := t.TempDir()
+	data := randomFile(t, media, "big.mp4", 24<<20+3)
+	c := startCluster(t, media, clusterOpts{edgeArgs: []string{"--send-timeout", "3s"}})
+	c.waitServed("big.mp4")
+	c.mustGet("big.mp4", data) // warm: the flood then costs the edge, not the origin
+	edgeHost := strings.TrimPrefix(c.edgeURL, "http://")
+
+	const flood = 5000
+	var conns []net.Conn
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 100)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1")}, Timeout: 10 * time.Second}
+	var refused atomic.Int64
+	for range flood {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			cn, err := d.Dial("tcp", edgeHost)
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(cn, "GET /big.mp4 HTTP/1.1\r\nHost: %s\r\n\r\n", edgeHost)
+			mu.Lock()
+			conns = append(conns, cn)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, cn := range conns {
+			cn.Close()
+		}
+	})
+	rss := rssOf(t, c.edge.p.cmd.Process.Pid)
+
+	// A viewer from another address downloads the whole file meanwhile.
+	vd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.8")}}
+	viewer := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DialContext: vd.DialContext}}
+	begin := time.Now()
+	resp, err := viewer.Get(c.url("big.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || sum(body) != sum(data) {
+		t.Fatalf("viewer beside the flood: status %d, %d bytes, exact %v, err %v", resp.StatusCode, len(body), sum(body) == sum(data), err)
+	}
+	took := time.Since(begin)
+
+	// The flood's last connections, past the per-client limit, were
+	// refused outright with 503.
+	for _, cn := range conns[max(0, len(conns)-50):] {
+		cn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if r, err := http.ReadResponse(bufio.NewReader(cn), nil); err == nil && r.StatusCode == 503 {
+			refused.Add(1)
+		}
+	}
+	t.Logf("%d non-reading connections from one address: edge RSS %d MiB; a viewer from another address read %d MiB in %v; %d of the last 50 flood connections were refused 503",
+		len(conns), rss>>20, len(body)>>20, took.Round(time.Millisecond), refused.Load())
+	if refused.Load() == 0 {
+		t.Error("no flood connection past the per-client limit was refused 503")
+	}
+	if rss > 1<<30 {
+		t.Errorf("edge RSS %d MiB under the flood", rss>>20)
+	}
+	if !c.edge.alive() {
+		t.Error("edge died")
+	}
+}
+
+// rssOf reads a process's resident set size.
+func rssOf(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// logLines logs the first n lines of a process log that contain what.
+func logLines(t *testing.T, path, what string, n int) {
+	t.Helper()
+	b, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(b), "\n") {
+		if n > 0 && strings.Contains(line, what) {
+			t.Logf("%s: %.1200s", path, line)
+			n--
+		}
+	}
+}
