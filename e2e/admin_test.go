@@ -198,7 +198,7 @@ func TestAdmin(t *testing.T) {
 		if err := json.Unmarshal(body, &spec); resp.StatusCode != 200 || err != nil {
 			t.Fatalf("spec: %d %v", resp.StatusCode, err)
 		}
-		for _, p := range []string{"/v1/files", "/v1/files/{name}", "/v1/nodes", "/v1/stats", "/v1/traces/{traceId}"} {
+		for _, p := range []string{"/v1/files", "/v1/files/{name}", "/v1/nodes", "/v1/stats", "/v1/traces/{traceId}", "/v1/prewarm", "/v1/purge"} {
 			if spec.Paths[p] == nil {
 				t.Errorf("spec has no %s; it has %d paths", p, len(spec.Paths))
 			}

@@ -44,7 +44,7 @@ Commands:
                      (--keep-file: only unpublish; a rescan publishes it again)
   nodes              list the live nodes
   stats              show storage and traffic statistics
-  prewarm NAME --all | --nodes ID,ID [--no-wait] [--timeout 30m]
+  prewarm NAME --all | --nodes ID,ID | --regions R,R [--no-wait] [--timeout 30m]
                      have cachenodes fetch NAME in full before viewers ask,
                      through the swarm (the origin sends it about once);
                      waits, with progress, until each holds every chunk

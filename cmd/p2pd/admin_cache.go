@@ -26,6 +26,7 @@ func (a *adminCLI) prewarm(ctx context.Context, args []string) error {
 	fs := a.flagSet("prewarm")
 	all := fs.Bool("all", false, "every live cachenode")
 	nodes := fs.String("nodes", "", "comma-separated cachenode ids")
+	regions := fs.String("regions", "", "comma-separated regions")
 	noWait := fs.Bool("no-wait", false, "return once the command is recorded")
 	timeout := fs.Duration("timeout", 30*time.Minute, "how long to wait for the nodes")
 	pos, err := parse(fs, args)
@@ -35,19 +36,20 @@ func (a *adminCLI) prewarm(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return usageErr("prewarm takes one NAME, got %d arguments", len(pos))
 	}
-	var ids []string
-	for id := range strings.SplitSeq(*nodes, ",") {
-		if id = strings.TrimSpace(id); id != "" {
-			ids = append(ids, id)
+	ids, regs := commaList(*nodes), commaList(*regions)
+	given := 0
+	for _, g := range []bool{*all, len(ids) > 0, len(regs) > 0} {
+		if g {
+			given++
 		}
 	}
-	if *all == (len(ids) > 0) {
-		return usageErr("prewarm: give --all or --nodes ID,ID (p2pd admin nodes lists them)")
+	if given != 1 {
+		return usageErr("prewarm: give one of --all, --nodes ID,ID or --regions R,R (p2pd admin nodes lists them)")
 	}
 	if err := a.setup(); err != nil {
 		return err
 	}
-	resp, raw, err := a.client.Prewarm(ctx, pos[0], *all, ids)
+	resp, raw, err := a.client.Prewarm(ctx, pos[0], *all, ids, regs)
 	if _, err := a.answer(raw, err); err != nil {
 		return err
 	}
@@ -128,6 +130,17 @@ func (a *adminCLI) purge(ctx context.Context, args []string) error {
 		fmt.Fprintf(a.stdout, "purged %s: no cachenode holds a chunk of it\n", f.Name)
 	}
 	return nil
+}
+
+// commaList splits a comma-separated flag value, dropping empty items.
+func commaList(v string) []string {
+	var out []string
+	for s := range strings.SplitSeq(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // heldBy returns how many chunks node id holds in a GetFile answer.

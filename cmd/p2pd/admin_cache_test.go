@@ -23,6 +23,7 @@ func TestAdminCLIPrewarmPurgeExitCodes(t *testing.T) {
 	}{
 		{"prewarm without nodes", []string{"prewarm", "a.mp4"}, exitUsage},
 		{"prewarm with --all and --nodes", []string{"prewarm", "a.mp4", "--all", "--nodes", "c1"}, exitUsage},
+		{"prewarm with --nodes and --regions", []string{"prewarm", "a.mp4", "--nodes", "c1", "--regions", "eu"}, exitUsage},
 		{"prewarm without a name", []string{"prewarm", "--all"}, exitUsage},
 		{"prewarm, bad timeout", []string{"prewarm", "a.mp4", "--all", "--timeout", "soon"}, exitUsage},
 		{"purge of two names", []string{"purge", "a.mp4", "b.mp4"}, exitUsage},

@@ -1384,10 +1384,14 @@ type PrewarmFileRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The published file.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Every live cachenode. Either all or node_ids must be given.
+	// Every live cachenode. Exactly one of all, node_ids and regions must
+	// be given.
 	All bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
 	// These cachenodes, by id (GET /v1/nodes lists them).
-	NodeIds       []string `protobuf:"bytes,3,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	NodeIds []string `protobuf:"bytes,3,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	// The cachenodes of these regions (their --region; "" is the default
+	// region), including those that join while the command is kept.
+	Regions       []string `protobuf:"bytes,4,rep,name=regions,proto3" json:"regions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1439,6 +1443,13 @@ func (x *PrewarmFileRequest) GetAll() bool {
 func (x *PrewarmFileRequest) GetNodeIds() []string {
 	if x != nil {
 		return x.NodeIds
+	}
+	return nil
+}
+
+func (x *PrewarmFileRequest) GetRegions() []string {
+	if x != nil {
+		return x.Regions
 	}
 	return nil
 }
@@ -1866,11 +1877,12 @@ const file_admin_v1_admin_proto_rawDesc = "" +
 	"\x05error\x18\b \x01(\bR\x05error\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"U\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"o\n" +
 	"\x12PrewarmFileRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03all\x18\x02 \x01(\bR\x03all\x12\x19\n" +
-	"\bnode_ids\x18\x03 \x03(\tR\anodeIds\"s\n" +
+	"\bnode_ids\x18\x03 \x03(\tR\anodeIds\x12\x18\n" +
+	"\aregions\x18\x04 \x03(\tR\aregions\"s\n" +
 	"\x13PrewarmFileResponse\x12\"\n" +
 	"\x04file\x18\x01 \x01(\v2\x0e.admin.v1.FileR\x04file\x12\x19\n" +
 	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12\x1d\n" +

@@ -1789,7 +1789,9 @@ type NodeSelector struct {
 	// Every node of the roles the action concerns.
 	All bool `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
 	// These nodes, by id.
-	NodeIds       []string `protobuf:"bytes,2,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	NodeIds []string `protobuf:"bytes,2,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	// The nodes of these regions (Node.region; "" is the default region).
+	Regions       []string `protobuf:"bytes,3,rep,name=regions,proto3" json:"regions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1834,6 +1836,13 @@ func (x *NodeSelector) GetAll() bool {
 func (x *NodeSelector) GetNodeIds() []string {
 	if x != nil {
 		return x.NodeIds
+	}
+	return nil
+}
+
+func (x *NodeSelector) GetRegions() []string {
+	if x != nil {
+		return x.Regions
 	}
 	return nil
 }
@@ -2257,10 +2266,11 @@ const file_tracker_v1_tracker_proto_rawDesc = "" +
 	"\x0echunks_by_root\x18\x01 \x03(\v2*.tracker.v1.NodeHoldings.ChunksByRootEntryR\fchunksByRoot\x1a?\n" +
 	"\x11ChunksByRootEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\";\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"U\n" +
 	"\fNodeSelector\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12\x19\n" +
-	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\"\xea\x01\n" +
+	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12\x18\n" +
+	"\aregions\x18\x03 \x03(\tR\aregions\"\xea\x01\n" +
 	"\aCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x121\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x19.tracker.v1.CommandActionR\x06action\x12\x12\n" +

@@ -29,7 +29,7 @@ func (s *Server) followCommands(ctx context.Context) {
 
 // apply carries out one command, if it chooses this node.
 func (s *Server) apply(c *trackerv1.Command) {
-	if !trackerclient.Chosen(c.Nodes, s.cfg.NodeID) {
+	if !trackerclient.Chosen(c.Nodes, s.cfg.NodeID, s.cfg.Region) {
 		return
 	}
 	root, err := manifest.DigestFromBytes(c.Root)

@@ -117,7 +117,7 @@ func (s *Server) Close() error {
 // apply carries out an operator's command: an edge has only purges to
 // do (prewarm fills cachenodes).
 func (s *Server) apply(c *trackerv1.Command) {
-	if c.Action != trackerv1.CommandAction_COMMAND_ACTION_PURGE || !trackerclient.Chosen(c.Nodes, s.cfg.NodeID) {
+	if c.Action != trackerv1.CommandAction_COMMAND_ACTION_PURGE || !trackerclient.Chosen(c.Nodes, s.cfg.NodeID, s.cfg.Region) {
 		return
 	}
 	root, err := manifest.DigestFromBytes(c.Root)

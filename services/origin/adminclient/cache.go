@@ -11,10 +11,10 @@ import (
 )
 
 // Prewarm asks cachenodes to fetch name in full: every live one when all
-// is set, else those in nodeIDs. It returns once the command is recorded;
-// GetFile's holders show the progress.
-func (c *Client) Prewarm(ctx context.Context, name string, all bool, nodeIDs []string) (*adminv1.PrewarmFileResponse, []byte, error) {
-	in, err := json.Marshal(map[string]any{"name": name, "all": all, "nodeIds": nodeIDs})
+// is set, else those in nodeIDs, else those of regions. It returns once
+// the command is recorded; GetFile's holders show the progress.
+func (c *Client) Prewarm(ctx context.Context, name string, all bool, nodeIDs, regions []string) (*adminv1.PrewarmFileResponse, []byte, error) {
+	in, err := json.Marshal(map[string]any{"name": name, "all": all, "nodeIds": nodeIDs, "regions": regions})
 	if err != nil {
 		return nil, nil, fmt.Errorf("prewarm %s: %w", name, err)
 	}

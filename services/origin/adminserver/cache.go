@@ -23,17 +23,25 @@ func (s *Server) PrewarmFile(ctx context.Context, req *adminv1.PrewarmFileReques
 	if err != nil {
 		return nil, err
 	}
-	if req.All == (len(req.NodeIds) > 0) {
-		return nil, errInvalid(`prewarm %s: choose the cachenodes: "all": true, or "nodeIds": [...] (GET /v1/nodes lists them)`, req.Name)
+	chosen := 0
+	for _, given := range []bool{req.All, len(req.NodeIds) > 0, len(req.Regions) > 0} {
+		if given {
+			chosen++
+		}
+	}
+	if chosen != 1 {
+		return nil, errInvalid(`prewarm %s: choose the cachenodes with one of "all": true, "nodeIds": [...] or "regions": [...] (GET /v1/nodes lists them)`, req.Name)
 	}
 	v, err := s.listNodes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	live := v.cachenodes()
-	sel := &trackerv1.NodeSelector{All: req.All}
+	sel := &trackerv1.NodeSelector{All: req.All, Regions: req.Regions}
 	targets := live
-	if !req.All {
+	if len(req.Regions) > 0 {
+		targets = v.cachenodesIn(req.Regions)
+	} else if !req.All {
 		targets = nil
 		for _, id := range req.NodeIds {
 			if !slices.Contains(live, id) {
@@ -131,6 +139,17 @@ func (s *Server) purgeUnpublished(ctx context.Context, name string, root manifes
 	if _, err := s.postCommand(ctx, trackerv1.CommandAction_COMMAND_ACTION_PURGE, m, &trackerv1.NodeSelector{All: true}); err != nil {
 		s.log.Warn("unpublished; not purged (cachenodes drop it within half a minute)", "name", name, "err", err)
 	}
+}
+
+// cachenodesIn lists the live cachenodes' ids of the given regions.
+func (v nodeView) cachenodesIn(regions []string) []string {
+	var ids []string
+	for _, n := range v.nodes {
+		if n.Role == trackerv1.Role_ROLE_CACHENODE && slices.Contains(regions, n.Region) {
+			ids = append(ids, n.Id)
+		}
+	}
+	return ids
 }
 
 // cachenodes lists the live cachenodes' ids.

@@ -65,6 +65,7 @@ func TestPrewarmAndPurge(t *testing.T) {
 		{"prewarm, bad name", "/v1/prewarm", map[string]any{"name": "../a.mp4", "all": true}, 400, ""},
 		{"prewarm, no nodes chosen", "/v1/prewarm", map[string]any{"name": "films/a.mp4"}, 400, CodeInvalidArgument},
 		{"prewarm, all and a list", "/v1/prewarm", map[string]any{"name": "films/a.mp4", "all": true, "nodeIds": []string{"cache-1"}}, 400, CodeInvalidArgument},
+		{"prewarm, a list and regions", "/v1/prewarm", map[string]any{"name": "films/a.mp4", "nodeIds": []string{"cache-1"}, "regions": []string{"eu"}}, 400, CodeInvalidArgument},
 		{"prewarm, unknown node", "/v1/prewarm", map[string]any{"name": "films/a.mp4", "nodeIds": []string{"cache-9"}}, 400, CodeUnknownNode},
 		{"prewarm, an origin", "/v1/prewarm", map[string]any{"name": "films/a.mp4", "nodeIds": []string{"origin-1"}}, 400, CodeUnknownNode},
 		{"purge, no such file", "/v1/purge", map[string]any{"name": "no.mp4"}, 404, CodeNotPublished},
@@ -101,6 +102,17 @@ func TestPrewarmAndPurge(t *testing.T) {
 	if c := nextCommand(t, st); !c.Nodes.GetAll() {
 		t.Fatalf("prewarm all: command %v", c)
 	}
+	// By region: the default region ("") holds both cachenodes, "eu" none.
+	if code, ae := e.doJSON("POST", "/v1/prewarm", map[string]any{"name": "films/a.mp4", "regions": []string{""}}, &pre); code != 200 || len(pre.NodeIds) != 2 {
+		t.Fatalf("prewarm the default region: %d %+v %+v", code, ae, pre)
+	}
+	if c := nextCommand(t, st); c.Nodes.GetAll() || len(c.Nodes.GetRegions()) != 1 || c.Nodes.Regions[0] != "" {
+		t.Fatalf("prewarm by region: command %v", c)
+	}
+	if code, ae := e.doJSON("POST", "/v1/prewarm", map[string]any{"name": "films/a.mp4", "regions": []string{"eu"}}, &pre); code != 200 || len(pre.NodeIds) != 0 {
+		t.Fatalf("prewarm a region without cachenodes: %d %+v %+v", code, ae, pre)
+	}
+	nextCommand(t, st)
 
 	var pur answer
 	if code, ae := e.doJSON("POST", "/v1/purge", map[string]any{"name": "films/a.mp4"}, &pur); code != 200 {

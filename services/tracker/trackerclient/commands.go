@@ -69,8 +69,8 @@ func (c *Client) followOnce(ctx context.Context, nodeID string, after *int64, ap
 	}
 }
 
-// Chosen reports whether a command's selector chooses the node id: every
-// node, or one of those it names.
-func Chosen(sel *trackerv1.NodeSelector, nodeID string) bool {
-	return sel.GetAll() || slices.Contains(sel.GetNodeIds(), nodeID)
+// Chosen reports whether a command's selector chooses the node id of
+// region: every node, one of those it names, or one of its regions.
+func Chosen(sel *trackerv1.NodeSelector, nodeID, region string) bool {
+	return sel.GetAll() || slices.Contains(sel.GetNodeIds(), nodeID) || slices.Contains(sel.GetRegions(), region)
 }

@@ -19,7 +19,8 @@ import (
 // Who may do what (docs/security.md):
 //
 //   - PublishFile, UnpublishFile, PostCommand: the origin credential, an
-//     origin or admin certificate, or the admin token.
+//     origin or admin certificate, or the admin token. WatchCommands:
+//     anyone (commands name published files only).
 //   - Register: with mutual TLS, the id and role the certificate names
 //     (a certificate naming none may join as a cachenode or edge);
 //     without it, the join token when the tracker has one, else anyone,

@@ -32,6 +32,10 @@ import (
 const maxCommandNodes = 4096
 
 // PostCommand records a command for the nodes.
+//
+// Only an origin (the admin API runs in one) or the admin may: a purge
+// costs the CDN what it cached, a prewarm the origin's egress. Following
+// the commands is open to any node: they name published files only.
 func (s *Server) PostCommand(ctx context.Context, req *trackerv1.PostCommandRequest) (*trackerv1.PostCommandResponse, error) {
 	// A purge empties caches: only who may unpublish may post one.
 	if err := s.callerOf(ctx).mayPublish("post command"); err != nil {
@@ -96,8 +100,11 @@ func checkCommand(c *trackerv1.Command) error {
 			return err
 		}
 	}
-	if c.Action == trackerv1.CommandAction_COMMAND_ACTION_PREWARM && !sel.GetAll() && len(sel.GetNodeIds()) == 0 {
-		return errors.New("a prewarm must choose its nodes: all, or node ids")
+	if len(sel.GetRegions()) > maxCommandNodes {
+		return fmt.Errorf("%d regions, at most %d", len(sel.GetRegions()), maxCommandNodes)
+	}
+	if c.Action == trackerv1.CommandAction_COMMAND_ACTION_PREWARM && !sel.GetAll() && len(sel.GetNodeIds()) == 0 && len(sel.GetRegions()) == 0 {
+		return errors.New("a prewarm must choose its nodes: all, node ids or regions")
 	}
 	return nil
 }

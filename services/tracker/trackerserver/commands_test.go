@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/nodeauth"
 	"google.golang.org/grpc/codes"
 )
 
@@ -28,6 +29,21 @@ func TestPostCommandRefusesBadCommands(t *testing.T) {
 			_, err := c.PostCommand(testCtx(t), &trackerv1.PostCommandRequest{Command: tc.cmd})
 			wantCode(t, err, codes.InvalidArgument)
 		})
+	}
+	// A cachenode (no origin credential) may follow commands, never post.
+	_, err := f.dial().PostCommand(testCtx(t), &trackerv1.PostCommandRequest{Command: &trackerv1.Command{Action: purge, Root: root("a")}})
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = f.dial(nodeauth.OriginTokenHeader, "wrong").PostCommand(testCtx(t), &trackerv1.PostCommandRequest{Command: &trackerv1.Command{Action: purge, Root: root("a")}})
+	wantCode(t, err, codes.PermissionDenied)
+	if _, err := c.PostCommand(testCtx(t), &trackerv1.PostCommandRequest{Command: &trackerv1.Command{Action: purge, Root: root("a")}}); err != nil {
+		t.Fatalf("the origin posts: %v", err)
+	}
+	st, err := f.dial().WatchCommands(testCtx(t), &trackerv1.WatchCommandsRequest{NodeId: "cache-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := recvCommand(t, st); got.Action != purge {
+		t.Fatalf("a node without credentials follows %v", got)
 	}
 }
 
