@@ -161,6 +161,9 @@ type index struct {
 
 	// onNodesGone is called, outside the lock, with nodes that left.
 	onNodesGone func(ids []string)
+	// onNodeSeen, when set, is called outside the lock with every node
+	// (re)registered: the prober looks at it before anyone asks for it.
+	onNodeSeen func(n *trackerv1.Node)
 }
 
 func newIndex(k keys, maxChunks uint32, log *slog.Logger, onNodesGone func([]string)) *index {
@@ -168,6 +171,16 @@ func newIndex(k keys, maxChunks uint32, log *slog.Logger, onNodesGone func([]str
 		keys: k, maxChunks: maxChunks, log: log, st: newState(),
 		advanced: make(chan struct{}), ready: make(chan struct{}),
 		onNodesGone: onNodesGone,
+	}
+}
+
+// sawNodes tells onNodeSeen, if set, of nodes (re)registered.
+func (ix *index) sawNodes(nodes []*trackerv1.Node) {
+	if ix.onNodeSeen == nil {
+		return
+	}
+	for _, n := range nodes {
+		ix.onNodeSeen(n)
 	}
 }
 
@@ -283,6 +296,10 @@ func (ix *index) relist(ctx context.Context, cli *clientv3.Client, timeout time.
 			gone = append(gone, id)
 		}
 	}
+	seen := make([]*trackerv1.Node, 0, len(st.nodes))
+	for _, e := range st.nodes {
+		seen = append(seen, e.node)
+	}
 	ix.st = st
 	// A relist may go back in revision only if etcd itself was restored
 	// from an older snapshot; the view is the new truth either way.
@@ -299,6 +316,7 @@ func (ix *index) relist(ctx context.Context, cli *clientv3.Client, timeout time.
 	if len(gone) > 0 && ix.onNodesGone != nil {
 		ix.onNodesGone(gone)
 	}
+	ix.sawNodes(seen)
 	return rev, nil
 }
 
@@ -325,10 +343,15 @@ func (ix *index) watch(ctx context.Context, cli *clientv3.Client, rev int64) err
 			}
 		}
 		var gone []string
+		var seen []*trackerv1.Node
 		ix.mu.Lock()
 		for _, c := range changes {
-			if c.key.kind == kindNode && c.del {
-				gone = append(gone, c.key.id)
+			if c.key.kind == kindNode {
+				if c.del {
+					gone = append(gone, c.key.id)
+				} else {
+					seen = append(seen, c.node)
+				}
 			}
 			ix.st.apply(c)
 		}
@@ -337,6 +360,7 @@ func (ix *index) watch(ctx context.Context, cli *clientv3.Client, rev int64) err
 		if len(gone) > 0 && ix.onNodesGone != nil {
 			ix.onNodesGone(gone)
 		}
+		ix.sawNodes(seen)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -118,3 +118,30 @@ func listenAt(t *testing.T, addr string) {
 	go gs.Serve(l)
 	t.Cleanup(gs.Stop)
 }
+
+// A node is probed when it registers, not when someone first asks for it,
+// so the first Locate after a node joins already ranks it.
+func TestProbedAtRegistration(t *testing.T) {
+	f := newFixture(t)
+	c, srv := f.tracker(Config{PeerSharing: true, ProbeNodes: true})
+	ctx := testCtx(t)
+	resp, err := c.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: "fresh", Role: cachenode, GrpcAddr: liveNode(t)}, Secret: secretOf("fresh")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce(t, c, "fresh", resp.LeaseId, have(root("fresh"), 2, 0, 1))
+	// No Locate yet: only the registration can have started the probe.
+	eventually(t, "the new node to be probed", func() bool {
+		srv.probe.mu.Lock()
+		defer srv.probe.mu.Unlock()
+		r := srv.probe.nodes["fresh"]
+		return r != nil && r.ok
+	})
+	loc, err := c.Locate(ctx, &trackerv1.LocateRequest{Root: root("fresh"), ChunkCount: 1, MaxSources: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sources(loc)[0]; !slices.Equal(got, []string{"fresh"}) {
+		t.Fatalf("first Locate ranks %v, want [fresh]", got)
+	}
+}

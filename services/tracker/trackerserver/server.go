@@ -56,6 +56,16 @@ func New(cli *clientv3.Client, cfg Config) *Server {
 		s.probe = newProber(cfg.ProbeDialOptions, cfg.Now)
 	}
 	s.idx = newIndex(s.keys, cfg.MaxChunkCount, cfg.Logger, s.forget)
+	if s.probe != nil {
+		// A node is probed as soon as it registers (or a relisting finds
+		// it), so it is usually reachable by the time anyone asks for it:
+		// an unprobed node is not ranked.
+		s.idx.onNodeSeen = func(n *trackerv1.Node) {
+			if n.GetGrpcAddr() != "" {
+				s.probe.reachable([]string{n.GetId()}, func(string) string { return n.GetGrpcAddr() })
+			}
+		}
+	}
 	return s
 }
 
