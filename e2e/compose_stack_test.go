@@ -470,10 +470,16 @@ func (s *stack) probe(d time.Duration, args ...string) *probeRun {
 		name: fmt.Sprintf("%s-probe-%d", s.project, s.probes.Add(1)),
 		done: make(chan struct{}),
 	}
-	full := []string{"run", "--rm", "--name", p.name, "--label", "p2pd.e2e.project=" + s.project,
-		"--network", s.network, "--entrypoint", "/cdnprobe", "p2pd/cdnprobe:" + s.tag,
-		"-timeout", d.String()}
-	full = append(full, args...)
+	args = append([]string{"-timeout", d.String()}, args...)
+	p.run(s.project, s.network, "p2pd/cdnprobe:"+s.tag, d, args)
+	return p
+}
+
+// run starts the probe container on network with cdnprobe's args, in the
+// background (p.done closes when it ended), bounded by d plus a minute.
+func (p *probeRun) run(project, network, image string, d time.Duration, args []string) {
+	full := append([]string{"run", "--rm", "--name", p.name, "--label", "p2pd.e2e.project=" + project,
+		"--network", network, "--entrypoint", "/cdnprobe", image}, args...)
 	go func() {
 		defer close(p.done)
 		ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
@@ -490,7 +496,6 @@ func (s *stack) probe(d time.Duration, args ...string) *probeRun {
 		}
 		p.rep = &rep
 	}()
-	return p
 }
 
 // wait returns the report, failing the test if cdnprobe gave none.

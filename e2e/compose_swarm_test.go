@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -44,25 +43,7 @@ func TestComposeSwarm(t *testing.T) {
 	want := map[string]int{"etcd-1": 1, "etcd-2": 1, "etcd-3": 1, "tracker": 2, "origin": 1, "cachenode": 3, "edge": 3}
 
 	step := func(name string, d time.Duration, f func(t *testing.T)) bool {
-		start := time.Now()
-		ok := t.Run(name, func(t *testing.T) {
-			done := make(chan struct{})
-			go func() {
-				select {
-				case <-done:
-				case <-time.After(d + time.Minute):
-					sw.teardown()
-					panic(fmt.Sprintf("swarm step %q still running after %v", name, d+time.Minute))
-				}
-			}()
-			defer close(done)
-			f(t)
-		})
-		t.Logf("step %s: %v (%v)", name, map[bool]string{true: "ok", false: "FAILED"}[ok], time.Since(start).Round(100*time.Millisecond))
-		if !ok {
-			sw.dumpLogs()
-		}
-		return ok
+		return runStep(t, "swarm", name, d, f, sw.teardown, sw.dumpLogs)
 	}
 
 	if !step("deploy", 6*time.Minute, func(t *testing.T) {
@@ -438,25 +419,7 @@ func (sw *swarm) metric(c swarmTask, port int, name string) float64 {
 func (sw *swarm) startProbe(d time.Duration, args ...string) *probeRun {
 	sw.probes++
 	p := &probeRun{name: fmt.Sprintf("%s-probe-%d", sw.stack, sw.probes), done: make(chan struct{})}
-	full := append([]string{"run", "--rm", "--name", p.name, "--label", "p2pd.e2e.project=" + sw.stack,
-		"--network", sw.network, "--entrypoint", "/cdnprobe", "p2pd/cdnprobe:" + sw.tag,
-		"-q", "-host", "tasks.edge", "-timeout", d.String()}, args...)
-	go func() {
-		defer close(p.done)
-		ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "docker", full...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		p.log = string(tail(stderr.Bytes(), 30))
-		var rep probeReport
-		if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
-			p.err = fmt.Errorf("cdnprobe: %v (report: %v): %s", err, jerr, p.log)
-			return
-		}
-		p.rep = &rep
-	}()
+	p.run(sw.stack, sw.network, "p2pd/cdnprobe:"+sw.tag, d, append([]string{"-q", "-host", "tasks.edge", "-timeout", d.String()}, args...))
 	return p
 }
 

@@ -53,28 +53,7 @@ func TestCompose(t *testing.T) {
 		"origin": 1, "cachenode": 3, "edge": 3, "jaeger": 1}
 
 	step := func(name string, d time.Duration, f func(t *testing.T)) bool {
-		start := time.Now()
-		ok := t.Run(name, func(t *testing.T) {
-			done := make(chan struct{})
-			go func() {
-				select {
-				case <-done:
-				case <-time.After(d + time.Minute):
-					// The step's own bounds failed to end it: remove the
-					// project and name the step rather than leave both
-					// to the test binary's timeout.
-					s.teardown()
-					panic(fmt.Sprintf("compose step %q still running after %v", name, d+time.Minute))
-				}
-			}()
-			defer close(done)
-			f(t)
-		})
-		t.Logf("step %s: %v (%v)", name, map[bool]string{true: "ok", false: "FAILED"}[ok], time.Since(start).Round(100*time.Millisecond))
-		if !ok {
-			s.dumpLogs()
-		}
-		return ok
+		return runStep(t, "compose", name, d, f, s.teardown, s.dumpLogs)
 	}
 
 	if !step("up from nothing", 8*time.Minute, func(t *testing.T) {
@@ -465,4 +444,30 @@ func receivesChunks(t *testing.T, s *stack, node container, fresh *[]mediaFile, 
 		time.Sleep(2 * time.Second)
 	}
 	return false
+}
+
+// runStep runs one step of a long suite as a subtest bounded by d: a step
+// whose own bounds fail to end it within d plus a minute tears the whole
+// deployment down (teardown) and panics naming the step, rather than
+// leave both to the test binary's timeout. A failed step dumps the logs.
+func runStep(t *testing.T, suite, name string, d time.Duration, f func(t *testing.T), teardown, dumpLogs func()) bool {
+	start := time.Now()
+	ok := t.Run(name, func(t *testing.T) {
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-done:
+			case <-time.After(d + time.Minute):
+				teardown()
+				panic(fmt.Sprintf("%s step %q still running after %v", suite, name, d+time.Minute))
+			}
+		}()
+		defer close(done)
+		f(t)
+	})
+	t.Logf("step %s: %v (%v)", name, map[bool]string{true: "ok", false: "FAILED"}[ok], time.Since(start).Round(100*time.Millisecond))
+	if !ok {
+		dumpLogs()
+	}
+	return ok
 }
