@@ -138,7 +138,7 @@ func uploadLeftovers(media string) []string {
 func (c *adminCDN) p2pdAdmin(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "p2pd"), append([]string{"admin"}, args...)...)
-	cmd.Env = append(os.Environ(), "P2PD_ADMIN_SERVER="+c.adminURL, "P2PD_ADMIN_TOKEN="+c.token)
+	cmd.Env = append(cleanEnv(), "P2PD_ADMIN_SERVER="+c.adminURL, "P2PD_ADMIN_TOKEN="+c.token)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -125,7 +125,7 @@ func TestCompose(t *testing.T) {
 		})
 		// p2pd admin, as the README tells an operator to run it.
 		cmd := exec.Command(filepath.Join(binDir, "p2pd"), "admin", "nodes")
-		cmd.Env = append(os.Environ(), "P2PD_ADMIN_SERVER=http://"+s.one("origin", 1).hostAddr(9090), "P2PD_ADMIN_TOKEN="+s.token)
+		cmd.Env = append(cleanEnv(), "P2PD_ADMIN_SERVER=http://"+s.one("origin", 1).hostAddr(9090), "P2PD_ADMIN_TOKEN="+s.token)
 		out, err := cmd.CombinedOutput()
 		if err != nil || bytes.Count(out, []byte(" edge ")) != len(edges) {
 			t.Errorf("p2pd admin nodes: %v, want %d edges:\n%s", err, len(edges), out)

@@ -68,6 +68,19 @@ type proc struct {
 // start.
 const e2eOriginToken = "e2e-origin-credential"
 
+// cleanEnv is the test's environment without the P2PD_* variables an
+// operator's shell (or make) may hold: every binary reads them as flags,
+// and a test's processes must run with the flags the test gives alone.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "P2PD_") || strings.HasPrefix(kv, "P2PD_E2E_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // start runs a built binary with args; it is killed when the test ends and
 // its log is printed if the test failed.
 func start(t *testing.T, name, bin string, args ...string) *proc {
@@ -87,7 +100,7 @@ func startExe(t *testing.T, name, exe string, args ...string) *proc {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Trackers and origins share the origin credential (the tracker lets
 	// only its holder publish); no other process needs it.
-	cmd.Env = append(os.Environ(), "P2PD_ORIGIN_TOKEN="+e2eOriginToken)
+	cmd.Env = append(cleanEnv(), "P2PD_ORIGIN_TOKEN="+e2eOriginToken)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -36,14 +36,13 @@ COMPOSE_CMDS   := healthcheck cdnprobe
 COMPOSE_THIRD  := etcd jaeger
 COMPOSE_IMAGES := $(COMPOSE_OURS) cdnprobe $(COMPOSE_THIRD)
 COMPOSE_GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(P2PD_LDFLAGS)'
-COMPOSE_RUN     = $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_DIR)/docker-compose.yml
+COMPOSE_RUN     = $(COMPOSE_ENV) $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_DIR)/docker-compose.yml
 # The admin API's token: made once by `make up`, kept until deleted, read
 # by the origin through a bind mount. The file is world-readable because
 # the origin runs as an unprivileged user that does not own it; its
 # directory is the host user's alone (0700), so no other host user can
 # reach it.
 P2PD_ADMIN_TOKEN_FILE ?= $(COMPOSE_ROOT)/.run/compose/admin-token
-export P2PD_ADMIN_TOKEN_FILE
 
 .PHONY: images compose-binaries up down edges admin-token e2e-compose compose-ps compose-logs up-regions down-regions
 
@@ -52,9 +51,12 @@ export P2PD_ADMIN_TOKEN_FILE
 # the origin agree on it and a stranger on the network cannot publish.
 COMPOSE_ORIGIN_TOKEN := $(COMPOSE_BIN)/origin-token
 ifeq ($(origin P2PD_ORIGIN_TOKEN),undefined)
-P2PD_ORIGIN_TOKEN = $(shell cat $(COMPOSE_ORIGIN_TOKEN) 2>/dev/null)
+P2PD_ORIGIN_TOKEN = $$(cat $(COMPOSE_ORIGIN_TOKEN) 2>/dev/null)
 endif
-export P2PD_ORIGIN_TOKEN
+# The tokens reach the compose commands alone, never exported to every
+# recipe: the binaries read P2PD_* variables as flags, so an exported
+# P2PD_ADMIN_TOKEN_FILE would reach `make test`'s processes too.
+COMPOSE_ENV = P2PD_ADMIN_TOKEN_FILE="$(P2PD_ADMIN_TOKEN_FILE)" P2PD_ORIGIN_TOKEN="$(P2PD_ORIGIN_TOKEN)"
 
 $(COMPOSE_ORIGIN_TOKEN):
 	@mkdir -p $(COMPOSE_BIN)
@@ -94,7 +96,7 @@ admin-token:
 	fi
 
 up: images admin-token $(COMPOSE_ORIGIN_TOKEN)
-	P2PD_ORIGIN_TOKEN=$$(cat $(COMPOSE_ORIGIN_TOKEN)) $(COMPOSE_RUN) up -d --remove-orphans
+	$(COMPOSE_RUN) up -d --remove-orphans
 	@echo
 	@echo "p2pd is up (project $(COMPOSE_PROJECT)). Open in a browser:"
 	@$(MAKE) --no-print-directory -f $(COMPOSE_DIR)/compose.mk edges
@@ -130,11 +132,11 @@ e2e-compose:
 
 # Two regions: our four images only (the tracker embeds its etcd; no
 # Jaeger), a project of its own beside `make up`'s.
-COMPOSE_REGIONS = $(COMPOSE) -p $(COMPOSE_PROJECT)-regions -f $(COMPOSE_DIR)/regions.yml
+COMPOSE_REGIONS = $(COMPOSE_ENV) $(COMPOSE) -p $(COMPOSE_PROJECT)-regions -f $(COMPOSE_DIR)/regions.yml
 
 up-regions: $(COMPOSE_ORIGIN_TOKEN)
 	$(MAKE) -f $(COMPOSE_DIR)/compose.mk images COMPOSE_THIRD= COMPOSE_IMAGES="$(COMPOSE_OURS)"
-	P2PD_ORIGIN_TOKEN=$$(cat $(COMPOSE_ORIGIN_TOKEN)) $(COMPOSE_REGIONS) up -d --remove-orphans
+	$(COMPOSE_REGIONS) up -d --remove-orphans
 	@echo
 	@echo "p2pd in two regions is up (project $(COMPOSE_PROJECT)-regions). Open in a browser:"
 	@a=$$($(COMPOSE_REGIONS) port edge-a 8080 2>/dev/null) && echo "  region a:    http://$$a/<file>"; true
