@@ -22,6 +22,7 @@ import (
 	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/rank"
 	"github.com/p2pd/p2pd/internal/spp"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,7 +80,7 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		metrics:  newMetrics(reg, store, hot),
 		tiers:    newTierMetrics(reg),
 		hot:      hot,
-		fetching: fetching{flights: flights{m: map[chunkKey]*chunkFlight{}}},
+		fetching: fetching{flights: flights{m: map[chunkKey]*chunkFlight{}}, health: rank.NewHealths(rank.HealthConfig{}, nil)},
 		known:    known{manifests: manifestCache{max: cfg.ManifestCache, m: map[manifest.Digest]*manifest.Manifest{}}},
 		membership: membership{
 			started: time.Now(),

@@ -102,6 +102,11 @@ func (j *job) run() {
 		for _, c := range w.cands {
 			if _, ok := j.rates[c.ID]; !ok {
 				j.rates[c.ID] = j.s.links.estimate(c.ID, c.Rate)
+				if j.s.health.Probation(c.ID) {
+					// Failed lately, in another job: asked only once no
+					// other source is left, as a stalled one is.
+					j.bad[c.ID], j.stalled[c.ID] = true, true
+				}
 			}
 		}
 	}
@@ -201,14 +206,14 @@ func (j *job) schedule() {
 	j.endGame()
 }
 
-// forgiveStalls lets w ask again the sources that only stalled on it,
-// and reports whether there were any.
+// forgiveStalls lets w ask again the sources that only stalled on it (or
+// that failed lately in other jobs), and reports whether there were any.
 func (j *job) forgiveStalls(w *want) bool {
 	forgave := false
-	for id := range w.failed {
-		if j.stalled[id] {
-			delete(w.failed, id)
-			delete(j.bad, id)
+	for _, c := range w.cands {
+		if j.stalled[c.ID] && (w.failed[c.ID] || j.bad[c.ID]) {
+			delete(w.failed, c.ID)
+			delete(j.bad, c.ID)
 			forgave = true
 		}
 	}
@@ -311,6 +316,7 @@ func (j *job) work(ctx context.Context, wk *worker) {
 	case err == nil:
 		j.s.rates.Add(src.ID, bytes, elapsed, false)
 		j.s.links.observe(src.ID, bytes, elapsed)
+		j.s.health.Success(src.ID)
 	case cut:
 		// Not a failure, and the bytes of the chunk in progress still
 		// tell how fast the source was going.
@@ -328,6 +334,7 @@ func (j *job) work(ctx context.Context, wk *worker) {
 			j.s.metrics.digestFailures.Inc()
 		}
 		if !notFound {
+			j.s.health.Failure(src.ID)
 			j.bad[src.ID] = true
 			j.stalled[src.ID] = errors.Is(err, spp.ErrStalled)
 			j.s.links.observe(src.ID, recvd, elapsed)

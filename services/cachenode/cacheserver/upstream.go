@@ -11,6 +11,7 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/rank"
 	"github.com/p2pd/p2pd/internal/source"
 )
 
@@ -222,4 +223,9 @@ type fetching struct {
 	flights   flights
 	links     links
 	prefetchN atomic.Int64
+	// health remembers the sources that failed or stalled lately, across
+	// jobs: a viewer's next read-ahead request does not wait on the same
+	// silent peer again (rank.Health's backoff), unless it is the only
+	// source left.
+	health *rank.Healths
 }
