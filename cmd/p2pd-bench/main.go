@@ -371,12 +371,18 @@ func (b *bench) startServices() (*services, error) {
 	}
 	quiet := []string{"--log-level", "warn"}
 	mem := append(slices.Clone(quiet), "--memory-cache", b.memoryCache())
+	// The trackers let only the origin credential's holder publish
+	// (docs/security.md): the tracker and the origin share one.
+	originToken := filepath.Join(b.work, "origin-token")
+	if err := os.WriteFile(originToken, []byte(strconv.FormatInt(time.Now().UnixNano(), 36)+"-bench-origin\n"), 0o600); err != nil {
+		return nil, err
+	}
 	trackerAddr := addr("127.0.0.70")
 	s.trackerOps = addr("127.0.0.70")
 	var err error
 	s.tracker, err = b.ps.start("tracker", filepath.Join(b.bin, "tracker"), append([]string{"--listen", trackerAddr,
 		"--embedded-etcd", filepath.Join(b.work, "etcd"), "--etcd-client-addr", addr("127.0.0.70"),
-		"--etcd-peer-addr", addr("127.0.0.70"), "--ops", s.trackerOps}, quiet...)...)
+		"--etcd-peer-addr", addr("127.0.0.70"), "--ops", s.trackerOps, "--origin-token-file", originToken}, quiet...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +391,7 @@ func (b *bench) startServices() (*services, error) {
 	}
 	s.originAddr, s.originOps = addr("127.0.0.71"), addr("127.0.0.71")
 	if s.origin, err = b.ps.start("origin", filepath.Join(b.bin, "origin"), append([]string{"--listen", s.originAddr,
-		"--tracker", trackerAddr, "--media-dir", b.media, "--ops", s.originOps}, quiet...)...); err != nil {
+		"--tracker", trackerAddr, "--media-dir", b.media, "--ops", s.originOps, "--origin-token-file", originToken}, quiet...)...); err != nil {
 		return nil, err
 	}
 	s.cacheAddr, s.cacheOps = addr("127.0.0.72"), addr("127.0.0.72")
