@@ -69,7 +69,17 @@ func TestComposeSwarm(t *testing.T) {
 		// Cachenodes first, alone: the tracker must count exactly one node
 		// more (edges may register too, depending on the join token).
 		tracker := sw.tasks("tracker")[0]
+		// The count to compare with is a settled one: an edge or cachenode
+		// of the deploy may still be registering (bounded: a minute).
 		nodes := sw.metric(tracker, trackerOps, "p2pd_tracker_nodes")
+		for settle := time.Now().Add(time.Minute); time.Now().Before(settle); {
+			time.Sleep(3 * time.Second)
+			again := sw.metric(tracker, trackerOps, "p2pd_tracker_nodes")
+			if again == nodes {
+				break
+			}
+			nodes = again
+		}
 		sw.docker(3*time.Minute, "service", "scale", "--detach", sw.stack+"_cachenode=4")
 		want["cachenode"] = 4
 		sw.waitServices(3*time.Minute, want)
