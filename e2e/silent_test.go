@@ -1,20 +1,39 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
+	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
+
+// silentBound is the issue's bound on what a silent peer may cost a
+// viewer (issue 12: "a silent peer costs under 2 s"). What it costs by
+// design (docs/reliability.md, "A silent peer"): one hedge, 0.5 s, before
+// the next source is asked for the manifest, and nothing more for the
+// chunks, since the silent source is then remembered as failed; about
+// 0.5–0.8 s measured on the 2-core test machine. The margin up to 2 s is
+// for a machine busy with other test runs: the one fixed wait is the
+// hedge, everything else is loopback transfers and process scheduling.
+const silentBound = 2 * time.Second
 
 // TestP2PDSilentManifestHolder: the one cache that holds a file (and its
 // manifest) is frozen with SIGSTOP — still registered, its port accepting
 // connections, answering nothing — when a new cache's first viewer asks
 // for the file. The new cache moves past the silent holder (its manifest
-// fetch asks the next source after a short wait; its chunk fetches give
-// up on a stalled stream) to the server, and the viewer gets every byte:
-// never a 502.
+// fetch asks the next source after a short wait, and remembers the silent
+// one, so its chunk fetches go elsewhere at once) to the server, and the
+// viewer gets every byte, never a 502, and waits under silentBound.
 func TestP2PDSilentManifestHolder(t *testing.T) {
 	media := t.TempDir()
 	data := randomFile(t, media, "held.mp4", 6<<20+17)
@@ -40,16 +59,166 @@ func TestP2PDSilentManifestHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { holder.cmd.Process.Signal(syscall.SIGCONT) })
+	v := timedGet(t, fresh.url("held.mp4"), nil)
+	t.Logf("whole file through the new cache with its holder silent: first byte after %v, longest wait %v, all in %v",
+		v.firstByte.Round(time.Millisecond), v.longest.Round(time.Millisecond), v.took.Round(time.Millisecond))
+	if v.status != 200 || sum(v.body) != sum(data) {
+		t.Fatalf("through a new cache with the holder silent: status %d, %d bytes, byte-exact %v, err %v", v.status, len(v.body), sum(v.body) == sum(data), v.err)
+	}
+	if v.longest >= silentBound {
+		t.Errorf("the viewer waited %v for data, want under %v", v.longest, silentBound)
+	}
+	// A range request as a player seeking would send: served too, the
+	// silent holder remembered.
+	v = timedGet(t, fresh.url("held.mp4"), map[string]string{"Range": "bytes=5000000-5000099"})
+	t.Logf("a range: longest wait %v", v.longest.Round(time.Millisecond))
+	if v.status != 206 || string(v.body) != string(data[5000000:5000100]) {
+		t.Fatalf("range through the new cache: %d, err %v", v.status, v.err)
+	}
+	if v.longest >= silentBound {
+		t.Errorf("the range waited %v for data, want under %v", v.longest, silentBound)
+	}
+}
+
+// TestSilentHolderServices is the same in the separate services: the one
+// cachenode that holds a file is frozen with SIGSTOP before the edge or
+// the other cachenode ever asked for it. The edge's manifest fetch hedges
+// past the silent holder (to the other cachenode, which hedges past it in
+// turn to the origin) and remembers it, so the chunks come through the
+// other cachenode; the viewer gets every byte, never a 502, and waits
+// under silentBound (see there). Then the holder's chunks are asked
+// again, with the manifests known everywhere: the other cachenode's chunk
+// fetch hedges past the holder after its first piece does not come.
+func TestSilentHolderServices(t *testing.T) {
+	media := t.TempDir()
+	data := randomFile(t, media, "held.mp4", 6<<20+17)
+	c := startCluster(t, media, clusterOpts{caches: 2})
+	conn, err := grpc.NewClient(c.trackerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	x := trackerv1.NewTrackerServiceClient(conn)
+	var f *trackerv1.File
+	eventually(t, 30*time.Second, "held.mp4 published", func() error {
+		resp, err := x.GetFile(t.Context(), &trackerv1.GetFileRequest{Name: "held.mp4"})
+		f = resp.GetFile()
+		return err
+	})
+	nodes := eventuallyNodes(t, x, 4) // origin, two cachenodes, edge
+	var holderAddr string
+	for _, n := range nodes {
+		if strings.HasPrefix(n.GrpcAddr, cacheHost(0)+":") {
+			holderAddr = n.GrpcAddr
+		}
+	}
+	// Cachenode 0 alone fetches the file (from the origin), as a viewer's
+	// edge would make it, and announces it.
+	hc, err := grpc.NewClient(holderAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	chunks := make([]uint32, f.ChunkCount)
+	for i := range chunks {
+		chunks[i] = uint32(i)
+	}
+	stream, err := sppv1.NewChunkServiceClient(hc).Fetch(t.Context(), &sppv1.FetchRequest{Root: f.Root, Chunks: chunks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := stream.Recv(); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 30*time.Second, "cachenode 0 is the holder of every chunk", func() error {
+		resp, err := x.Locate(t.Context(), &trackerv1.LocateRequest{Root: f.Root, ChunkCount: f.ChunkCount})
+		if err != nil {
+			return err
+		}
+		for i, cs := range resp.Chunks {
+			held := false
+			for k, ni := range cs.NodeIndex {
+				held = held || (resp.Nodes[ni].GrpcAddr == holderAddr && k < len(cs.Held) && cs.Held[k])
+			}
+			if !held {
+				return fmt.Errorf("chunk %d not held by it", i)
+			}
+		}
+		return nil
+	})
+
+	c.caches[0].signal(syscall.SIGSTOP)
+	t.Cleanup(func() { c.caches[0].signal(syscall.SIGCONT) })
+	for i, hdr := range []map[string]string{nil, {"Range": "bytes=3000000-"}} {
+		v := timedGet(t, c.url("held.mp4"), hdr)
+		want := data
+		if i == 1 {
+			want = data[3000000:]
+		}
+		t.Logf("request %d through the edge with the holder silent: status %d, first byte after %v, longest wait %v, all in %v",
+			i, v.status, v.firstByte.Round(time.Millisecond), v.longest.Round(time.Millisecond), v.took.Round(time.Millisecond))
+		if v.status/100 != 2 || sum(v.body) != sum(want) {
+			t.Fatalf("request %d: status %d, %d bytes, byte-exact %v, err %v", i, v.status, len(v.body), sum(v.body) == sum(want), v.err)
+		}
+		if v.longest >= silentBound {
+			t.Errorf("request %d: the viewer waited %v for data, want under %v", i, v.longest, silentBound)
+		}
+	}
+	if !c.edge.alive() || !c.caches[1].alive() {
+		t.Error("the edge or the other cachenode died")
+	}
+}
+
+// timed is a response read to its end with the waits measured.
+type timed struct {
+	status    int
+	body      []byte
+	err       error
+	firstByte time.Duration // from sending the request
+	longest   time.Duration // longest wait for data, the first byte's included
+	took      time.Duration
+}
+
+// timedGet GETs url and reads the whole body, timing every wait for data.
+func timedGet(t *testing.T, url string, hdr map[string]string) timed {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
 	start := time.Now()
-	resp, body := viewerGet(t, fresh.url("held.mp4"), "", nil)
-	took := time.Since(start)
-	if resp.StatusCode != 200 || sum(body) != sum(data) {
-		t.Fatalf("through a new cache with the holder silent: status %d, %d bytes, byte-exact %v", resp.StatusCode, len(body), sum(body) == sum(data))
+	resp, err := boundedClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	t.Logf("whole file through the new cache with its holder silent in %v", took.Round(time.Millisecond))
-	// A range request as a player seeking would send: also served.
-	resp, body = viewerGet(t, fresh.url("held.mp4"), "", map[string]string{"Range": "bytes=5000000-5000099"})
-	if resp.StatusCode != 206 || string(body) != string(data[5000000:5000100]) {
-		t.Fatalf("range through the new cache: %d", resp.StatusCode)
+	defer resp.Body.Close()
+	v := timed{status: resp.StatusCode}
+	last := start
+	buf := make([]byte, 64<<10)
+	for {
+		k, err := resp.Body.Read(buf)
+		if now := time.Now(); k > 0 {
+			if v.body == nil {
+				v.firstByte = now.Sub(start)
+			}
+			v.longest = max(v.longest, now.Sub(last))
+			last = now
+			v.body = append(v.body, buf[:k]...)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				v.err = err
+			}
+			break
+		}
 	}
+	v.took = time.Since(start)
+	return v
 }

@@ -111,6 +111,21 @@ func (hs *Healths) Probation(id string) bool {
 	return h != nil && h.Probation()
 }
 
+// OnProbation returns those of ids that are backing off now, under one
+// hold of the lock for the whole list (a job asks about every candidate
+// of its chunks at once).
+func (hs *Healths) OnProbation(ids []string) []string {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	var out []string
+	for _, id := range ids {
+		if h := hs.m[id]; h != nil && h.Probation() {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // prune forgets the nodes whose streak would restart anyway.
 func (hs *Healths) prune() {
 	now := hs.now()

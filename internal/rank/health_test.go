@@ -1,6 +1,7 @@
 package rank
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -118,6 +119,18 @@ func TestHealths(t *testing.T) {
 		}
 		if hs.Probation("a") != step.a || hs.Probation("b") != step.b {
 			t.Fatalf("after %s %v: probation a %v b %v, want %v %v", step.op, step.wait, hs.Probation("a"), hs.Probation("b"), step.a, step.b)
+		}
+		// The batch form agrees, in the order asked, for known and
+		// unknown ids alike.
+		var want []string
+		for id, on := range map[string]bool{"a": step.a, "b": step.b} {
+			if on {
+				want = append(want, id)
+			}
+		}
+		slices.Sort(want)
+		if got := hs.OnProbation([]string{"a", "c", "b"}); !slices.Equal(got, want) {
+			t.Fatalf("after %s %v: OnProbation %v, want %v", step.op, step.wait, got, want)
 		}
 	}
 }

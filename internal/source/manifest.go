@@ -28,6 +28,11 @@ const (
 // ErrNoSources is a manifest fetch given no source to ask.
 var ErrNoSources = errors.New("no source to ask")
 
+// ErrSilent is what Failed hears of a source that the fetch hedged past
+// (it sent nothing for a whole Hedge) and that still had not answered when
+// another source did.
+var ErrSilent = errors.New("silent: no answer within the hedge, while another source answered")
+
 // Dialer returns an SPP client of a node (spp.Pool is one).
 type Dialer interface {
 	Client(addr string) (sppv1.ChunkServiceClient, error)
@@ -40,6 +45,9 @@ type ManifestOptions struct {
 	// Failed, if set, hears each source that failed with an error that
 	// speaks against it (not NOT_FOUND: a node may rightly not know a
 	// file; not a cancellation of ours), so the caller can rank it down.
+	// A source the fetch hedged past and that was still silent when
+	// another answered is reported too, with ErrSilent: a stopped node
+	// then costs the caller's next fetches (its chunks) nothing.
 	Failed func(Source, error)
 }
 
@@ -69,6 +77,7 @@ func FetchManifest(ctx context.Context, d Dialer, root manifest.Digest, srcs []S
 	over := func() bool { return ctx.Err() != nil || !time.Now().Before(deadline) }
 
 	type result struct {
+		i   int
 		src Source
 		m   *manifest.Manifest
 		err error
@@ -77,13 +86,16 @@ func FetchManifest(ctx context.Context, d Dialer, root manifest.Digest, srcs []S
 	hedge := time.NewTimer(opts.Hedge)
 	defer hedge.Stop()
 	next, pending := 0, 0
+	// silent: the sources hedged past, by index, until they answer.
+	silent := map[int]bool{}
+	answered := make([]bool, len(srcs))
 	ask := func() {
-		src := srcs[next]
+		i, src := next, srcs[next]
 		next++
 		pending++
 		go func() {
 			m, err := fetchFrom(ctx, d, src, root)
-			results <- result{src, m, err}
+			results <- result{i, src, m, err}
 		}()
 		hedge.Reset(opts.Hedge)
 	}
@@ -93,7 +105,15 @@ func FetchManifest(ctx context.Context, d Dialer, root manifest.Digest, srcs []S
 		select {
 		case r := <-results:
 			pending--
+			answered[r.i] = true
 			if r.err == nil {
+				if opts.Failed != nil {
+					for i := range silent {
+						if !answered[i] {
+							opts.Failed(srcs[i], ErrSilent)
+						}
+					}
+				}
 				return r.m, nil
 			}
 			if over() {
@@ -108,6 +128,13 @@ func FetchManifest(ctx context.Context, d Dialer, root manifest.Digest, srcs []S
 			}
 		case <-hedge.C:
 			if next < len(srcs) {
+				// Every source asked so far and not answered has been
+				// silent for at least a hedge.
+				for i := range next {
+					if !answered[i] {
+						silent[i] = true
+					}
+				}
 				ask()
 			}
 		case <-ctx.Done():

@@ -69,7 +69,8 @@ func TestFetchManifest(t *testing.T) {
 		// srcs builds the sources, in the order the tracker ranked them,
 		// and returns the node that must answer (nil: none may).
 		srcs       func(t *testing.T) ([]Source, *spptest.Node)
-		wantFailed int // sources reported to Failed
+		wantFailed int    // sources reported to Failed with an error
+		wantSilent string // the source that must be reported ErrSilent
 	}{{
 		name: "first holder answers",
 		srcs: func(t *testing.T) ([]Source, *spptest.Node) {
@@ -90,14 +91,18 @@ func TestFetchManifest(t *testing.T) {
 		name: "silent holder, origin answers",
 		srcs: func(t *testing.T) ([]Source, *spptest.Node) {
 			s, o := spptest.Start(t, spptest.Silent, f), spptest.Start(t, spptest.Honest, f)
-			return []Source{cache(s), origin(o)}, o
+			silent := cache(s)
+			silent.ID = "cache-silent"
+			return []Source{silent, origin(o)}, o
 		},
+		wantSilent: "cache-silent",
 	}, {
 		name: "stopped process, next holder answers",
 		srcs: func(t *testing.T) ([]Source, *spptest.Node) {
 			b := spptest.Start(t, spptest.Honest, f)
 			return []Source{{ID: "stopped", Addr: mute(t), Held: true}, cache(b)}, b
 		},
+		wantSilent: "stopped",
 	}, {
 		// NOT_FOUND is an honest answer: not held against the node.
 		name: "holder without the file, then a wrong manifest, then the origin",
@@ -117,11 +122,20 @@ func TestFetchManifest(t *testing.T) {
 			srcs, want := tc.srcs(t)
 			var mu sync.Mutex
 			var failed []string
+			silent := map[string]bool{}
 			// The budget only bounds a broken test: a silent source must
 			// be passed by the hedge, never by the budget running out.
 			m, err := FetchManifest(t.Context(), dialer(t), f.M.Root, srcs, ManifestOptions{
 				Budget: time.Minute,
-				Failed: func(s Source, _ error) { mu.Lock(); failed = append(failed, s.ID); mu.Unlock() },
+				Failed: func(s Source, err error) {
+					mu.Lock()
+					defer mu.Unlock()
+					if errors.Is(err, ErrSilent) {
+						silent[s.ID] = true
+					} else {
+						failed = append(failed, s.ID)
+					}
+				},
 			})
 			if want == nil {
 				if err == nil {
@@ -139,6 +153,16 @@ func TestFetchManifest(t *testing.T) {
 			defer mu.Unlock()
 			if len(failed) != tc.wantFailed {
 				t.Errorf("failed sources %v, want %d", failed, tc.wantFailed)
+			}
+			// A slow machine may hedge past an honest source too; the
+			// stopped one must be reported, the one that answered never.
+			if tc.wantSilent != "" && !silent[tc.wantSilent] {
+				t.Errorf("silent sources %v, want %s among them", silent, tc.wantSilent)
+			}
+			for _, s := range srcs {
+				if want != nil && s.Addr == want.Addr && silent[s.ID] {
+					t.Errorf("the source that answered, %s, was reported silent", s.ID)
+				}
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
@@ -63,26 +64,38 @@ type ChunkReader struct {
 	cancel  context.CancelFunc
 	stall   *watchdog // nil: no stall timeout
 	timeout time.Duration
+	first   time.Duration // the first piece's timeout; 0: timeout
 	drained bool
-	recvd   int64
+	recvd   atomic.Int64
 }
 
 // Open starts a Fetch and returns a reader for its chunks. The stream is
 // cancelled if no piece arrives for stall (0: never), and Next then fails
 // with ErrStalled. Close must be called to release the stream.
 func Open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall time.Duration) (*ChunkReader, error) {
-	return open(ctx, c, m, req, stall, realAfterFunc)
+	return open(ctx, c, m, req, stall, 0, realAfterFunc)
 }
 
-// open is Open with the clock that drives the stall timeout.
-func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall time.Duration, after afterFunc) (*ChunkReader, error) {
+// OpenHeld is Open for a node that holds the chunks asked for: it reads
+// them from its own memory or disk, so its first piece must come within
+// first (shorter than stall), or the stream fails with ErrStalled as a
+// stopped or cut-off node's would. A node that must fetch the chunks
+// first is opened with Open: its first piece may rightly wait on its own
+// sources.
+func OpenHeld(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, first, stall time.Duration) (*ChunkReader, error) {
+	return open(ctx, c, m, req, stall, first, realAfterFunc)
+}
+
+// open is Open with the first piece's timeout and the clock that drives
+// the stall timeout.
+func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall, first time.Duration, after afterFunc) (*ChunkReader, error) {
 	if len(req.Chunks) > MaxChunksPerFetch {
 		return nil, fmt.Errorf("fetch %d chunks: more than %d", len(req.Chunks), MaxChunksPerFetch)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: stall}
+	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: stall, first: first}
 	if stall > 0 {
-		r.stall = newWatchdog(after, stall, cancel)
+		r.stall = newWatchdog(after, stall, first, cancel)
 	}
 	stream, err := c.Fetch(ctx, req)
 	if err != nil {
@@ -121,8 +134,9 @@ func (r *ChunkReader) stop() {
 func (r *ChunkReader) Remaining() []uint32 { return r.want[r.pos:] }
 
 // Received returns the piece bytes received so far, verified or not: the
-// progress of a stream cut short, for rate estimates.
-func (r *ChunkReader) Received() int64 { return r.recvd }
+// progress of a stream cut short, for rate estimates, or whether a source
+// has sent anything yet. Safe to call while Next runs.
+func (r *ChunkReader) Received() int64 { return r.recvd.Load() }
 
 // Next receives the next requested chunk into buf (grown if too small),
 // verifies it and returns its index and bytes. It returns io.EOF after the
@@ -151,7 +165,7 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 		if int(msg.Chunk) != idx || int(msg.Offset) != got || got+len(msg.Data) > size {
 			return 0, nil, fmt.Errorf("%w: got chunk %d offset %d (%d bytes), want chunk %d offset %d", ErrProtocol, msg.Chunk, msg.Offset, len(msg.Data), idx, got)
 		}
-		r.recvd += int64(len(msg.Data))
+		r.recvd.Add(int64(len(msg.Data)))
 		if dst == nil && len(msg.Data) == size {
 			// The whole chunk in one piece, in a slice of its own (the
 			// message is ours alone): keep it rather than copy it.
@@ -176,6 +190,9 @@ func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
 	msg, err := r.stream.Recv()
 	if err != nil {
 		if r.stall != nil && r.stall.stalled() {
+			if r.first > 0 && r.stall.beforeFirst() {
+				return nil, fmt.Errorf("%w: no first piece within %v", ErrStalled, r.first)
+			}
 			return nil, fmt.Errorf("%w after %v", ErrStalled, r.timeout)
 		}
 		if err == io.EOF {

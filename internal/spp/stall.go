@@ -24,6 +24,7 @@ func realAfterFunc(d time.Duration, f func()) timer { return time.AfterFunc(d, f
 type watchdog struct {
 	after   afterFunc
 	timeout time.Duration
+	first   time.Duration // the first arm's, before any progress
 	cancel  func()
 
 	mu     sync.Mutex
@@ -31,12 +32,14 @@ type watchdog struct {
 	gen    uint64
 	fired  bool
 	closed bool
+	kicked bool // progress seen
 }
 
 // newWatchdog arms a watchdog that calls cancel once if kick is not
-// called for timeout.
-func newWatchdog(after afterFunc, timeout time.Duration, cancel func()) *watchdog {
-	w := &watchdog{after: after, timeout: timeout, cancel: cancel}
+// called for timeout; before the first kick, for first instead when it
+// is positive.
+func newWatchdog(after afterFunc, timeout, first time.Duration, cancel func()) *watchdog {
+	w := &watchdog{after: after, timeout: timeout, first: first, cancel: cancel}
 	w.mu.Lock()
 	w.arm()
 	w.mu.Unlock()
@@ -47,7 +50,11 @@ func newWatchdog(after afterFunc, timeout time.Duration, cancel func()) *watchdo
 func (w *watchdog) arm() {
 	w.gen++
 	gen := w.gen
-	w.t = w.after(w.timeout, func() { w.fire(gen) })
+	d := w.timeout
+	if !w.kicked && w.first > 0 {
+		d = w.first
+	}
+	w.t = w.after(d, func() { w.fire(gen) })
 }
 
 func (w *watchdog) fire(gen uint64) {
@@ -70,7 +77,15 @@ func (w *watchdog) kick() {
 		return
 	}
 	w.t.Stop()
+	w.kicked = true
 	w.arm()
+}
+
+// beforeFirst reports whether the watchdog fired before any progress.
+func (w *watchdog) beforeFirst() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fired && !w.kicked
 }
 
 // stalled reports whether the watchdog fired.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"google.golang.org/grpc"
 )
 
 // handClock is a clock whose timers fire only when the test says so: it
@@ -19,16 +22,18 @@ import (
 type handClock struct {
 	mu  sync.Mutex
 	fns []func()
+	ds  []time.Duration // each timer's duration, in order
 }
 
 type handTimer struct{}
 
 func (handTimer) Stop() bool { return true }
 
-func (c *handClock) after(_ time.Duration, f func()) timer {
+func (c *handClock) after(d time.Duration, f func()) timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fns = append(c.fns, f)
+	c.ds = append(c.ds, d)
 	return handTimer{}
 }
 
@@ -90,7 +95,7 @@ func TestWatchdogFireRacesProgress(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &handClock{}
 			var cancels atomic.Int32
-			w := newWatchdog(c.after, time.Second, func() { cancels.Add(1) })
+			w := newWatchdog(c.after, time.Second, 0, func() { cancels.Add(1) })
 			tc.steps(c, w)
 			if got := cancels.Load(); got != tc.wantCancels {
 				t.Errorf("cancelled %d times, want %d", got, tc.wantCancels)
@@ -102,13 +107,43 @@ func TestWatchdogFireRacesProgress(t *testing.T) {
 	}
 }
 
+// OpenHeld's first-piece timeout: the first arm waits first, every arm
+// after progress the stall timeout; a reader from a holder that sends
+// nothing fails with ErrStalled saying no first piece came.
+func TestFirstPieceTimeout(t *testing.T) {
+	c := &handClock{}
+	w := newWatchdog(c.after, time.Second, 100*time.Millisecond, func() {})
+	w.kick()
+	w.kick()
+	if want := []time.Duration{100 * time.Millisecond, time.Second, time.Second}; !slices.Equal(c.ds, want) {
+		t.Fatalf("timers armed for %v, want %v", c.ds, want)
+	}
+	w.close()
+
+	_, cl := start(t, func(_ *peer, _ *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+		<-s.Context().Done() // a stopped holder
+		return s.Context().Err()
+	})
+	p, _ := start(t, honest)
+	c = &handClock{}
+	r, err := open(context.Background(), cl, p.m, &sppv1.FetchRequest{Root: p.m.Root[:], Chunks: []uint32{0}}, time.Hour, 100*time.Millisecond, c.after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c.fireLatest()
+	if _, _, err := r.Next(nil); !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "no first piece") {
+		t.Fatalf("Next from a silent holder: %v, want %v for the first piece", err, ErrStalled)
+	}
+}
+
 // A reader on a hand clock: stale callbacks of timers re-armed by pieces
 // do not stall the stream, the current one does, and nothing runs after
 // Close.
 func TestReaderStallOnHandClock(t *testing.T) {
 	p, cl := start(t, honest)
 	c := &handClock{}
-	r, err := open(context.Background(), cl, p.m, &sppv1.FetchRequest{Root: p.m.Root[:], Chunks: []uint32{0, 1, 2}}, time.Second, c.after)
+	r, err := open(context.Background(), cl, p.m, &sppv1.FetchRequest{Root: p.m.Root[:], Chunks: []uint32{0, 1, 2}}, time.Second, 0, c.after)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package cacheserver
 import (
 	"log/slog"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/source"
 )
 
 // Config configures a cachenode.
@@ -26,6 +28,13 @@ type Config struct {
 	// StallTimeout abandons an upstream stream that delivers no piece for
 	// this long; its remaining chunks are asked of the next source.
 	StallTimeout time.Duration
+	// Hedge is how long a source that holds what is asked may send
+	// nothing at all — no manifest, not the first piece of a stream —
+	// before the next source is asked the same as well (the first
+	// verified copy wins). A holder reads from its disk and answers in
+	// milliseconds, so this silence means a stopped or cut-off node long
+	// before StallTimeout would say so. 0 means source.DefaultHedge.
+	Hedge time.Duration
 	// ReadAhead bounds how many chunks of one request are being fetched
 	// ahead of the chunk being sent (memory per stream is about ReadAhead
 	// chunks).
@@ -78,6 +87,9 @@ type Config struct {
 	// first, without the server at the top. A miss no near peer holds is
 	// fetched from them in order before anything else.
 	Parents []Parent
+	// Now is the clock of the node's memory of failed sources (how long
+	// one stays on probation); time.Now when nil.
+	Now func() time.Time
 	// Logger receives the node's logs; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -95,6 +107,9 @@ func (c *Config) applyDefaults() {
 		// docs/reliability.md). A loaded peer slow to start sending is
 		// asked again elsewhere, not failed for good.
 		c.StallTimeout = 1500 * time.Millisecond
+	}
+	if c.Hedge <= 0 {
+		c.Hedge = source.DefaultHedge
 	}
 	if c.ReadAhead <= 0 {
 		// 8 MiB per stream at the default chunk size: enough to keep a

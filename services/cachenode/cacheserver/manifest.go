@@ -159,7 +159,18 @@ func (s *Server) fetchManifest(ctx context.Context, root manifest.Digest) (*mani
 	if len(srcs) == 0 {
 		return nil, fmt.Errorf("file %s: no node holds it: %w", root, errUnknownFile)
 	}
-	m, err := source.FetchManifest(ctx, s.pool, root, srcs, source.ManifestOptions{Budget: 2 * s.cfg.RPCTimeout})
+	m, err := source.FetchManifest(ctx, s.pool, root, srcs, source.ManifestOptions{
+		Budget: 2 * s.cfg.RPCTimeout,
+		Hedge:  s.cfg.Hedge,
+		// A source that failed or kept silent is remembered (s.health):
+		// the chunk fetches that follow at once ask it only when no other
+		// source is left, so a stopped holder costs one hedge in all.
+		Failed: func(src source.Source, err error) {
+			s.log.Warn("manifest source failed", "root", root, "from", src.ID, "err", err)
+			s.health.Failure(src.ID)
+			s.rates.Add(src.ID, 0, 0, true)
+		},
+	})
 	if err != nil {
 		return nil, err
 	}

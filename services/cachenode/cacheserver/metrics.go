@@ -24,6 +24,7 @@ type metrics struct {
 	storeErrors    prometheus.Counter
 	active         prometheus.Gauge
 	endGame        prometheus.Counter
+	hedged         prometheus.Counter
 	prefetched     prometheus.Counter
 	commands       *prometheus.CounterVec
 }
@@ -39,6 +40,7 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store, hot *chunkca
 		storeErrors:    metric.Counter("p2pd_cachenode_store_errors_total", "Verified chunks that could not be stored (disk full, I/O error); they were served anyway."),
 		active:         metric.Gauge("p2pd_cachenode_active_streams", "SPP fetch streams being served."),
 		endGame:        metric.Counter("p2pd_cachenode_endgame_requests_total", "Chunks asked of a second source while the first still had them outstanding (the end game of a multi-source fetch)."),
+		hedged:         metric.Counter("p2pd_cachenode_hedged_chunks_total", "Chunks asked of the next source because the holder first asked sent nothing at all within the hedge delay (a stopped or cut-off node)."),
 		prefetched:     metric.Counter("p2pd_cachenode_prefetched_chunks_total", "Chunks fetched ahead of sequential playback, before anyone asked for them."),
 		commands:       metric.CounterVec("p2pd_cachenode_commands_total", "Operators' commands carried out, by action: purge (a file dropped from disk and memory), prewarm (a file fetched in full).", "action"),
 	}
@@ -56,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, store *chunkstore.Store, hot *chunkca
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.served, m.chunksServed, m.fetched, m.upstreamFails, m.fetchSeconds, m.digestFailures, m.storeErrors, m.active, m.endGame, m.prefetched, m.commands,
+	reg.MustRegister(m.served, m.chunksServed, m.fetched, m.upstreamFails, m.fetchSeconds, m.digestFailures, m.storeErrors, m.active, m.endGame, m.hedged, m.prefetched, m.commands,
 		metric.GaugeFunc("p2pd_cachenode_store_bytes", "Chunk bytes held in the store.", func() float64 { return float64(store.Bytes()) }),
 		metric.GaugeFunc("p2pd_cachenode_memory_cache_bytes", "Verified chunk bytes held in memory in front of the store.", func() float64 { return float64(hot.Bytes()) }),
 		metric.CounterFunc("p2pd_cachenode_memory_cache_hits_total", "Chunks served from memory: no disk read, no second digest.", func() float64 { h, _, _ := hot.Stats(); return float64(h) }),

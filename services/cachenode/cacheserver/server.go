@@ -80,7 +80,7 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		metrics:  newMetrics(reg, store, hot),
 		tiers:    newTierMetrics(reg),
 		hot:      hot,
-		fetching: fetching{flights: flights{m: map[chunkKey]*chunkFlight{}}, health: rank.NewHealths(rank.HealthConfig{}, nil)},
+		fetching: fetching{flights: flights{m: map[chunkKey]*chunkFlight{}}, health: rank.NewHealths(rank.HealthConfig{}, cfg.Now)},
 		known:    known{manifests: manifestCache{max: cfg.ManifestCache, m: map[manifest.Digest]*manifest.Manifest{}}},
 		membership: membership{
 			started: time.Now(),

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
@@ -39,6 +40,14 @@ import (
 // twice as long as its source's rate predicts), so equal sources do not
 // fetch everything twice. The origin is never asked twice for a chunk:
 // duplicates are for peers, whose bytes cost no egress.
+//
+// A holder that sends nothing at all for Config.Hedge after its stream
+// opened (a stopped process whose kernel still accepts connections, a
+// partition) is hedged: its chunks are asked of the next source as well,
+// the origin included, while its stream stays open in case it was only
+// slow to start; the first verified copy wins. It is also remembered as
+// failed (s.health), so the next requests do not wait on it. A stream
+// that stops mid-way is left to StallTimeout: it has shown it was alive.
 
 // class orders a chunk's sources (the classes are in tier.go).
 type class int
@@ -70,6 +79,8 @@ type job struct {
 	m     *manifest.Manifest
 	wants []*want // in index order
 	wg    sync.WaitGroup
+	// hedge is Config.Hedge (a test may shorten it).
+	hedge time.Duration
 
 	mu       sync.Mutex
 	bad      map[string]bool    // sources that failed in this job
@@ -87,6 +98,11 @@ type worker struct {
 	ws      []*want
 	started time.Time
 	cancel  context.CancelFunc
+	// reader is the worker's stream once open; nil before.
+	reader atomic.Pointer[spp.ChunkReader]
+	// hedged: its chunks were asked elsewhere too, as it kept silent.
+	hedged     bool
+	hedgeTimer *time.Timer
 }
 
 // lateSlack is added to a chunk's predicted time before it counts as
@@ -98,17 +114,22 @@ const lateSlack = 20 * time.Millisecond
 func (j *job) run() {
 	slices.SortFunc(j.wants, func(a, b *want) int { return a.idx - b.idx })
 	j.bad, j.stalled, j.queued, j.workers, j.rates = map[string]bool{}, map[string]bool{}, map[string]int64{}, map[*worker]bool{}, map[string]float64{}
+	if j.hedge <= 0 {
+		j.hedge = j.s.cfg.Hedge
+	}
+	var ids []string
 	for _, w := range j.wants {
 		for _, c := range w.cands {
 			if _, ok := j.rates[c.ID]; !ok {
 				j.rates[c.ID] = j.s.links.estimate(c.ID, c.Rate)
-				if j.s.health.Probation(c.ID) {
-					// Failed lately, in another job: asked only once no
-					// other source is left, as a stalled one is.
-					j.bad[c.ID], j.stalled[c.ID] = true, true
-				}
+				ids = append(ids, c.ID)
 			}
 		}
+	}
+	for _, id := range j.s.health.OnProbation(ids) {
+		// Failed lately, in another job: asked only once no other
+		// source is left, as a stalled one is.
+		j.bad[id], j.stalled[id] = true, true
 	}
 	j.mu.Lock()
 	j.schedule()
@@ -288,10 +309,79 @@ func (j *job) start(wk *worker) {
 	ctx, cancel := context.WithCancel(j.ctx)
 	wk.cancel, wk.started = cancel, time.Now()
 	j.workers[wk] = true
+	// Only a holder asked for what it has is hedged: a relay or parent
+	// may rightly take a while, fetching the chunk first; the origin is
+	// the last resort, with nobody to hedge to.
+	if j.hedge > 0 && !wk.src.fetchesThrough() && wk.src.class != classOrigin {
+		wk.hedgeTimer = time.AfterFunc(j.hedge, func() {
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			j.hedgeSilent(wk)
+		})
+	}
 	j.wg.Go(func() {
 		defer cancel()
 		j.work(ctx, wk)
 	})
+}
+
+// hedgeSilent asks the next sources for the chunks of wk when its source
+// has sent nothing since its stream started, and remembers the source as
+// failed. wk goes on: if its source was only slow to start, whichever
+// copy comes first is delivered and the other stream is cut. Called with
+// j.mu held.
+func (j *job) hedgeSilent(wk *worker) {
+	if j.finished || !j.workers[wk] || wk.hedged || j.ctx.Err() != nil {
+		return
+	}
+	if r := wk.reader.Load(); r != nil && r.Received() > 0 {
+		return // it is sending; StallTimeout watches it from here
+	}
+	wk.hedged = true
+	src := wk.src.ID
+	j.s.health.Failure(src)
+	j.s.rates.Add(src, 0, time.Since(wk.started), true) // the tracker ranks it down for everyone
+	// The rest of this job asks it only when nothing else is left, as a
+	// source that stalled (forgiveStalls).
+	j.bad[src], j.stalled[src] = true, true
+	plan := map[string]*worker{}
+	var order []*worker
+	n := 0
+	for _, w := range wk.ws {
+		if w.done || w.active > 1 {
+			continue // delivered, or already asked elsewhere (end game)
+		}
+		srcs := j.eligible(w)
+		if len(srcs) == 0 {
+			continue // nobody else: wk's stream is its only chance
+		}
+		size := int64(j.m.ChunkLen(w.idx))
+		best, bestT := srcs[0], 0.0
+		for i, c := range srcs {
+			t := float64(j.queued[c.ID]+size) / j.rates[c.ID]
+			if i == 0 || t < bestT {
+				best, bestT = c, t
+			}
+		}
+		j.queued[best.ID] += size
+		hw := plan[best.ID]
+		if hw == nil {
+			hw = &worker{src: best}
+			plan[best.ID] = hw
+			order = append(order, hw)
+		}
+		hw.ws = append(hw.ws, w)
+		w.active++
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	j.s.metrics.hedged.Add(float64(n))
+	j.s.log.Warn("upstream silent since its stream opened; asking the next sources too", "root", j.m.Root, "from", src, "after", j.hedge, "chunks", n)
+	for _, hw := range order {
+		j.start(hw)
+	}
 }
 
 // work streams wk's chunks from its source, delivering each verified
@@ -307,6 +397,9 @@ func (j *job) work(ctx context.Context, wk *worker) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	delete(j.workers, wk)
+	if wk.hedgeTimer != nil {
+		wk.hedgeTimer.Stop()
+	}
 	for _, w := range wk.ws[delivered:] {
 		w.active--
 		j.queued[src.ID] -= int64(j.m.ChunkLen(w.idx))
@@ -334,7 +427,9 @@ func (j *job) work(ctx context.Context, wk *worker) {
 			j.s.metrics.digestFailures.Inc()
 		}
 		if !notFound {
-			j.s.health.Failure(src.ID)
+			if !wk.hedged { // counted when it was hedged
+				j.s.health.Failure(src.ID)
+			}
 			j.bad[src.ID] = true
 			j.stalled[src.ID] = errors.Is(err, spp.ErrStalled)
 			j.s.links.observe(src.ID, recvd, elapsed)
@@ -378,6 +473,7 @@ func (j *job) stream(ctx context.Context, wk *worker) (int, int64, int64, error)
 		return 0, 0, 0, err
 	}
 	defer r.Close()
+	wk.reader.Store(r)
 	var bytes int64
 	for i, w := range wk.ws {
 		// A fresh buffer per chunk: waiters keep it after it lands.

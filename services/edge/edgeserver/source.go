@@ -153,11 +153,14 @@ func (f *failoverStream) open() error {
 		ctx, f.span = telemetry.StartFetch(f.ctx, n.ID, "", f.next, len(chunks))
 		client, err := f.s.nodes.Client(n.Addr)
 		if err == nil {
-			f.rd, err = spp.Open(ctx, client, f.m, &sppv1.FetchRequest{
-				Root:      f.m.Root[:],
-				Chunks:    chunks,
-				Requester: f.s.cfg.NodeID,
-			}, f.s.cfg.StallTimeout)
+			req := &sppv1.FetchRequest{Root: f.m.Root[:], Chunks: chunks, Requester: f.s.cfg.NodeID}
+			if n.Held && f.s.pinned() == nil {
+				// A holder reads the chunks from its store: its silence
+				// is a stopped node, not a fetch in progress.
+				f.rd, err = spp.OpenHeld(ctx, client, f.m, req, f.s.cfg.HolderFirstPiece, f.s.cfg.StallTimeout)
+			} else {
+				f.rd, err = spp.Open(ctx, client, f.m, req, f.s.cfg.StallTimeout)
+			}
 		}
 		if err == nil {
 			return nil
