@@ -2,37 +2,36 @@ package e2e
 
 import (
 	"bufio"
-	"context"
-	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
-	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
-	"github.com/p2pd/p2pd/internal/bitmap"
-	"github.com/p2pd/p2pd/internal/service"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
-// The hostile node of issue 12: a process that merely reaches the
-// tracker's port (no certificate, no token, on an open network) and tries
-// every attack on the control plane, while it also serves wrong bytes for
-// the file's chunks as a registered cachenode. What must hold: the name
-// still maps to the root the origin published, no honest node is removed
-// or replaced, and viewers get exact bytes with no stall of 2 s or more.
+// The hostile node of issue 12 (cmd/rogue): a process that merely
+// reaches the tracker's port (no certificate, no token, on an open
+// network) and tries every attack on the control plane, while it also
+// serves wrong bytes for the file's chunks as a registered cachenode.
+// What must hold: the name still maps to the root the origin published,
+// no honest node is removed or replaced, and viewers get exact bytes with
+// no stall of 2 s or more. TestComposeRogue runs the same program in a
+// container on the compose deployment's network.
 func TestHostileNode(t *testing.T) {
 	media := t.TempDir()
 	data := randomFile(t, media, "video.mp4", 12<<20+5)
@@ -40,11 +39,7 @@ func TestHostileNode(t *testing.T) {
 	c.waitServed("video.mp4")
 	ctx := t.Context()
 
-	// The attacker dials from an address of its own.
-	const from = "127.0.0.9"
-	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-	conn, err := grpc.NewClient(c.trackerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", a) }))
+	conn, err := grpc.NewClient(c.trackerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,86 +51,9 @@ func TestHostileNode(t *testing.T) {
 	}
 	honest := eventuallyNodes(t, x, 4) // origin, two cachenodes, edge
 
-	// A rogue cachenode that answers the tracker's probe and serves
-	// random bytes for any chunk, announcing the whole file.
-	evilAddr := serveRogue(t, from, before.File)
-	evil, err := x.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: "evil", Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: evilAddr}})
-	if err != nil {
-		t.Fatalf("open join as a cachenode: %v", err)
-	}
-	all := bitmap.New(int(before.File.ChunkCount))
-	for i := range int(before.File.ChunkCount) {
-		all.Set(i)
-	}
-	if _, err := x.Announce(ctx, &trackerv1.AnnounceRequest{NodeId: "evil", LeaseId: evil.LeaseId, Secret: evil.Secret,
-		Haves: []*trackerv1.Have{{Root: before.File.Root, ChunkCount: before.File.ChunkCount, Bitmap: all.Encode()}}}); err != nil {
-		t.Fatal(err)
-	}
-
-	fake := proto.Clone(before.File).(*trackerv1.File)
-	fake.Root = make([]byte, 32)
-	rand.Read(fake.Root)
-	type attack struct {
-		name string
-		call func() error
-		want codes.Code
-	}
-	attacks := []attack{
-		{"publish its own root for the name", func() error {
-			_, err := x.PublishFile(ctx, &trackerv1.PublishFileRequest{File: fake})
-			return err
-		}, codes.PermissionDenied},
-		{"unpublish the name", func() error {
-			_, err := x.UnpublishFile(ctx, &trackerv1.UnpublishFileRequest{Name: "video.mp4"})
-			return err
-		}, codes.PermissionDenied},
-		{"register as an origin", func() error {
-			_, err := x.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: "evil-origin", Role: trackerv1.Role_ROLE_ORIGIN, GrpcAddr: evilAddr}})
-			return err
-		}, codes.PermissionDenied},
-	}
-	for _, n := range honest {
-		attacks = append(attacks,
-			attack{"replace " + n.Id, func() error {
-				_, err := x.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: n.Id, Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: evilAddr}})
-				return err
-			}, codes.AlreadyExists},
-			attack{"report rates as " + n.Id, func() error {
-				_, err := x.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: n.Id, Samples: []*trackerv1.RateSample{{Source: honest[0].Id, Failed: true}}})
-				return err
-			}, codes.PermissionDenied},
-		)
-	}
-	for _, a := range attacks {
-		if err := a.call(); status.Code(err) != a.want {
-			t.Errorf("%s: %v, want %v", a.name, err, a.want)
-		}
-	}
-	// A sweep of lease ids around the attacker's own, for every node.
-	for l := evil.LeaseId - 100; l <= evil.LeaseId+100; l++ {
-		for _, n := range honest {
-			x.Unregister(ctx, &trackerv1.UnregisterRequest{NodeId: n.Id, LeaseId: l, Secret: evil.Secret})
-		}
-	}
-	// Failure reports about every honest node, as a stranger.
-	for range 10 {
-		for _, n := range honest {
-			x.ReportRate(ctx, &trackerv1.ReportRateRequest{Reporter: "stranger", Samples: []*trackerv1.RateSample{{Source: n.Id, Failed: true}}})
-		}
-	}
-	// Fake nodes with nothing listening: bounded per address, never ranked.
-	registered := 0
-	for i := range 200 {
-		_, err := x.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: fmt.Sprintf("fake-%d", i), Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: "127.0.0.9:1"}})
-		if err == nil {
-			registered++
-		} else if status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("fake registration %d: %v", i, err)
-		}
-	}
-	if registered >= 64 {
-		t.Errorf("%d fake registrations from one address accepted, want fewer than 64", registered)
-	}
+	// The attacker dials and serves from an address of its own.
+	rep := startRogue(t, "-tracker", c.trackerAddr, "-name", "video.mp4", "-from", "127.0.0.9")
+	checkRogueReport(t, rep, len(honest))
 
 	// Viewers, with the rogue node ranked and the fakes registered.
 	for i := range 3 {
@@ -197,41 +115,80 @@ func nodesByID(t *testing.T, x trackerv1.TrackerServiceClient) map[string]*track
 	return out
 }
 
-// rogue serves random bytes for every chunk asked of it.
-type rogue struct {
-	sppv1.UnimplementedChunkServiceServer
-	f *trackerv1.File
+// rogueReport is what cmd/rogue prints once its attacks are done.
+type rogueReport struct {
+	OK      bool     `json:"ok"`
+	Addr    string   `json:"addr"`
+	Nodes   []string `json:"nodes"`
+	Attacks []struct {
+		Name, Got, Want string
+		OK              bool
+	} `json:"attacks"`
+	FakesAccepted   int      `json:"fakes_accepted"`
+	FakesAttempted  int      `json:"fakes_attempted"`
+	UnregisterCalls int      `json:"unregister_calls"`
+	Errors          []string `json:"errors"`
 }
 
-func (r rogue) Fetch(req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
-	for _, c := range req.Chunks {
-		n := int64(r.f.ChunkSize)
-		if last := int64(r.f.Size) - int64(c)*n; last < n {
-			n = max(last, 0)
-		}
-		b := make([]byte, n)
-		rand.Read(b)
-		if err := s.Send(&sppv1.FetchResponse{Chunk: c, Data: b}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// serveRogue runs the rogue SPP server (and the health service every
-// node has) on host and returns its address.
-func serveRogue(t *testing.T, host string, f *trackerv1.File) string {
+// startRogue runs cmd/rogue with args on loopback until the test ends and
+// returns its report, printed once its attacks are done.
+func startRogue(t *testing.T, args ...string) *rogueReport {
 	t.Helper()
-	l, err := net.Listen("tcp", freeAddr(t, host))
+	cmd := exec.Command(filepath.Join(binDir, "rogue"), args...)
+	cmd.Env = cleanEnv()
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
-	sppv1.RegisterChunkServiceServer(gs, rogue{f: f})
-	service.AddHealth(gs)
-	go gs.Serve(l)
-	t.Cleanup(gs.Stop)
-	return l.Addr().String()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadBytes('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("rogue: %v: %s", err, stderr.String())
+	}
+	return parseRogueReport(t, line)
+}
+
+func parseRogueReport(t *testing.T, line []byte) *rogueReport {
+	t.Helper()
+	var rep rogueReport
+	if err := json.Unmarshal(line, &rep); err != nil {
+		t.Fatalf("rogue's report: %v: %s", err, line)
+	}
+	return &rep
+}
+
+// checkRogueReport fails the test for every attack the tracker did not
+// refuse as it must, and unless the attacks reached the nodes live.
+func checkRogueReport(t *testing.T, rep *rogueReport, nodes int) {
+	t.Helper()
+	for _, a := range rep.Attacks {
+		if !a.OK {
+			t.Errorf("%s: %s, want %s", a.Name, a.Got, a.Want)
+		}
+	}
+	for _, e := range rep.Errors {
+		t.Error(e)
+	}
+	if rep.FakesAccepted >= 64 {
+		t.Errorf("%d fake registrations from one address accepted, want fewer than 64", rep.FakesAccepted)
+	}
+	// Publish, unpublish, register as origin, then two per live node.
+	if len(rep.Nodes) < nodes || len(rep.Attacks) != 3+2*len(rep.Nodes) || rep.FakesAttempted == 0 || rep.UnregisterCalls == 0 {
+		t.Errorf("the rogue attacked %d nodes with %d attacks, %d fakes, %d unregister calls; want the %d live nodes and every attack",
+			len(rep.Nodes), len(rep.Attacks), rep.FakesAttempted, rep.UnregisterCalls, nodes)
+	}
+	t.Logf("rogue at %s: %d attacks on %d nodes refused, %d of %d fake registrations accepted, %d unregister calls",
+		rep.Addr, len(rep.Attacks), len(rep.Nodes), rep.FakesAccepted, rep.FakesAttempted, rep.UnregisterCalls)
 }
 
 // A burst of 1,000 viewers starting a cold file at once through the

@@ -47,7 +47,7 @@ func buildAndRun(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 	// Stamped as the Makefile stamps a build, so tests can see the version.
 	cmd := exec.Command("go", "build", "-ldflags", "-X github.com/p2pd/p2pd/internal/buildinfo.version="+e2eVersion, "-o", dir+string(os.PathSeparator),
-		"../services/tracker", "../services/origin", "../services/cachenode", "../services/edge", "../cmd/p2pd")
+		"../services/tracker", "../services/origin", "../services/cachenode", "../services/edge", "../cmd/p2pd", "../cmd/rogue")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("build binaries: %v\n%s", err, out)

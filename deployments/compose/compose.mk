@@ -2,7 +2,8 @@
 # (`-include deployments/compose/compose.mk`); also usable alone:
 #   make -f deployments/compose/compose.mk up
 #
-#   images       static binaries (ours, etcd, Jaeger) and FROM scratch images; no registry
+#   images       static binaries (ours, etcd, Jaeger, the test tools cdnprobe
+#                and rogue) and FROM scratch images; no registry
 #   up           images, an admin token (made once), then the whole CDN with
 #                docker compose; prints what to open
 #   down         stops it and removes its containers, network and volumes
@@ -32,9 +33,11 @@ export P2PD_TAG
 # Our binaries in images, the third-party servers (each built from its own
 # module under tools/), and every image name.
 COMPOSE_OURS   := tracker origin cachenode edge
-COMPOSE_CMDS   := healthcheck cdnprobe
+# rogue is the hostile node of issue 12 (cmd/rogue): only the compose e2e
+# suite runs it, in a container on the deployment's network.
+COMPOSE_CMDS   := healthcheck cdnprobe rogue
 COMPOSE_THIRD  := etcd jaeger
-COMPOSE_IMAGES := $(COMPOSE_OURS) cdnprobe $(COMPOSE_THIRD)
+COMPOSE_IMAGES := $(COMPOSE_OURS) cdnprobe rogue $(COMPOSE_THIRD)
 COMPOSE_GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(P2PD_LDFLAGS)'
 COMPOSE_RUN     = $(COMPOSE_ENV) $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_DIR)/docker-compose.yml
 # The admin API's token: made once by `make up`, kept until deleted, read
