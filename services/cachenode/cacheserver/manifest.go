@@ -11,14 +11,16 @@ import (
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/flight"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/rank"
 	"github.com/p2pd/p2pd/internal/source"
+	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 // GetManifest implements SPP: the manifest of a file by root or by
 // published name, from the local store or else from a node that has it.
-func (s *Server) GetManifest(ctx context.Context, req *sppv1.GetManifestRequest) (*sppv1.GetManifestResponse, error) {
+func (s *serving) GetManifest(ctx context.Context, req *sppv1.GetManifestRequest) (*sppv1.GetManifestResponse, error) {
 	switch f := req.File.(type) {
 	case *sppv1.GetManifestRequest_Root:
 		root, err := manifest.DigestFromBytes(f.Root)
@@ -37,7 +39,7 @@ func (s *Server) GetManifest(ctx context.Context, req *sppv1.GetManifestRequest)
 	}
 }
 
-func (s *Server) manifestByName(ctx context.Context, name string) (*sppv1.GetManifestResponse, error) {
+func (s *serving) manifestByName(ctx context.Context, name string) (*sppv1.GetManifestResponse, error) {
 	if err := manifest.CheckName(name); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -93,7 +95,7 @@ func manifestStatus(err error) error {
 
 // manifest returns the validated manifest of root: from memory, the store,
 // or (if remote) from a node that has it, stored for next time.
-func (s *Server) manifest(ctx context.Context, root manifest.Digest, remote bool) (*manifest.Manifest, error) {
+func (s *known) manifest(ctx context.Context, root manifest.Digest, remote bool) (*manifest.Manifest, error) {
 	m, err := s.localManifest(root)
 	if err == nil || !remote || s.tracker == nil {
 		return m, err
@@ -111,7 +113,7 @@ func (s *Server) manifest(ctx context.Context, root manifest.Digest, remote bool
 }
 
 // localManifest returns the manifest of root from memory or the store.
-func (s *Server) localManifest(root manifest.Digest) (*manifest.Manifest, error) {
+func (s *known) localManifest(root manifest.Digest) (*manifest.Manifest, error) {
 	if m := s.manifests.get(root); m != nil {
 		return m, nil
 	}
@@ -131,7 +133,7 @@ func (s *Server) localManifest(root manifest.Digest) (*manifest.Manifest, error)
 // fetchManifest asks the nodes the tracker lists for chunk 0 of root, the
 // holders first, and keeps the first manifest that validates and has the
 // root asked for.
-func (s *Server) fetchManifest(ctx context.Context, root manifest.Digest) (*manifest.Manifest, error) {
+func (s *known) fetchManifest(ctx context.Context, root manifest.Digest) (*manifest.Manifest, error) {
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 	resp, err := s.tracker.Locate(lctx, &trackerv1.LocateRequest{
 		Root:              root[:],
@@ -211,6 +213,12 @@ func (c *manifestCache) put(m *manifest.Manifest) {
 // known is what the node knows of manifests: those parsed in memory and
 // the fetches of those it lacks, one per root at a time.
 type known struct {
+	*base
 	manifests manifestCache
 	mflights  flight.Group[*manifest.Manifest]
+	// health and rates are the fetcher's: a manifest source that failed
+	// or kept silent is remembered (and reported) as a chunk source that
+	// failed is.
+	health *rank.Healths
+	rates  *trackerclient.Reporter
 }
