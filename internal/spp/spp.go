@@ -67,6 +67,8 @@ type ChunkReader struct {
 	first   time.Duration // the first piece's timeout; 0: timeout
 	drained bool
 	recvd   atomic.Int64
+	// responded: the response headers arrived.
+	responded atomic.Bool
 }
 
 // Open starts a Fetch and returns a reader for its chunks. The stream is
@@ -77,11 +79,12 @@ func Open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest,
 }
 
 // OpenHeld is Open for a node that holds the chunks asked for: it reads
-// them from its own memory or disk, so its first piece must come within
-// first (shorter than stall), or the stream fails with ErrStalled as a
-// stopped or cut-off node's would. A node that must fetch the chunks
-// first is opened with Open: its first piece may rightly wait on its own
-// sources.
+// them from its own memory or disk, so its answer must start within first
+// (shorter than stall) — its response headers (Accepted) or a piece —
+// or the stream fails with ErrStalled as a stopped or cut-off node's
+// would. A slow link still delivers the headers at once: only a silent
+// node is cut. A node that must fetch the chunks first is opened with
+// Open: it may rightly take a while.
 func OpenHeld(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, first, stall time.Duration) (*ChunkReader, error) {
 	return open(ctx, c, m, req, stall, first, realAfterFunc)
 }
@@ -106,8 +109,29 @@ func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest,
 	r.stream = stream
 	context.AfterFunc(ctx, r.stop)
 	r.cancel = cancel
+	go func() {
+		// Returns with the response headers, or when the stream ends.
+		if _, err := stream.Header(); err == nil {
+			r.responded.Store(true)
+			if first > 0 && r.stall != nil {
+				r.stall.kick() // alive: the stall timeout from here
+			}
+		}
+	}()
 	return r, nil
 }
+
+// Accepted tells a Fetch's client at once that the server took the
+// request (its response headers), before the first chunk is read: a
+// client that must tell a stopped node from a slow one (OpenHeld,
+// Responded) then need not wait for a whole piece over a slow link.
+func Accepted(stream grpc.ServerStreamingServer[sppv1.FetchResponse]) {
+	stream.SendHeader(nil) // an error ends the stream, which Send reports
+}
+
+// Responded reports whether the server has answered anything yet: its
+// response headers (Accepted) or a piece. Safe to call while Next runs.
+func (r *ChunkReader) Responded() bool { return r.responded.Load() || r.recvd.Load() > 0 }
 
 // Close releases the stream. A stream whose chunks were all delivered is
 // first read to its end (bounded by the stall timeout), so it ends with
@@ -191,7 +215,7 @@ func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
 	if err != nil {
 		if r.stall != nil && r.stall.stalled() {
 			if r.first > 0 && r.stall.beforeFirst() {
-				return nil, fmt.Errorf("%w: no first piece within %v", ErrStalled, r.first)
+				return nil, fmt.Errorf("%w: no answer within %v", ErrStalled, r.first)
 			}
 			return nil, fmt.Errorf("%w after %v", ErrStalled, r.timeout)
 		}

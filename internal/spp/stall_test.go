@@ -132,7 +132,7 @@ func TestFirstPieceTimeout(t *testing.T) {
 	}
 	defer r.Close()
 	c.fireLatest()
-	if _, _, err := r.Next(nil); !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "no first piece") {
+	if _, _, err := r.Next(nil); !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "no answer") {
 		t.Fatalf("Next from a silent holder: %v, want %v for the first piece", err, ErrStalled)
 	}
 }

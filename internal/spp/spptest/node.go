@@ -159,6 +159,7 @@ func (n *Node) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[
 	if n.current() == Silent {
 		return n.silence(stream.Context())
 	}
+	spp.Accepted(stream)
 	f, err := n.file(req.Root)
 	if err != nil {
 		return err

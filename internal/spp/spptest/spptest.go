@@ -19,6 +19,7 @@ import (
 	"github.com/p2pd/p2pd/internal/spp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -114,12 +115,15 @@ func Check(ctx context.Context, f Fetcher, m *manifest.Manifest, data []byte, re
 
 // stream collects what a Fetch handler sends.
 type stream struct {
-	grpc.ServerStream // nil: handlers use Send and Context only
+	grpc.ServerStream // nil: handlers use Send, SendHeader and Context only
 	ctx               context.Context
 	sent              []*sppv1.FetchResponse
 }
 
 func (s *stream) Context() context.Context { return s.ctx }
+
+// SendHeader takes the response headers (spp.Accepted) and drops them.
+func (s *stream) SendHeader(metadata.MD) error { return nil }
 
 func (s *stream) Send(r *sppv1.FetchResponse) error {
 	// Handlers reuse the message and its buffer between sends.

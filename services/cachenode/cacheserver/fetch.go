@@ -52,6 +52,7 @@ func (s *serving) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServ
 	}
 	s.members.streamStarted()
 	defer s.members.streamEnded()
+	spp.Accepted(stream) // alive, whatever the chunks take (see spp.OpenHeld)
 	start := time.Now()
 	// A relay request (another cachenode fetching through this one, the
 	// chunk's home) is served without relaying further and without

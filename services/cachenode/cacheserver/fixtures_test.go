@@ -197,6 +197,7 @@ func (fs *fileSource) GetManifest(_ context.Context, req *sppv1.GetManifestReque
 
 func (fs *fileSource) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
 	fs.fetches.Add(1)
+	spp.Accepted(stream) // as every node does: alive, however slow
 	if fs.gate != nil {
 		select {
 		case <-fs.gate:

@@ -46,7 +46,7 @@ func memoryCluster(t *testing.T) (f *spptest.File, peer, origin *spptest.Node, c
 	clock = &handClock{now: time.Unix(1e9, 0)}
 	// A stall timeout far past the test: only the hedge (a source that
 	// sends nothing at all) and the memory can route around the peer.
-	cn = cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, Prefetch: -1, StallTimeout: time.Hour, Hedge: 50 * time.Millisecond, Now: clock.Now})
+	cn = cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, Prefetch: -1, StallTimeout: time.Hour, Now: clock.Now})
 	return f, peer, origin, clock, cn
 }
 
@@ -99,10 +99,12 @@ func TestFailureMemoryAcrossRequests(t *testing.T) {
 	}
 
 	// C: after the probation (2 s for a first failure; the clock moves a
-	// minute) the peer, answering again, is asked first and delivers.
+	// minute) the peer, answering again, is asked first and delivers. The
+	// origin falls silent now, so the peer is the only way the request
+	// can complete, however the machine's load times the hedge.
 	peer.SetBehaviour(spptest.Honest)
+	origin.SetBehaviour(spptest.Silent)
 	clock.advance(time.Minute)
-	originCalls = origin.FetchCalls()
 	peerBytes := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer")
 	request(t, cn, f, "C", 8, 12)
 	if n := peer.FetchCalls(); n != 2 {
@@ -110,9 +112,6 @@ func TestFailureMemoryAcrossRequests(t *testing.T) {
 	}
 	if got := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer") - peerBytes; got != 4*testChunkSize {
 		t.Fatalf("request C fetched %v bytes from the peer, want its 4 chunks", got)
-	}
-	if origin.FetchCalls() != originCalls {
-		t.Fatal("request C asked the origin although the peer delivered")
 	}
 	if cn.srv.health.Probation("peer") {
 		t.Fatal("the peer's success did not clear its failure")

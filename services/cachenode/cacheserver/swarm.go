@@ -41,9 +41,10 @@ import (
 // fetch everything twice. The origin is never asked twice for a chunk:
 // duplicates are for peers, whose bytes cost no egress.
 //
-// A holder that sends nothing at all for Config.Hedge after its stream
-// opened (a stopped process whose kernel still accepts connections, a
-// partition) is hedged: its chunks are asked of the next source as well,
+// A holder that answers nothing at all for Config.Hedge after its stream
+// opened — not even the response headers a live node sends at once
+// (spp.Accepted), so a slow link is not mistaken for it — (a stopped
+// process whose kernel still accepts connections, a partition) is hedged: its chunks are asked of the next source as well,
 // the origin included, while its stream stays open in case it was only
 // slow to start; the first verified copy wins. It is also remembered as
 // failed (s.health), so the next requests do not wait on it. A stream
@@ -334,8 +335,8 @@ func (j *job) hedgeSilent(wk *worker) {
 	if j.finished || !j.workers[wk] || wk.hedged || j.ctx.Err() != nil {
 		return
 	}
-	if r := wk.reader.Load(); r != nil && r.Received() > 0 {
-		return // it is sending; StallTimeout watches it from here
+	if r := wk.reader.Load(); r != nil && r.Responded() {
+		return // it answered (spp.Accepted): StallTimeout watches it from here
 	}
 	wk.hedged = true
 	src := wk.src.ID

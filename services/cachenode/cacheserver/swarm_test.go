@@ -214,6 +214,7 @@ type gatedSource struct {
 }
 
 func (g *gatedSource) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+	spp.Accepted(stream) // a busy node, not a stopped one
 	if slices.ContainsFunc(req.Chunks, func(c uint32) bool { return int64(c) >= g.gateFrom.Load() }) {
 		select {
 		case <-g.release:

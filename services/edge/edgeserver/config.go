@@ -95,11 +95,12 @@ type Config struct {
 	// StallTimeout fails over from a node that sends nothing for this long.
 	StallTimeout time.Duration
 	// HolderFirstPiece fails over from a node the tracker lists as holding
-	// the chunks asked for when its first piece does not come within this
-	// long: it reads them from its own store, so the silence means a
-	// stopped or cut-off node, long before StallTimeout would say so. A
-	// node that must fetch the chunks first (and the Upstream node, which
-	// fetches whatever it misses) gets StallTimeout.
+	// the chunks asked for when it answers nothing (neither the response
+	// headers a live node sends at once, spp.Accepted, nor a piece)
+	// within this long: the silence means a stopped or cut-off node, long
+	// before StallTimeout would say so. A node that must fetch the chunks
+	// first (and the Upstream node, which fetches whatever it misses) gets
+	// StallTimeout.
 	HolderFirstPiece time.Duration
 	// RPCTimeout bounds tracker calls and GetManifest.
 	RPCTimeout time.Duration

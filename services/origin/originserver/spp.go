@@ -69,6 +69,7 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 		return status.Errorf(codes.NotFound, "file %s: %v", e.m.Name, err)
 	}
 	defer f.Close()
+	spp.Accepted(stream) // alive, whatever the chunks take (see spp.OpenHeld)
 	s.metrics.active.Inc()
 	defer s.metrics.active.Dec()
 
