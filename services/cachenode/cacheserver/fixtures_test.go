@@ -20,7 +20,6 @@ import (
 	"github.com/p2pd/p2pd/internal/spp/spptest"
 	"github.com/p2pd/p2pd/services/origin/origintest"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
-	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -48,7 +47,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	addr := trackertest.Start(t, e.Endpoints(), trackerserver.Config{PeerSharing: true}).Addr
+	addr := trackertest.Start(t, e.Endpoints(), trackertest.Options{PeerSharing: true}).Addr
 	// The cluster's client speaks for origins too: it presents the origin
 	// credential.
 	tc, err := trackerclient.Dial(addr, trackertest.AsOrigin())

@@ -20,7 +20,6 @@ import (
 	"github.com/p2pd/p2pd/internal/etcdembed"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/spp/spptest"
-	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -153,7 +152,7 @@ func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *
 		reg:   prometheus.NewRegistry(),
 		files: map[string]*fixtureFile{},
 	}
-	e.tracker = trackertest.Start(t, testEtcd, trackerserver.Config{
+	e.tracker = trackertest.Start(t, testEtcd, trackertest.Options{
 		LeaseTTL:    time.Minute, // no heartbeats in these tests
 		PeerSharing: true,
 	})
