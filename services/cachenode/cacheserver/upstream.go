@@ -197,7 +197,7 @@ func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src upstrea
 		defer func() { <-s.puts }()
 		// Verified by the ChunkReader that received it.
 		s.purges.keep(m.Root, w.start, func() {
-			if err := s.store.PutVerified(m.Root, w.idx, data); err != nil {
+			if err := s.store.PutVerified(m.Root, w.idx, data, m.Digests[w.idx]); err != nil {
 				s.storeFailed(m.Root, w.idx, err)
 			}
 		})
