@@ -280,7 +280,7 @@ func TestPrefetch(t *testing.T) {
 		if _, _, err := r.Next(nil); err != nil {
 			t.Fatal(err)
 		}
-		trackertest.Eventually(t, "read-ahead waiting at the source", func() bool { return cn.srv.prefetchN.Load() == 8 })
+		trackertest.Eventually(t, "read-ahead waiting at the source", func() bool { return cn.srv.fetcher.prefetchN.Load() == 8 })
 		// Another request joins a chunk the read-ahead is fetching.
 		joined := make(chan error, 1)
 		go func() {
@@ -293,7 +293,7 @@ func TestPrefetch(t *testing.T) {
 		trackertest.Eventually(t, "second request waiting", func() bool { return metricValue(t, cn.reg, "p2pd_cachenode_active_streams") == 2 })
 		cancel() // the viewer seeks away
 		r.Close()
-		trackertest.Eventually(t, "read-ahead cancelled", func() bool { return cn.srv.prefetchN.Load() == 0 })
+		trackertest.Eventually(t, "read-ahead cancelled", func() bool { return cn.srv.fetcher.prefetchN.Load() == 0 })
 		// The joined request fetches its chunk itself once released.
 		close(src.release)
 		if err := <-joined; err != nil {
