@@ -520,13 +520,14 @@ func (s *Store) rewrite(el *list.Element, data []byte, want manifest.Digest) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if !s.currentLocked(el) || os.Rename(tmp, s.chunkPath(e.root, e.idx)) != nil {
+		s.mu.Unlock()
 		os.Remove(tmp)
 		return
 	}
 	s.bytes += int64(len(data)) - e.size
 	e.size = int64(len(data))
+	s.mu.Unlock()
 	syncDir(dir)
 }
 
