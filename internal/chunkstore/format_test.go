@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"os"
+	"sync"
 	"testing"
 )
 
@@ -163,5 +164,61 @@ func TestGetFillsBufferInPlace(t *testing.T) {
 	}
 	if &got[0] != &buf[0] {
 		t.Fatal("Get allocated instead of filling the caller's buffer")
+	}
+}
+
+// Old chunk files read by many requests at once, while the file is dropped
+// and put again: every read serves the right bytes or none, and the store
+// ends consistent with the directory.
+func TestOldFormatConcurrentUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 1<<30)
+	root := rootOf(14)
+	const n, size = 16, 2000
+	if err := os.MkdirAll(s.chunkDir(root), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := os.WriteFile(s.chunkPath(root, i), chunk(14, i, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = open(t, dir, 1<<30)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 3 * n {
+				idx := (i + g) % n
+				data := chunk(14, idx, size)
+				got, err := s.Get(root, idx, sha256.Sum256(data), nil)
+				if err == nil && !bytes.Equal(got, data) {
+					t.Error("wrong bytes served")
+					return
+				}
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					t.Error(err)
+					return
+				}
+				if g == 0 && i == n {
+					s.DropFile(root)
+				}
+				if g == 1 && i > n {
+					put(t, s, root, idx, data)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var files int64
+	entries, _ := os.ReadDir(s.chunkDir(root))
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files += info.Size() - TrailerSize
+	}
+	if s.Bytes() != files || int64(s.Count(root))*size != files {
+		t.Fatalf("store counts %d bytes in %d chunks; the directory holds %d bytes of chunks", s.Bytes(), s.Count(root), files)
 	}
 }
