@@ -102,8 +102,8 @@ func TestFailureMemoryAcrossRequests(t *testing.T) {
 	// minute) the peer, answering again, is asked first and delivers. The
 	// origin falls silent now, so the peer is the only way the request
 	// can complete, however the machine's load times the hedge.
-	peer.SetBehaviour(spptest.Honest)
-	origin.SetBehaviour(spptest.Silent)
+	peer.SetFaults(spptest.Honest)
+	origin.SetFaults(spptest.Silent)
 	clock.advance(time.Minute)
 	peerBytes := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer")
 	request(t, cn, f, "C", 8, 12)
