@@ -23,6 +23,7 @@ import (
 	"github.com/p2pd/p2pd/internal/spp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -249,10 +250,13 @@ func (n fakeNodes) Fetch(ctx context.Context, in *sppv1.FetchRequest, _ ...grpc.
 }
 
 type fakeStream struct {
-	grpc.ClientStream // nil: only Recv is used
+	grpc.ClientStream // nil: only Recv and Header are used
 	ctx               context.Context
 	pieces            []*sppv1.FetchResponse
 }
+
+// Header answers at once, as a live server's headers (spp.Accepted) do.
+func (s *fakeStream) Header() (metadata.MD, error) { return nil, nil }
 
 func (s *fakeStream) Recv() (*sppv1.FetchResponse, error) {
 	if err := s.ctx.Err(); err != nil {
