@@ -198,7 +198,7 @@ func (s *fetcher) deliver(m *manifest.Manifest, w *want, data []byte, src upstre
 		defer func() { <-s.puts }()
 		// Verified by the ChunkReader that received it.
 		s.purges.keep(m.Root, w.start, func() {
-			if err := s.store.PutVerified(m.Root, w.idx, data); err != nil {
+			if err := s.store.PutVerified(m.Root, w.idx, data, m.Digests[w.idx]); err != nil {
 				s.storeFailed(m.Root, w.idx, err)
 			}
 		})
