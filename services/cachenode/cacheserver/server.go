@@ -35,10 +35,12 @@ import (
 //   - known manifests and their fetches (manifest.go);
 //   - membership: registration, holdings, load and rate reports
 //     (membership.go);
-//   - housekeeping: background work and shutdown (lifecycle.go), sweeping
-//     unpublished files (unpublished.go), operators' commands (commands.go).
+//   - housekeeping: background work, shutdown and chunks without a
+//     manifest (lifecycle.go), sweeping unpublished files
+//     (unpublished.go), operators' commands (commands.go).
 //
-// Every part shares the node's base; Run ties them together.
+// Every part shares the node's base; Run ties them together. Every part's
+// methods name their receiver s, for "this node".
 type Server struct {
 	*base
 	*known
