@@ -45,13 +45,7 @@ func honest(p *peer, req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1
 
 func start(t *testing.T, serve func(*peer, *sppv1.FetchRequest, grpc.ServerStreamingServer[sppv1.FetchResponse]) error) (*peer, sppv1.ChunkServiceClient) {
 	t.Helper()
-	const chunk = 600 << 10 // not a multiple of PieceSize: pieces of uneven size
-	data := make([]byte, 3*chunk+1000)
-	rand.Read(data)
-	m, err := manifest.Build(context.Background(), bytes.NewReader(data), int64(len(data)), chunk, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, m := testData(t)
 	p := &peer{data: data, m: m, serve: serve}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,6 +62,19 @@ func start(t *testing.T, serve func(*peer, *sppv1.FetchRequest, grpc.ServerStrea
 		t.Fatal(err)
 	}
 	return p, c
+}
+
+// testData is a file of four chunks, the last one short, and its manifest.
+func testData(t *testing.T) ([]byte, *manifest.Manifest) {
+	t.Helper()
+	const chunk = 600 << 10 // not a multiple of PieceSize: pieces of uneven size
+	data := make([]byte, 3*chunk+1000)
+	rand.Read(data)
+	m, err := manifest.Build(context.Background(), bytes.NewReader(data), int64(len(data)), chunk, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, m
 }
 
 func readAll(p *peer, c sppv1.ChunkServiceClient, chunks []uint32, stall time.Duration) ([]byte, []uint32, error) {
