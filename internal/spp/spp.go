@@ -4,16 +4,19 @@
 package spp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
 )
 
 // PieceSize is the largest piece a sender puts in one message: well under
@@ -39,7 +42,12 @@ var ErrStalled = errors.New("spp stream stalled")
 // never cascades through the swarm.
 const RelayHeader = "p2pd-relay"
 
-// SendChunk sends one chunk as pieces. data must already be verified.
+// SendChunk sends one chunk as pieces. data must already be verified,
+// and must stay unmodified for as long as gRPC may write it, which is
+// after SendChunk returned, even after the handler returned: the codec
+// (Codec) sends it from where it lies instead of copying it. Shared bytes
+// nobody modifies (a memory cache's, a finished fetch's) are sent this
+// way; a buffer that is to be reused goes through SendBuffer.
 func SendChunk(stream grpc.ServerStreamingServer[sppv1.FetchResponse], idx int, data []byte) error {
 	msg := &sppv1.FetchResponse{Chunk: uint32(idx)}
 	for off := 0; off < len(data); off += PieceSize {
@@ -48,6 +56,56 @@ func SendChunk(stream grpc.ServerStreamingServer[sppv1.FetchResponse], idx int, 
 		if err := stream.Send(msg); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// SendBuffer sends one chunk, the verified bytes *bp, and hands the
+// buffer (from Buffers) to gRPC, which puts it back into Buffers once it
+// has written the last piece or dropped the stream: the chunk is sent
+// without a copy, and the buffer is reused only when no piece of it is
+// still waiting to be written. The caller must not touch bp afterwards,
+// whatever the result.
+func SendBuffer(stream grpc.ServerStreamingServer[sppv1.FetchResponse], idx int, bp *[]byte) error {
+	data := *bp
+	if mem.IsBelowBufferPoolingThreshold(cap(data)) {
+		// gRPC would not give so small a buffer back: a copy is cheaper.
+		c := bytes.Clone(data)
+		Buffers.Put(bp)
+		return SendChunk(stream, idx, c)
+	}
+	whole := mem.NewBuffer(bp, Buffers) // our reference, dropped on return
+	defer whole.Free()
+	msg := &sppv1.FetchResponse{Chunk: uint32(idx)}
+	for off := 0; off < len(data); off += PieceSize {
+		end := min(off+PieceSize, len(data))
+		msg.Offset = uint32(off)
+		msg.Data = data[off:end]
+		lend(msg, whole.Slice(off, end))
+		err := stream.Send(msg)
+		if b := claimLent(msg); b != nil {
+			// Not encoded by Codec (another codec copies the data): the
+			// reference was never handed over.
+			b.Free()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lent holds, for a FetchResponse SendBuffer is sending, a reference to
+// its data's pool buffer, which Codec's Marshal claims and passes to gRPC
+// with the encoded message.
+var lent sync.Map // *sppv1.FetchResponse -> mem.Buffer
+
+func lend(m *sppv1.FetchResponse, b mem.Buffer) { lent.Store(m, b) }
+
+// claimLent returns the buffer lent with m, once, or nil.
+func claimLent(m *sppv1.FetchResponse) mem.Buffer {
+	if v, ok := lent.LoadAndDelete(m); ok {
+		return v.(mem.Buffer)
 	}
 	return nil
 }
