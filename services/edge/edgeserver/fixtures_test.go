@@ -86,6 +86,9 @@ type faults struct {
 	stall         map[int]bool // chunks never sent: the stream hangs
 	stallOnce     map[int]bool // chunks that hang the first time they are asked for
 	wrongManifest bool         // GetManifest answers another file's manifest
+	// pace makes a busy node: it sends one chunk at a time over all its
+	// streams, in the order they asked, each after this long.
+	pace time.Duration
 }
 
 // sppNode is a real SPP gRPC server on 127.0.0.1 serving fixture files:
@@ -103,6 +106,7 @@ type sppNode struct {
 	sent      int          // chunks sent whole
 	requested int          // chunks asked for, counted before any is sent
 	fetches   int
+	turn      chan struct{} // the one chunk being sent when paced
 }
 
 func startNode(t *testing.T, id string, files []*fixtureFile) *sppNode {
@@ -111,7 +115,7 @@ func startNode(t *testing.T, id string, files []*fixtureFile) *sppNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &sppNode{id: id, addr: l.Addr().String(), srv: grpc.NewServer(service.GRPCServerOptions()...), files: map[manifest.Digest]*fixtureFile{}}
+	n := &sppNode{id: id, addr: l.Addr().String(), srv: grpc.NewServer(service.GRPCServerOptions()...), files: map[manifest.Digest]*fixtureFile{}, turn: make(chan struct{}, 1)}
 	for _, f := range files {
 		n.files[f.m.Root] = f
 	}
@@ -195,12 +199,26 @@ func (n *sppNode) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServ
 		case fl.missing[i]:
 			return status.Errorf(codes.NotFound, "chunk %d not held", i)
 		}
+		if fl.pace > 0 {
+			// Streams queue for the node's one sender, first come first
+			// served (a channel's blocked senders are woken in order).
+			select {
+			case n.turn <- struct{}{}:
+			case <-stream.Context().Done():
+				return stream.Context().Err()
+			}
+			time.Sleep(fl.pace)
+		}
 		data := f.chunk(i)
 		if fl.corrupt[i] {
 			data = bytes.Clone(data)
 			data[len(data)/2] ^= 0x55
 		}
-		if err := spp.SendChunk(stream, i, data); err != nil {
+		err := spp.SendChunk(stream, i, data)
+		if fl.pace > 0 {
+			<-n.turn
+		}
+		if err != nil {
 			return err
 		}
 		n.mu.Lock()

@@ -72,7 +72,9 @@ func (h *hotStream) Next(_ []byte) (int, []byte, error) {
 		// same chunk.
 		if h.run == nil || h.next < h.run.first || h.next > h.run.last {
 			h.releaseRun()
-			h.run = h.s.joinRun(h.ctx, h.m, h.next, h.missesFrom(h.next))
+			if h.run = h.s.joinRun(h.ctx, h.m, h.next, h.missesFrom(h.next)); h.run == nil {
+				continue // it just came: a hit
+			}
 		}
 		data, err := h.run.get(h.ctx, h.next)
 		if err == nil {

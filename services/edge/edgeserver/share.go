@@ -66,7 +66,8 @@ type runChunk struct {
 }
 
 // joinRun returns the run that fetches chunk first of m, with a hold on it
-// that release gives back: the one in flight, or a new one over first and
+// that release gives back: nil when the chunk is in the memory cache after
+// all (a run just ended), the one in flight, or a new one over first and
 // the chunks after it up to end that are neither cached nor in flight
 // (at most MaxWindow). A new run keeps ctx's values (the trace of the
 // viewer that started it) but not its cancellation, and ends with the
@@ -85,6 +86,11 @@ func (s *Server) joinRun(ctx context.Context, m *manifest.Manifest, first, end i
 			s.metrics.sharedMisses.Inc()
 			return r
 		}
+	}
+	if s.hot.Contains(m.Root, first) {
+		// A run completes a chunk into the memory cache before it leaves
+		// s.runs: fetching it again would waste a fetch.
+		return nil
 	}
 	last := first
 	for last < end && last-first+1 < s.cfg.MaxWindow && s.runs[runKey{m.Root, last + 1}] == nil && !s.hot.Contains(m.Root, last+1) {
