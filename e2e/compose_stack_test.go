@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/probereport"
 )
 
 // stack is one compose project of the deployment in deployments/compose,
@@ -429,24 +431,7 @@ func (s *stack) volumes() []string {
 }
 
 // probeReport is cdnprobe's JSON report.
-type probeReport struct {
-	OK        bool     `json:"ok"`
-	Downloads int      `json:"downloads"`
-	Completed int      `json:"completed"`
-	Failed    int      `json:"failed"`
-	Retries   int      `json:"retries"`
-	Bytes     int64    `json:"bytes"`
-	Seconds   float64  `json:"seconds"`
-	MaxStall  float64  `json:"max_stall_seconds"`
-	Addresses []string `json:"addresses"`
-	PerAddr   map[string]struct {
-		Requests, Completed, Errors int
-		Bytes                       int64
-	} `json:"per_address"`
-	Statuses map[string]int    `json:"statuses"`
-	Digests  map[string]string `json:"digests"`
-	Errors   []string          `json:"errors"`
-}
+type probeReport struct{ probereport.Report }
 
 func (r *probeReport) String() string {
 	b, _ := json.Marshal(r)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	promtext "github.com/p2pd/p2pd/internal/metric"
 )
 
 // TestComposeSwarm deploys the stack of deployments/swarm on a
@@ -417,7 +419,7 @@ func (sw *swarm) waitServices(d time.Duration, want map[string]int) {
 func (sw *swarm) metric(c swarmTask, port int, name string) float64 {
 	sw.t.Helper()
 	out := sw.docker(time.Minute, "exec", c.ID, "/healthcheck", "--print", fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	v, err := metricIn(strings.NewReader(out), name, nil)
+	v, err := promtext.SumText(strings.NewReader(out), name, nil)
 	if err != nil {
 		sw.t.Fatalf("metrics of %s: %v", c.Name, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/chunkstore"
 )
 
 // Node faults at the process level: SIGKILL, restarts, an unreachable
@@ -269,7 +271,8 @@ func TestFaultCachenodeKilledWhileWriting(t *testing.T) {
 		for _, name := range []string{torn, garbled} {
 			b, err := os.ReadFile(filepath.Join(chunkDir, name))
 			idx, _ := strconv.Atoi(name)
-			if err != nil || !bytes.Equal(b, chunkOf(data, idx, 1<<20)) {
+			// The chunk's bytes, then the store's trailer (digest, CRC32C).
+			if want := chunkOf(data, idx, 1<<20); err != nil || len(b) != len(want)+chunkstore.TrailerSize || !bytes.Equal(b[:len(want)], want) {
 				return fmt.Errorf("chunk %s: %v", name, err)
 			}
 		}
@@ -316,7 +319,8 @@ func TestFaultCorruptChunkOnDisk(t *testing.T) {
 	for _, idx := range []int{2, 5, 6} {
 		eventually(t, 10*time.Second, "chunk stored again", func() error {
 			b, err := os.ReadFile(filepath.Join(chunkDir, strconv.Itoa(idx)))
-			if err != nil || !bytes.Equal(b, chunkOf(data, idx, 1<<20)) {
+			// The chunk's bytes, then the store's trailer (digest, CRC32C).
+			if want := chunkOf(data, idx, 1<<20); err != nil || len(b) != len(want)+chunkstore.TrailerSize || !bytes.Equal(b[:len(want)], want) {
 				return fmt.Errorf("chunk %d not repaired: %v", idx, err)
 			}
 			return nil
@@ -485,7 +489,8 @@ func sortedChunks(t *testing.T, dir string) []string {
 	return names
 }
 
-// checkChunkFile fails the test unless the file is exactly its chunk.
+// checkChunkFile fails the test unless the file is exactly its chunk and
+// the store's trailer.
 func checkChunkFile(t *testing.T, path string, data []byte, size int) {
 	t.Helper()
 	idx, err := strconv.Atoi(filepath.Base(path))
@@ -496,7 +501,7 @@ func checkChunkFile(t *testing.T, path string, data []byte, size int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sha256.Sum256(b) != sha256.Sum256(chunkOf(data, idx, size)) {
+	if want := chunkOf(data, idx, size); len(b) != len(want)+chunkstore.TrailerSize || sha256.Sum256(b[:len(want)]) != sha256.Sum256(want) {
 		t.Errorf("chunk file %d: %d bytes, not its chunk: a torn or wrong chunk was left on disk", idx, len(b))
 	}
 }

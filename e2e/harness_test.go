@@ -20,8 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	promtext "github.com/p2pd/p2pd/internal/metric"
 )
 
 // e2eVersion is the version the test binaries are built with.
@@ -200,50 +199,11 @@ func metricVia(t *testing.T, client *http.Client, ops, name string, want map[str
 		t.Fatalf("scrape %s: %v", ops, err)
 	}
 	defer resp.Body.Close()
-	v, err := metricIn(resp.Body, name, want)
+	v, err := promtext.SumText(resp.Body, name, want)
 	if err != nil {
 		t.Fatalf("parse metrics of %s: %v", ops, err)
 	}
 	return v
-}
-
-// metricIn sums the samples of a metric in a Prometheus text exposition
-// whose labels include want; 0 when the metric is absent.
-func metricIn(r io.Reader, name string, want map[string]string) (float64, error) {
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(r)
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	f, ok := families[name]
-	if !ok {
-		return 0, nil
-	}
-	for _, m := range f.Metric {
-		labels := map[string]string{}
-		for _, l := range m.Label {
-			labels[l.GetName()] = l.GetValue()
-		}
-		match := true
-		for k, v := range want {
-			if labels[k] != v {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Untyped != nil:
-			sum += m.Untyped.GetValue()
-		}
-	}
-	return sum, nil
 }
 
 // randomFile writes size random bytes to dir/name and returns them.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/probereport"
 )
 
 // Config is what one run does.
@@ -39,32 +41,12 @@ type Target struct {
 	SHA256 string
 }
 
-// Report is the JSON printed at the end.
-type Report struct {
-	OK        bool    `json:"ok"`
-	Downloads int     `json:"downloads"`
-	Completed int     `json:"completed"`
-	Failed    int     `json:"failed"`
-	Retries   int     `json:"retries"`
-	Bytes     int64   `json:"bytes"`
-	Seconds   float64 `json:"seconds"`
-	// MaxStall is the longest a read waited for bytes in any request, in
-	// seconds: what a player would have seen as a freeze.
-	MaxStall  float64               `json:"max_stall_seconds"`
-	Addresses []string              `json:"addresses"` // every address DNS returned during the run
-	PerAddr   map[string]*AddrStats `json:"per_address"`
-	Statuses  map[string]int        `json:"statuses"` // final HTTP status of each download ("error" if none)
-	Digests   map[string]string     `json:"digests"`  // path -> SHA-256 of its completed downloads
-	Errors    []string              `json:"errors,omitempty"`
-}
-
-// AddrStats counts what one address did.
-type AddrStats struct {
-	Requests  int   `json:"requests"`
-	Completed int   `json:"completed"` // responses read to their end
-	Errors    int   `json:"errors"`
-	Bytes     int64 `json:"bytes"`
-}
+// Report and AddrStats are cdnprobe's JSON report, shared with the tests
+// that read it.
+type (
+	Report    = probereport.Report
+	AddrStats = probereport.AddrStats
+)
 
 const maxErrors = 50
 

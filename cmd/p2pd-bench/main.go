@@ -468,7 +468,7 @@ func (b *bench) startSwarm() (*swarm, error) {
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		n, err := metric(w.serverOps, "p2pd_tracker_nodes")
+		n, err := opsMetric(w.serverOps, "p2pd_tracker_nodes")
 		if err == nil && n == caches+1 {
 			break
 		}
@@ -801,7 +801,7 @@ func (b *bench) offload(ctx context.Context) error {
 		close(errs)
 		return time.Since(start), <-errs
 	}
-	before, err := metric(b.p2p.serverOps, "p2pd_origin_egress_bytes_total")
+	before, err := opsMetric(b.p2p.serverOps, "p2pd_origin_egress_bytes_total")
 	if err != nil {
 		return err
 	}
@@ -809,14 +809,14 @@ func (b *bench) offload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("p2pd: %w", err)
 	}
-	after, err := metric(b.p2p.serverOps, "p2pd_origin_egress_bytes_total")
+	after, err := opsMetric(b.p2p.serverOps, "p2pd_origin_egress_bytes_total")
 	if err != nil {
 		return err
 	}
 	b.res.OffloadP2PD = offloadResult{Egress: after - before, Took: took}
 	var peer float64
 	for _, ops := range b.p2p.cacheOps {
-		v, _ := metric(ops, "p2pd_cachenode_fetched_bytes_total")
+		v, _ := opsMetric(ops, "p2pd_cachenode_fetched_bytes_total")
 		peer += v
 	}
 	b.res.OffloadP2PD.Fetched = peer

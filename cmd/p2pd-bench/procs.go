@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -17,8 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/p2pd/p2pd/internal/metric"
 )
 
 // proc is a process the bench started; every one is stopped at the end.
@@ -156,59 +154,14 @@ func waitHTTP(url string, want int, d time.Duration, p *proc) error {
 	}
 }
 
-// metric sums the samples of a Prometheus metric at an ops listener.
-func metric(ops, name string) (float64, error) {
+// opsMetric sums the samples of a Prometheus metric at an ops listener.
+func opsMetric(ops, name string) (float64, error) {
 	resp, err := http.Get("http://" + ops + "/metrics")
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	for _, m := range families[name].GetMetric() {
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Untyped != nil:
-			sum += m.Untyped.GetValue()
-		}
-	}
-	return sum, nil
-}
-
-// rss returns a process's resident set in bytes, with its children's
-// (nginx's workers) when tree is set.
-func rss(pid int, tree bool) int64 {
-	total := rssOf(pid)
-	if !tree {
-		return total
-	}
-	for _, child := range children(pid) {
-		total += rssOf(child)
-	}
-	return total
-}
-
-func rssOf(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return metric.SumText(resp.Body, name, nil)
 }
 
 // rssSampler records the peak RSS of processes while it runs.

@@ -1,20 +1,26 @@
 // Package chunkstore keeps verified chunks and manifests on disk with a size
-// limit and least-recently-used eviction.
+// limit (on chunk data) and least-recently-used eviction.
 //
 // Layout under the store's directory:
 //
-//	chunks/<root hex>/<index>   one file per chunk, its exact bytes
+//	chunks/<root hex>/<index>   one file per chunk: its exact bytes, then a
+//	                            trailer (digest, CRC32C; see TrailerSize)
 //	manifests/<root hex>        a proto-marshalled spp.v1.Manifest
 //	*.tmp                       files being written (removed at Open)
 //
-// A chunk file only ever appears under its final name by rename of a
-// complete, fsynced temp file, so a crash mid-write leaves a *.tmp that Open
-// removes. The store still trusts nothing it reads back: Get verifies every
-// chunk against its digest, so a file torn by a crash the filesystem did not
-// protect us from, or damaged later, is detected, deleted and never served.
+// A chunk is stored only once its SHA-256 matched the manifest (Put hashes
+// it; PutVerified takes the word of a caller that just did). A chunk file
+// only ever appears under its final name by rename of a complete, fsynced
+// temp file, so a crash mid-write leaves a *.tmp that Open removes. The
+// store still trusts nothing it reads back: Get checks every chunk against
+// its trailer (the digest it was stored under and the CRC32C of its
+// bytes), so a file torn by a crash the filesystem did not protect us
+// from, or damaged later, is detected, deleted and never served. A file
+// without a valid trailer is served only if its SHA-256 matches.
 //
-// The index (which chunks exist, their sizes and LRU order) lives in memory
-// and is rebuilt at Open from the directory, ordered by modification time.
+// The index (which chunks exist, their sizes and LRU order) lives
+// in memory and is rebuilt at Open from the directory, ordered by
+// modification time.
 package chunkstore
 
 import (
@@ -164,7 +170,13 @@ func (s *Store) scan() ([]*entry, error) {
 				continue
 			}
 			kept++
-			found = append(found, &entry{root: root, idx: idx, size: info.Size(), touched: info.ModTime()})
+			// A file from before trailers counts TrailerSize short until
+			// its first read rewrites it.
+			size := info.Size()
+			if size > TrailerSize {
+				size -= TrailerSize
+			}
+			found = append(found, &entry{root: root, idx: idx, size: size, touched: info.ModTime()})
 		}
 		if kept == 0 {
 			os.Remove(rdir) // best effort: an empty directory costs nothing
@@ -300,14 +312,16 @@ func (s *Store) Put(root manifest.Digest, idx int, data []byte, want manifest.Di
 	if sha256.Sum256(data) != want {
 		return fmt.Errorf("put chunk %d of %s: %w", idx, root, manifest.ErrDigestMismatch)
 	}
-	return s.PutVerified(root, idx, data)
+	return s.PutVerified(root, idx, data, want)
 }
 
-// PutVerified is Put for bytes the caller verified against the chunk's
-// digest itself, a moment ago and in this process (a chunk just received
-// and checked by spp.ChunkReader): hashing them a second time would only
-// cost CPU. Get still verifies what it reads back.
-func (s *Store) PutVerified(root manifest.Digest, idx int, data []byte) error {
+// PutVerified is Put for bytes the caller verified against digest itself,
+// a moment ago and in this process (a chunk just received and checked by
+// spp.ChunkReader): hashing them a second time would only cost CPU. The
+// store records digest and the bytes' CRC32C with them: from then on Get
+// serves them as long as they keep that CRC32C and digest is the one
+// asked for.
+func (s *Store) PutVerified(root manifest.Digest, idx int, data []byte, digest manifest.Digest) error {
 	if idx < 0 {
 		return fmt.Errorf("put chunk %d of %s: negative index", idx, root)
 	}
@@ -320,7 +334,8 @@ func (s *Store) PutVerified(root manifest.Digest, idx int, data []byte) error {
 	s.mu.Unlock()
 
 	dir := s.chunkDir(root)
-	tmp, err := s.writeTempRoom(dir, strconv.Itoa(idx), data)
+	tail := trailer(data, digest)
+	tmp, err := s.writeTempRoom(dir, strconv.Itoa(idx), data, tail[:])
 	if err != nil {
 		return fmt.Errorf("put chunk %d of %s: %w", idx, root, err)
 	}
@@ -354,8 +369,8 @@ func (s *Store) PutVerified(root manifest.Digest, idx int, data []byte) error {
 // fails for lack of space, it evicts least-recently-used chunks worth
 // twice the data (file systems need some room beyond the bytes) and tries
 // once more.
-func (s *Store) writeTempRoom(dir, prefix string, data []byte) (string, error) {
-	tmp, err := s.writeTemp(dir, prefix, data)
+func (s *Store) writeTempRoom(dir, prefix string, data, tail []byte) (string, error) {
+	tmp, err := s.writeTemp(dir, prefix, data, tail)
 	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
 		return tmp, err
 	}
@@ -366,7 +381,7 @@ func (s *Store) writeTempRoom(dir, prefix string, data []byte) (string, error) {
 		return "", err
 	}
 	s.notify(evicted...)
-	return s.writeTemp(dir, prefix, data)
+	return s.writeTemp(dir, prefix, data, tail)
 }
 
 // freeLocked evicts least-recently-used chunks until n bytes are freed or
@@ -388,9 +403,9 @@ func (s *Store) freeLocked(n int64) []manifest.Digest {
 	return roots
 }
 
-// writeTemp writes data to a new fsynced temp file in dir (created if
-// missing) and returns its path.
-func (s *Store) writeTemp(dir, prefix string, data []byte) (string, error) {
+// writeTemp writes data then tail to a new fsynced temp file in dir
+// (created if missing) and returns its path.
+func (s *Store) writeTemp(dir, prefix string, data, tail []byte) (string, error) {
 	var f *os.File
 	var err error
 	// A concurrent DropFile may remove dir between our mkdir and create.
@@ -410,6 +425,9 @@ func (s *Store) writeTemp(dir, prefix string, data []byte) (string, error) {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
+	if err == nil && len(tail) > 0 {
+		_, err = f.Write(tail)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -432,10 +450,15 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Get reads chunk idx of root into buf (grown if too small), verifies it
-// against want and returns it. It fails with ErrNotFound if the chunk is
-// not held, and with ErrCorrupt if the stored bytes do not match want: the
-// chunk is then deleted, so a later Put can replace it.
+// Get reads chunk idx of root into buf (grown if too small), checks it
+// and returns it. It fails with ErrNotFound if the chunk is not held, and
+// with ErrCorrupt if the stored bytes are not chunk want: the chunk is
+// then deleted, so a later Put can replace it.
+//
+// A chunk is served when its trailer records want and its bytes still
+// have the trailer's CRC32C. Otherwise (a file from before trailers, or a
+// damaged trailer) it is served only if its SHA-256 is want, and the file
+// is then rewritten with a good trailer, so the full hash is paid once.
 func (s *Store) Get(root manifest.Digest, idx int, want manifest.Digest, buf []byte) ([]byte, error) {
 	s.mu.Lock()
 	el := s.lookupLocked(root, idx)
@@ -444,7 +467,8 @@ func (s *Store) Get(root manifest.Digest, idx int, want manifest.Digest, buf []b
 		return nil, fmt.Errorf("chunk %d of %s: %w", idx, root, ErrNotFound)
 	}
 	path := s.chunkPath(root, idx)
-	data, err := readChunk(path, buf)
+	var tail [TrailerSize]byte
+	data, hasTail, err := readChunk(path, buf, &tail)
 	if errors.Is(err, fs.ErrNotExist) {
 		s.drop(el, false)
 		return nil, fmt.Errorf("chunk %d of %s: %w", idx, root, ErrNotFound)
@@ -452,9 +476,20 @@ func (s *Store) Get(root manifest.Digest, idx int, want manifest.Digest, buf []b
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d of %s: %w", idx, root, err)
 	}
-	if sha256.Sum256(data) != want {
-		s.drop(el, true)
-		return nil, fmt.Errorf("chunk %d of %s: %w", idx, root, ErrCorrupt)
+	if !hasTail || !intact(data, tail[:], want) {
+		switch {
+		case hasTail && sha256.Sum256(data) == want:
+			// The bytes are right; the trailer was damaged.
+		case hasTail && sha256.Sum256(append(data, tail[:]...)) == want:
+			// A chunk stored without a trailer: the whole file is the chunk.
+			data = append(data, tail[:]...)
+		case !hasTail && len(data) > 0 && sha256.Sum256(data) == want:
+			// A chunk without a trailer, too short to have one.
+		default:
+			s.drop(el, true)
+			return nil, fmt.Errorf("chunk %d of %s: %w", idx, root, ErrCorrupt)
+		}
+		s.rewrite(el, data, want)
 	}
 	now := time.Now()
 	touch := false
@@ -473,34 +508,72 @@ func (s *Store) Get(root manifest.Digest, idx int, want manifest.Digest, buf []b
 	return data, nil
 }
 
-func readChunk(path string, buf []byte) ([]byte, error) {
+// rewrite replaces the file of el, whose bytes data were just verified
+// against want with SHA-256, by one with a good trailer. Best effort: a
+// chunk that cannot be rewritten is verified with SHA-256 again next time.
+func (s *Store) rewrite(el *list.Element, data []byte, want manifest.Digest) {
+	e := el.Value.(*entry)
+	dir := s.chunkDir(e.root)
+	tail := trailer(data, want)
+	tmp, err := s.writeTemp(dir, strconv.Itoa(e.idx), data, tail[:])
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if !s.currentLocked(el) || os.Rename(tmp, s.chunkPath(e.root, e.idx)) != nil {
+		s.mu.Unlock()
+		os.Remove(tmp)
+		return
+	}
+	s.bytes += int64(len(data)) - e.size
+	e.size = int64(len(data))
+	s.mu.Unlock()
+	syncDir(dir)
+}
+
+// readChunk reads the chunk file at path: its bytes into buf (grown if too
+// small) and, when the file is longer than a trailer, its last TrailerSize
+// bytes into tail. A file larger than any chunk file can be is returned as
+// empty: it cannot be a chunk.
+func readChunk(path string, buf []byte, tail *[TrailerSize]byte) (data []byte, hasTail bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	n := info.Size()
-	if n > manifest.MaxChunkSize {
-		// Larger than any chunk can be: reading it would only waste memory,
-		// and it cannot match its digest.
-		n = 0
+	if n > manifest.MaxChunkSize+TrailerSize {
+		// Reading it would only waste memory: it cannot verify.
+		return buf[:0], false, nil
+	}
+	hasTail = n > TrailerSize
+	if hasTail {
+		n -= TrailerSize
 	}
 	if int64(cap(buf)) < n {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	if _, err := io.ReadFull(f, buf); err != nil {
-		// Shrunk under us: verification fails on what we have.
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return buf[:0], nil
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		if errors.Is(err, io.EOF) {
+			// Shrunk under us: verification fails on what we have.
+			return buf[:0], false, nil
 		}
-		return nil, err
+		return nil, false, err
 	}
-	return buf, nil
+	if hasTail {
+		if _, err := f.ReadAt(tail[:], n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return buf[:0], false, nil
+			}
+			return nil, false, err
+		}
+	}
+	return buf, hasTail, nil
 }
 
 // drop removes a chunk that vanished from disk or failed verification, if
@@ -562,7 +635,8 @@ func (s *Store) Roots() []manifest.Digest {
 	return roots
 }
 
-// Bytes returns the bytes of chunk data held.
+// Bytes returns the bytes of chunk data held (trailers, like manifests, do
+// not count: 40 bytes a chunk).
 func (s *Store) Bytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -617,7 +691,7 @@ func (s *Store) PutManifest(m *manifest.Manifest) error {
 		return fmt.Errorf("put manifest %s: %w", m.Root, err)
 	}
 	dir := filepath.Join(s.dir, manifestsDir)
-	tmp, err := s.writeTempRoom(dir, m.Root.String(), data)
+	tmp, err := s.writeTempRoom(dir, m.Root.String(), data, nil)
 	if err != nil {
 		return fmt.Errorf("put manifest %s: %w", m.Root, err)
 	}

@@ -239,12 +239,12 @@ func TestLimitRespected(t *testing.T) {
 	filepath.WalkDir(filepath.Join(dir, chunksDir), func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			info, _ := d.Info()
-			onDisk += info.Size()
+			onDisk += info.Size() - TrailerSize
 		}
 		return nil
 	})
 	if onDisk != s.Bytes() || onDisk > max {
-		t.Fatalf("%d bytes on disk, store counts %d, limit %d", onDisk, s.Bytes(), max)
+		t.Fatalf("%d chunk bytes on disk, store counts %d, limit %d", onDisk, s.Bytes(), max)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"runtime"
@@ -21,7 +22,7 @@ func Build(ctx context.Context, r io.ReaderAt, size int64, chunkSize, workers in
 		workers = runtime.GOMAXPROCS(0)
 	}
 	n := ChunkCountFor(size, chunkSize)
-	m := &Manifest{Size: size, ChunkSize: chunkSize, Digests: make([]Digest, n)}
+	m := &Manifest{Size: size, ChunkSize: chunkSize, Digests: make([]Digest, n), Checksums: make([]uint32, n)}
 	if workers > n {
 		workers = n
 	}
@@ -46,7 +47,7 @@ func Build(ctx context.Context, r io.ReaderAt, size int64, chunkSize, workers in
 			for i := range next {
 				n := chunkLen(size, chunkSize, i)
 				if holes != nil && holes.hole(int64(i)*int64(chunkSize), int64(n)) {
-					m.Digests[i] = zeros.of(n)
+					m.Digests[i], m.Checksums[i] = zeros.of(n)
 					continue
 				}
 				b := buf[:n]
@@ -55,6 +56,7 @@ func Build(ctx context.Context, r io.ReaderAt, size int64, chunkSize, workers in
 					continue
 				}
 				m.Digests[i] = sha256.Sum256(b)
+				m.Checksums[i] = crc32.Checksum(b, castagnoli)
 			}
 		}()
 	}
@@ -125,22 +127,28 @@ type sparseFile struct{ *os.File }
 func (f sparseFile) hole(off, n int64) bool { return isHole(f.File, off, n) }
 
 // zeroDigests computes the digest of a run of zeros once per length (every
-// chunk of a file has the same length but the last).
+// chunk of a file has the same length but the last), with its CRC32C.
 type zeroDigests struct {
 	mu sync.Mutex
-	m  map[int]Digest
+	m  map[int]zeroSums
 }
 
-func (z *zeroDigests) of(n int) Digest {
+type zeroSums struct {
+	digest Digest
+	crc    uint32
+}
+
+func (z *zeroDigests) of(n int) (Digest, uint32) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if d, ok := z.m[n]; ok {
-		return d
+		return d.digest, d.crc
 	}
 	if z.m == nil {
-		z.m = map[int]Digest{}
+		z.m = map[int]zeroSums{}
 	}
-	d := Digest(sha256.Sum256(make([]byte, n)))
+	zeros := make([]byte, n)
+	d := zeroSums{sha256.Sum256(zeros), crc32.Checksum(zeros, castagnoli)}
 	z.m[n] = d
-	return d
+	return d.digest, d.crc
 }

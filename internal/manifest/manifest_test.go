@@ -71,6 +71,50 @@ func TestVerifyRejects(t *testing.T) {
 	}
 }
 
+// VerifyLocal checks what Build read with the CRC32C it recorded, and a
+// manifest from the wire (no checksums) with the digest: either way, bytes
+// other than the chunk's are refused.
+func TestVerifyLocal(t *testing.T) {
+	data := make([]byte, 2*MinChunkSize+9)
+	rand.Read(data)
+	built, err := Build(context.Background(), bytes.NewReader(data), int64(len(data)), MinChunkSize, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	received, err := FromProto(built.ToProto())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(built.Checksums) != 3 || received.Checksums != nil {
+		t.Fatalf("checksums: built %d, received %d", len(built.Checksums), len(received.Checksums))
+	}
+	bad := bytes.Clone(data[:MinChunkSize])
+	bad[MinChunkSize-1] ^= 0x20
+	for _, m := range []*Manifest{built, received} {
+		for i := range m.ChunkCount() {
+			if err := m.VerifyLocal(i, data[m.ChunkOffset(i):m.ChunkOffset(i)+int64(m.ChunkLen(i))]); err != nil {
+				t.Fatalf("chunk %d: %v", i, err)
+			}
+		}
+		for name, tc := range map[string]struct {
+			i    int
+			data []byte
+		}{
+			"flipped bit": {0, bad},
+			"short":       {0, data[:MinChunkSize-1]},
+			"other chunk": {1, data[:MinChunkSize]},
+			"last chunk":  {2, data[:9]},
+		} {
+			if err := m.VerifyLocal(tc.i, tc.data); !errors.Is(err, ErrDigestMismatch) {
+				t.Errorf("%s: %v, want ErrDigestMismatch", name, err)
+			}
+		}
+		if err := m.VerifyLocal(3, data[:1]); err == nil {
+			t.Error("out of range chunk: no error")
+		}
+	}
+}
+
 func TestProtoRoundTripAndValidation(t *testing.T) {
 	data := make([]byte, 3*MinChunkSize+7)
 	rand.Read(data)

@@ -41,6 +41,11 @@ func TestBuildSparseFile(t *testing.T) {
 	if m.Root != want.Root || m.Size != want.Size {
 		t.Fatalf("sparse file: root %s, want %s (as its bytes read)", m.Root, want.Root)
 	}
+	for i := range m.ChunkCount() {
+		if m.Checksums[i] != want.Checksums[i] {
+			t.Fatalf("chunk %d: CRC32C %08x, want %08x (as its bytes read)", i, m.Checksums[i], want.Checksums[i])
+		}
+	}
 }
 
 // TestBuildHugeSparseFile: a 100 GB file made by truncate publishes in a

@@ -13,6 +13,7 @@ import (
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/spp/spptest"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -110,7 +111,7 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 	dir := t.TempDir()
 	data, m := testFile(t, dir, "b.bin", 10*testChunkSize)
 	gate := make(chan struct{})
-	src := cl.startSource("src", trackerv1.Role_ROLE_ORIGIN, filepath.Join(dir, "b.bin"), m, false, gate)
+	src := cl.startSource("src", trackerv1.Role_ROLE_ORIGIN, data, m, spptest.Faults{Hold: gate})
 	cl.waitHolders(m.Root, 5, "cache-1", "src")
 	// The source holds every stream until all requests are waiting: a
 	// stall timeout must not fire meanwhile.
@@ -124,7 +125,7 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 		wg.Go(func() { results[i], errs[i] = cn.fetch(t.Context(), m, []uint32{5}, false) })
 	}
 	trackertest.Eventually(t, "20 streams waiting on the cold chunk", func() bool {
-		return metricValue(t, cn.reg, "p2pd_cachenode_active_streams") == n && src.fetches.Load() >= 1
+		return metricValue(t, cn.reg, "p2pd_cachenode_active_streams") == n && src.FetchCalls() >= 1
 	})
 	close(gate)
 	wg.Wait()
@@ -133,7 +134,7 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 			t.Fatalf("request %d: %v", i, errs[i])
 		}
 	}
-	if f, c := src.fetches.Load(), src.chunks.Load(); f != 1 || c != 1 {
+	if f, c := src.FetchCalls(), src.SentChunks(); f != 1 || c != 1 {
 		t.Fatalf("source saw %d fetches sending %d chunks, want 1 and 1", f, c)
 	}
 	// A request that came late (after the chunk was stored) counts as
@@ -150,10 +151,9 @@ func TestConcurrentColdRequestsShareOneFetch(t *testing.T) {
 func TestCorruptSourceIsRejected(t *testing.T) {
 	cl := newCluster(t)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "c.bin")
 	data, m := testFile(t, dir, "c.bin", 16*testChunkSize)
-	bad := cl.startSource("bad", trackerv1.Role_ROLE_CACHENODE, path, m, true, nil)
-	good := cl.startSource("good", trackerv1.Role_ROLE_ORIGIN, path, m, false, nil)
+	bad := cl.startSource("bad", trackerv1.Role_ROLE_CACHENODE, data, m, spptest.Faults{CorruptAll: true})
+	good := cl.startSource("good", trackerv1.Role_ROLE_ORIGIN, data, m, spptest.Honest)
 	cl.waitHolders(m.Root, 0, "cache-1", "bad", "good")
 
 	// A chunk the tracker tells cache-1 to get from the bad source first.
@@ -175,8 +175,8 @@ func TestCorruptSourceIsRejected(t *testing.T) {
 	if !bytes.Equal(got, chunkOf(data, m, idx)) {
 		t.Fatal("wrong bytes")
 	}
-	if bad.fetches.Load() != 1 || good.chunks.Load() != 1 {
-		t.Fatalf("bad source asked %d times, good one sent %d chunks; want 1 and 1", bad.fetches.Load(), good.chunks.Load())
+	if bad.FetchCalls() != 1 || good.SentChunks() != 1 {
+		t.Fatalf("bad source asked %d times, good one sent %d chunks; want 1 and 1", bad.FetchCalls(), good.SentChunks())
 	}
 	if df := metricValue(t, cn.reg, "p2pd_cachenode_digest_failures_total"); df != 1 {
 		t.Fatalf("digest failures = %v, want 1", df)

@@ -23,12 +23,12 @@ type prewarms struct {
 
 // followCommands carries out the commands meant for this node until ctx
 // ends.
-func (s *Server) followCommands(ctx context.Context) {
+func (s *housekeeping) followCommands(ctx context.Context) {
 	s.tracker.FollowCommands(ctx, s.cfg.NodeID, s.log, s.apply)
 }
 
 // apply carries out one command, if it chooses this node.
-func (s *Server) apply(c *trackerv1.Command) {
+func (s *housekeeping) apply(c *trackerv1.Command) {
 	if !trackerclient.Chosen(c.Nodes, s.cfg.NodeID, s.cfg.Region) {
 		return
 	}
@@ -52,7 +52,7 @@ func (s *Server) apply(c *trackerv1.Command) {
 // Chunks whose fetch began before the purge are handed to those who asked
 // but not kept. The empty holdings reach the tracker with the next
 // announcement.
-func (s *Server) Purge(root manifest.Digest) {
+func (s *housekeeping) Purge(root manifest.Digest) {
 	s.prewarms.mu.Lock()
 	if cancel := s.prewarms.m[root]; cancel != nil {
 		cancel()
@@ -74,7 +74,7 @@ func (s *Server) Purge(root manifest.Digest) {
 // cache, and reports how many were in memory. Memory is cleared on both
 // sides of the disk: a read from the store that began before the drop
 // may have cached its chunk again meanwhile.
-func (s *Server) dropFile(root manifest.Digest) int {
+func (s *housekeeping) dropFile(root manifest.Digest) int {
 	n := s.hot.RemoveRoot(root)
 	if err := s.store.DropFile(root); err != nil {
 		s.log.Warn("drop file", "root", root, "err", err)
@@ -140,7 +140,7 @@ const prewarmPasses = 3
 // from the origin once and the others get it from the home, so the origin
 // sends the file about once. A prewarm of a file already being prewarmed
 // does nothing.
-func (s *Server) Prewarm(root manifest.Digest, name string) {
+func (s *housekeeping) Prewarm(root manifest.Digest, name string) {
 	if s.tracker == nil {
 		s.log.Warn("cannot prewarm without a tracker", "root", root)
 		return
@@ -171,7 +171,7 @@ func (s *Server) Prewarm(root manifest.Digest, name string) {
 	}
 }
 
-func (s *Server) prewarm(ctx context.Context, root manifest.Digest, name string) {
+func (s *housekeeping) prewarm(ctx context.Context, root manifest.Digest, name string) {
 	start := time.Now()
 	m, err := s.manifest(ctx, root, true)
 	if err != nil {
@@ -197,12 +197,12 @@ func (s *Server) prewarm(ctx context.Context, root manifest.Digest, name string)
 // prewarmWindow fetches the chunks first..end-1 the node misses, waits
 // for them (and for those other requests are fetching) and returns how
 // many did not arrive.
-func (s *Server) prewarmWindow(ctx context.Context, m *manifest.Manifest, first, end int) int {
+func (s *housekeeping) prewarmWindow(ctx context.Context, m *manifest.Manifest, first, end int) int {
 	var owned []*want
 	var waits []*chunkFlight
 	now := time.Now()
 	for idx := first; idx < end; idx++ {
-		f, owner := s.claim(chunkKey{m.Root, idx})
+		f, owner := s.fetcher.claim(chunkKey{m.Root, idx})
 		if f == nil {
 			continue // held
 		}
@@ -212,7 +212,7 @@ func (s *Server) prewarmWindow(ctx context.Context, m *manifest.Manifest, first,
 		}
 	}
 	if len(owned) > 0 {
-		s.fetchRun(ctx, m, owned, true)
+		s.fetcher.fetchRun(ctx, m, owned, true)
 	}
 	missing := 0
 	for _, f := range waits {

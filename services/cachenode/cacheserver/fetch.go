@@ -16,11 +16,22 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// serving answers requests for chunks and manifests: over SPP (Fetch,
+// GetManifest) and in process (Stream). Held chunks come from memory or
+// the store; misses are the fetcher's.
+type serving struct {
+	sppv1.UnimplementedChunkServiceServer
+	*base
+	*known
+	fetcher *fetcher
+	members *membership // counts the streams served: the node's load
+}
+
 // Fetch implements SPP: streams the requested chunks in request order.
 // Held chunks are verified again as they are read; misses are fetched
 // (unless the request is local_only or the node does not fetch) and sent
 // as soon as they are verified.
-func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+func (s *serving) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
 	ctx := stream.Context()
 	root, err := manifest.DigestFromBytes(req.Root)
 	if err != nil {
@@ -39,8 +50,8 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 			return status.Errorf(codes.InvalidArgument, "chunk %d out of range: %s has %d chunks", idx, root, m.ChunkCount())
 		}
 	}
-	s.streamStarted()
-	defer s.streamEnded()
+	s.members.streamStarted()
+	defer s.members.streamEnded()
 	start := time.Now()
 	// A relay request (another cachenode fetching through this one, the
 	// chunk's home) is served without relaying further and without
@@ -80,7 +91,7 @@ type storeRead struct {
 // pipeline serves one Fetch: it launches the fetches of misses up to
 // ReadAhead chunks ahead of the chunk being sent.
 type pipeline struct {
-	s        *Server
+	s        *serving
 	ctx      context.Context
 	m        *manifest.Manifest
 	fetch    bool
@@ -122,7 +133,7 @@ func (p *pipeline) next(i int, bp *[]byte) ([]byte, string, error) {
 	if err == nil && i == 0 {
 		// Read ahead past the request only once its first chunk is
 		// out, so it never competes with the first byte.
-		p.keepPrefetch = p.s.prefetch(p)
+		p.keepPrefetch = p.s.fetcher.prefetch(p)
 	}
 	return data, src, err
 }
@@ -158,7 +169,7 @@ func (p *pipeline) launch(n int) {
 	var owned []*want
 	now := time.Now()
 	for i := range slots {
-		f, owner := p.s.claim(chunkKey{p.m.Root, slots[i].idx})
+		f, owner := p.s.fetcher.claim(chunkKey{p.m.Root, slots[i].idx})
 		if f == nil {
 			slots[i].held = true
 			continue
@@ -169,7 +180,7 @@ func (p *pipeline) launch(n int) {
 		}
 	}
 	if len(owned) > 0 {
-		p.s.goFetch(p.ctx, p.m, owned, fetchOpts{relay: p.relay})
+		p.s.fetcher.goFetch(p.ctx, p.m, owned, fetchOpts{relay: p.relay})
 	}
 }
 
@@ -255,7 +266,7 @@ func (p *pipeline) obtain(sl *slot, bp *[]byte) ([]byte, string, error) {
 // refetch claims the slot's chunk again: ok when the store has it after
 // all (data is then its bytes), else sl.f is the flight to wait on.
 func (p *pipeline) refetch(sl *slot, bp *[]byte) ([]byte, bool, error) {
-	f, owner := p.s.claim(chunkKey{p.m.Root, sl.idx})
+	f, owner := p.s.fetcher.claim(chunkKey{p.m.Root, sl.idx})
 	if f == nil {
 		// Stored again meanwhile: one more try from the store.
 		if data, err := p.s.held(p.m, sl.idx, bp); err == nil {
@@ -264,7 +275,7 @@ func (p *pipeline) refetch(sl *slot, bp *[]byte) ([]byte, bool, error) {
 		return nil, false, status.Errorf(codes.Unavailable, "chunk %d of %s: store keeps failing", sl.idx, p.m.Root)
 	}
 	if owner {
-		p.s.goFetch(p.ctx, p.m, []*want{{idx: sl.idx, f: f, start: time.Now()}}, fetchOpts{relay: p.relay})
+		p.s.fetcher.goFetch(p.ctx, p.m, []*want{{idx: sl.idx, f: f, start: time.Now()}}, fetchOpts{relay: p.relay})
 	}
 	sl.f = f
 	return nil, false, nil
@@ -272,7 +283,7 @@ func (p *pipeline) refetch(sl *slot, bp *[]byte) ([]byte, bool, error) {
 
 // held returns the verified bytes of a chunk the node holds: from memory,
 // else from the store (into *bp when the memory cache is off).
-func (s *Server) held(m *manifest.Manifest, idx int, bp *[]byte) ([]byte, error) {
+func (s *serving) held(m *manifest.Manifest, idx int, bp *[]byte) ([]byte, error) {
 	if data, ok := s.hot.Get(m.Root, idx); ok {
 		return data, nil
 	}
@@ -288,46 +299,4 @@ func (s *Server) held(m *manifest.Manifest, idx int, bp *[]byte) ([]byte, error)
 		s.hot.Add(m.Root, idx, data)
 	}
 	return data, err
-}
-
-// fetchOpts tune one background fetch.
-type fetchOpts struct {
-	relay bool            // chunks nobody holds may come through their home
-	abort context.Context // when it ends, the fetch is given up (nil: never)
-	done  func()          // called when the fetch is over
-}
-
-// goFetch fetches ws in the background. The fetch keeps the request's
-// values (trace context) but not its cancellation, since other requests
-// may be waiting on the same chunks; it ends with the server, or when
-// opts.abort ends, and its waiters then fetch again (errAbandoned). The
-// function returned disarms opts.abort.
-func (s *Server) goFetch(req context.Context, m *manifest.Manifest, ws []*want, opts fetchOpts) (disarm func() bool) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(req))
-	stop := context.AfterFunc(s.life, cancel)
-	stopAbort := func() bool { return false }
-	if opts.abort != nil {
-		stopAbort = context.AfterFunc(opts.abort, cancel)
-	}
-	ok := s.background(func() {
-		defer cancel()
-		defer stop()
-		defer stopAbort()
-		if opts.done != nil {
-			defer opts.done()
-		}
-		s.fetchRun(ctx, m, ws, opts.relay)
-	})
-	if !ok {
-		cancel()
-		stop()
-		stopAbort()
-		if opts.done != nil {
-			opts.done()
-		}
-		for _, w := range ws {
-			s.fail(m, w, errors.New("cachenode shutting down"))
-		}
-	}
-	return stopAbort
 }

@@ -2,20 +2,16 @@ package cacheserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
-	"github.com/p2pd/p2pd/internal/bitmap"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/etcdembed"
 	"github.com/p2pd/p2pd/internal/manifest"
@@ -24,7 +20,6 @@ import (
 	"github.com/p2pd/p2pd/internal/spp/spptest"
 	"github.com/p2pd/p2pd/services/origin/origintest"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
-	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -52,7 +47,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	addr := trackertest.Start(t, e.Endpoints(), trackerserver.Config{PeerSharing: true}).Addr
+	addr := trackertest.Start(t, e.Endpoints(), trackertest.Options{PeerSharing: true}).Addr
 	// The cluster's client speaks for origins too: it presents the origin
 	// credential.
 	tc, err := trackerclient.Dial(addr, trackertest.AsOrigin())
@@ -165,64 +160,13 @@ func (c *cluster) startOrigin(mediaDir string) *origin {
 	return &origin{Origin: o, reg: o.Registry, stop: o.Stop}
 }
 
-// fileSource is a minimal SPP source serving one file on disk, which can
-// misbehave: send corrupt bytes, or hold every stream until released.
-type fileSource struct {
-	sppv1.UnimplementedChunkServiceServer
-	m       *manifest.Manifest
-	path    string
-	corrupt bool
-	gate    chan struct{} // when set, Fetch waits until it is closed
-	fetches atomic.Int64  // Fetch calls
-	chunks  atomic.Int64  // chunks sent
-	addr    string
-}
-
-func (c *cluster) startSource(id string, role trackerv1.Role, path string, m *manifest.Manifest, corrupt bool, gate chan struct{}) *fileSource {
+// startSource serves the file of data and m from an SPP node misbehaving
+// as faults say, joined to the tracker as id holding every chunk.
+func (c *cluster) startSource(id string, role trackerv1.Role, data []byte, m *manifest.Manifest, faults spptest.Faults) *spptest.Node {
 	c.t.Helper()
-	fs := &fileSource{m: m, path: path, corrupt: corrupt, gate: gate}
-	fs.addr = serve(c.t, func(s *grpc.Server) { sppv1.RegisterChunkServiceServer(s, fs) })
-	full := bitmap.New(m.ChunkCount())
-	for i := range m.ChunkCount() {
-		full.Set(i)
-	}
-	have := &trackerv1.Have{Root: m.Root[:], ChunkCount: uint32(m.ChunkCount()), Bitmap: full.Encode()}
-	c.join(&trackerv1.Node{Id: id, Role: role, GrpcAddr: fs.addr}, func() []*trackerv1.Have { return []*trackerv1.Have{have} })
-	return fs
-}
-
-func (fs *fileSource) GetManifest(_ context.Context, req *sppv1.GetManifestRequest) (*sppv1.GetManifestResponse, error) {
-	return &sppv1.GetManifestResponse{Manifest: fs.m.ToProto()}, nil
-}
-
-func (fs *fileSource) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
-	fs.fetches.Add(1)
-	if fs.gate != nil {
-		select {
-		case <-fs.gate:
-		case <-stream.Context().Done():
-			return stream.Context().Err()
-		}
-	}
-	f, err := os.Open(fs.path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for _, idx := range req.Chunks {
-		buf := make([]byte, fs.m.ChunkLen(int(idx)))
-		if _, err := f.ReadAt(buf, fs.m.ChunkOffset(int(idx))); err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		if fs.corrupt {
-			buf[len(buf)/2] ^= 0x55
-		}
-		if err := spp.SendChunk(stream, int(idx), buf); err != nil {
-			return err
-		}
-		fs.chunks.Add(1)
-	}
-	return nil
+	n := spptest.Start(c.t, faults, &spptest.File{M: m, Data: data})
+	c.join(&trackerv1.Node{Id: id, Role: role, GrpcAddr: n.Addr}, fullHaves(m))
+	return n
 }
 
 // cache is a cachenode under test.

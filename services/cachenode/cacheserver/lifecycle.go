@@ -5,6 +5,30 @@ import (
 	"sync"
 )
 
+// housekeeping is the node's care of itself: its background work and
+// shutdown (lifecycle), operators' commands (commands.go), and dropping
+// chunks it may no longer serve: those without a manifest, those of
+// unpublished files (unpublished.go).
+type housekeeping struct {
+	*base
+	*known
+	*lifecycle
+	fetcher  *fetcher // prewarms fetch as misses do
+	purges   *purgeLog
+	prewarms prewarms
+}
+
+// dropOrphans deletes chunks whose manifest is gone: they can be neither
+// announced (the chunk count is unknown) nor verified.
+func (s *housekeeping) dropOrphans() {
+	for _, root := range s.store.Roots() {
+		if _, err := s.localManifest(root); err != nil {
+			s.log.Warn("dropping chunks without a manifest", "root", root, "err", err)
+			s.dropFile(root)
+		}
+	}
+}
+
 // lifecycle is the node's housekeeping of its own goroutines: upstream
 // fetches and stores run in the background, outliving the request that
 // started them (other requests may wait on them) but not the server.

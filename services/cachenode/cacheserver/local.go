@@ -16,7 +16,7 @@ import (
 // like any request's, read-ahead for sequential runs. Chunks come out
 // verified by this node; the caller need not hash them again.
 type LocalStream struct {
-	s      *Server
+	s      *serving
 	p      *pipeline
 	i      int
 	cancel context.CancelFunc
@@ -27,7 +27,7 @@ type LocalStream struct {
 // Stream starts delivering chunks first..last (inclusive) of the file
 // with the given root. Errors carry gRPC status codes as Fetch's do
 // (NotFound: not held and not fetched here). Close must be called.
-func (s *Server) Stream(ctx context.Context, root manifest.Digest, first, last int) (*LocalStream, error) {
+func (s *serving) Stream(ctx context.Context, root manifest.Digest, first, last int) (*LocalStream, error) {
 	fetch := s.cfg.FetchMisses && s.tracker != nil
 	m, err := s.manifest(ctx, root, fetch)
 	if err != nil {
@@ -37,7 +37,7 @@ func (s *Server) Stream(ctx context.Context, root manifest.Digest, first, last i
 		return nil, status.Errorf(codes.InvalidArgument, "chunks %d-%d out of range: %s has %d chunks", first, last, root, m.ChunkCount())
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s.streamStarted()
+	s.members.streamStarted()
 	p := &pipeline{s: s, ctx: ctx, m: m, fetch: fetch, relay: true, slots: make([]slot, last-first+1),
 		trace: startServe(ctx, root, "local", last-first+1)}
 	for i := range p.slots {
@@ -86,5 +86,5 @@ func (ls *LocalStream) Close() {
 	ls.p.trace.end(ls.err)
 	ls.p.finish(err)
 	ls.cancel()
-	ls.s.streamEnded()
+	ls.s.members.streamEnded()
 }

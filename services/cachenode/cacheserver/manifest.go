@@ -18,7 +18,7 @@ import (
 
 // GetManifest implements SPP: the manifest of a file by root or by
 // published name, from the local store or else from a node that has it.
-func (s *Server) GetManifest(ctx context.Context, req *sppv1.GetManifestRequest) (*sppv1.GetManifestResponse, error) {
+func (s *serving) GetManifest(ctx context.Context, req *sppv1.GetManifestRequest) (*sppv1.GetManifestResponse, error) {
 	switch f := req.File.(type) {
 	case *sppv1.GetManifestRequest_Root:
 		root, err := manifest.DigestFromBytes(f.Root)
@@ -37,7 +37,7 @@ func (s *Server) GetManifest(ctx context.Context, req *sppv1.GetManifestRequest)
 	}
 }
 
-func (s *Server) manifestByName(ctx context.Context, name string) (*sppv1.GetManifestResponse, error) {
+func (s *serving) manifestByName(ctx context.Context, name string) (*sppv1.GetManifestResponse, error) {
 	if err := manifest.CheckName(name); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -93,7 +93,7 @@ func manifestStatus(err error) error {
 
 // manifest returns the validated manifest of root: from memory, the store,
 // or (if remote) from a node that has it, stored for next time.
-func (s *Server) manifest(ctx context.Context, root manifest.Digest, remote bool) (*manifest.Manifest, error) {
+func (s *known) manifest(ctx context.Context, root manifest.Digest, remote bool) (*manifest.Manifest, error) {
 	m, err := s.localManifest(root)
 	if err == nil || !remote || s.tracker == nil {
 		return m, err
@@ -111,7 +111,7 @@ func (s *Server) manifest(ctx context.Context, root manifest.Digest, remote bool
 }
 
 // localManifest returns the manifest of root from memory or the store.
-func (s *Server) localManifest(root manifest.Digest) (*manifest.Manifest, error) {
+func (s *known) localManifest(root manifest.Digest) (*manifest.Manifest, error) {
 	if m := s.manifests.get(root); m != nil {
 		return m, nil
 	}
@@ -131,7 +131,7 @@ func (s *Server) localManifest(root manifest.Digest) (*manifest.Manifest, error)
 // fetchManifest asks the nodes the tracker lists for chunk 0 of root, the
 // holders first, and keeps the first manifest that validates and has the
 // root asked for.
-func (s *Server) fetchManifest(ctx context.Context, root manifest.Digest) (*manifest.Manifest, error) {
+func (s *known) fetchManifest(ctx context.Context, root manifest.Digest) (*manifest.Manifest, error) {
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 	resp, err := s.tracker.Locate(lctx, &trackerv1.LocateRequest{
 		Root:              root[:],
@@ -200,6 +200,7 @@ func (c *manifestCache) put(m *manifest.Manifest) {
 // known is what the node knows of manifests: those parsed in memory and
 // the fetches of those it lacks, one per root at a time.
 type known struct {
+	*base
 	manifests manifestCache
 	mflights  flight.Group[*manifest.Manifest]
 }

@@ -15,15 +15,17 @@ import (
 // current: the registration, the holdings that changed since the last
 // announce, the load (streams served) and the measured rates.
 type membership struct {
+	*base
+	*known  // a file's chunk count, to announce its holdings
 	started time.Time
 	member  atomic.Pointer[trackerclient.Member] // nil while not joined
 	dirty   dirtySet
-	rates   *trackerclient.Reporter
-	active  atomic.Int64 // streams being served
+	rates   *trackerclient.Reporter // shared with the fetcher, which measures
+	active  atomic.Int64            // streams being served
 }
 
 // Node describes this cachenode for tracker registration.
-func (s *Server) Node() *trackerv1.Node {
+func (s *membership) Node() *trackerv1.Node {
 	return &trackerv1.Node{
 		Id:              s.cfg.NodeID,
 		Role:            trackerv1.Role_ROLE_CACHENODE,
@@ -42,7 +44,7 @@ func (s *Server) Node() *trackerv1.Node {
 
 // Haves returns the node's full holdings, one Have per file; the tracker
 // member sends them after every (re-)registration.
-func (s *Server) Haves() []*trackerv1.Have {
+func (s *membership) Haves() []*trackerv1.Have {
 	roots := s.store.Roots()
 	hs := make([]*trackerv1.Have, 0, len(roots))
 	for _, root := range roots {
@@ -54,7 +56,7 @@ func (s *Server) Haves() []*trackerv1.Have {
 }
 
 // have returns the holdings of root, nil when its manifest is unknown.
-func (s *Server) have(root manifest.Digest) *trackerv1.Have {
+func (s *membership) have(root manifest.Digest) *trackerv1.Have {
 	m, err := s.localManifest(root)
 	if err != nil {
 		return nil
@@ -91,7 +93,7 @@ func (d *dirtySet) take() []manifest.Digest {
 	return roots
 }
 
-func (s *Server) flushHoldings(m *trackerclient.Member) {
+func (s *membership) flushHoldings(m *trackerclient.Member) {
 	roots := s.dirty.take()
 	if len(roots) == 0 {
 		return
@@ -106,7 +108,7 @@ func (s *Server) flushHoldings(m *trackerclient.Member) {
 
 // streamStarted and streamEnded count served streams: the load the
 // tracker ranks nodes by.
-func (s *Server) streamStarted() {
+func (s *membership) streamStarted() {
 	n := s.active.Add(1)
 	s.metrics.active.Set(float64(n))
 	if m := s.member.Load(); m != nil {
@@ -114,7 +116,7 @@ func (s *Server) streamStarted() {
 	}
 }
 
-func (s *Server) streamEnded() {
+func (s *membership) streamEnded() {
 	n := s.active.Add(-1)
 	s.metrics.active.Set(float64(n))
 	if m := s.member.Load(); m != nil {
@@ -122,7 +124,7 @@ func (s *Server) streamEnded() {
 	}
 }
 
-func (s *Server) flushRates(ctx context.Context) {
+func (s *membership) flushRates(ctx context.Context) {
 	m := s.member.Load()
 	if m == nil {
 		return // not joined: nobody to report as

@@ -17,7 +17,7 @@ import (
 // PrefetchTrigger consecutive chunks: edges open a stream with a window of
 // one or two chunks and ask for longer ones only while the viewer reads
 // on, so a random Range request never triggers read-ahead.
-func (s *Server) prefetch(p *pipeline) func() bool {
+func (s *fetcher) prefetch(p *pipeline) func() bool {
 	n := s.cfg.Prefetch
 	if n <= 0 || !p.fetch || !p.relay || len(p.slots) < s.cfg.PrefetchTrigger {
 		return nil

@@ -15,10 +15,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
-	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/chunkcache"
 	"github.com/p2pd/p2pd/internal/chunkstore"
 	"github.com/p2pd/p2pd/internal/manifest"
@@ -28,19 +26,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Server is a cachenode. Its state is split by job, each part a type in
-// its own file:
+// Server is a cachenode, a thin composition of parts split by job, each
+// a type in its own file:
 //
-//   - serving SPP (fetch.go, local.go) uses the store and memory cache here;
-//   - fetching: chunk flights, link estimates and read-ahead (upstream.go,
-//     swarm.go, prefetch.go);
+//   - serving SPP and in-process streams (fetch.go, local.go, manifest.go);
+//   - fetching misses: chunk flights, the swarm scheduler, read-ahead
+//     (upstream.go, swarm.go, prefetch.go, tier.go);
 //   - known manifests and their fetches (manifest.go);
 //   - membership: registration, holdings, load and rate reports
 //     (membership.go);
 //   - housekeeping: background work and shutdown (lifecycle.go), sweeping
 //     unpublished files (unpublished.go), operators' commands (commands.go).
+//
+// Every part shares the node's base; Run ties them together.
 type Server struct {
-	sppv1.UnimplementedChunkServiceServer
+	*base
+	*known
+	*serving
+	*membership
+	*housekeeping
+	fetcher *fetcher
+}
+
+// base is what every part of the node shares: its configuration, logger,
+// chunk store, memory cache, metrics, and its ways to the tracker and the
+// other nodes.
+type base struct {
 	cfg     Config
 	log     *slog.Logger
 	store   *chunkstore.Store
@@ -50,16 +61,7 @@ type Server struct {
 	// source is told from a stalled one (spp.Stall).
 	peers   spp.Peers
 	metrics *metrics
-	tiers   *tierMetrics
 	hot     *chunkcache.Cache // verified chunks in memory, nil when off
-
-	lifecycle
-	fetching
-	known
-	membership
-	prewarms  prewarms
-	purges    purgeLog
-	putErrLog atomic.Int64 // unix nanos of the last store error logged
 }
 
 // New returns a cachenode serving store. tracker locates sources and
@@ -74,24 +76,44 @@ func New(cfg Config, store *chunkstore.Store, tracker *trackerclient.Client, poo
 		return nil, errors.New("cacheserver: no connection pool")
 	}
 	hot := chunkcache.New(cfg.MemoryCacheBytes)
-	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger.With("node", cfg.NodeID),
-		store:    store,
-		tracker:  tracker,
-		pool:     pool,
-		metrics:  newMetrics(reg, store, hot),
-		tiers:    newTierMetrics(reg),
-		hot:      hot,
-		fetching: fetching{flights: flights{m: map[chunkKey]*chunkFlight{}}, health: rank.NewHealths(rank.HealthConfig{}, nil)},
-		known:    known{manifests: manifestCache{max: cfg.ManifestCache, m: map[manifest.Digest]*manifest.Manifest{}}},
-		membership: membership{
-			started: time.Now(),
-			rates:   trackerclient.NewReporter(),
-			dirty:   dirtySet{m: map[manifest.Digest]bool{}},
-		},
+	b := &base{
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.NodeID),
+		store:   store,
+		tracker: tracker,
+		pool:    pool,
+		metrics: newMetrics(reg, store, hot),
+		hot:     hot,
 	}
-	s.lifecycle.start(cfg.StoreConcurrency)
+	life := &lifecycle{}
+	life.start(cfg.StoreConcurrency)
+	kn := &known{base: b, manifests: manifestCache{max: cfg.ManifestCache, m: map[manifest.Digest]*manifest.Manifest{}}}
+	rates := trackerclient.NewReporter()
+	purges := &purgeLog{}
+	fe := &fetcher{
+		base:      b,
+		lifecycle: life,
+		tiers:     newTierMetrics(reg),
+		purges:    purges,
+		rates:     rates,
+		flights:   flights{m: map[chunkKey]*chunkFlight{}},
+		health:    rank.NewHealths(rank.HealthConfig{}, nil),
+	}
+	mb := &membership{
+		base:    b,
+		known:   kn,
+		started: time.Now(),
+		rates:   rates,
+		dirty:   dirtySet{m: map[manifest.Digest]bool{}},
+	}
+	s := &Server{
+		base:         b,
+		known:        kn,
+		serving:      &serving{base: b, known: kn, fetcher: fe, members: mb},
+		membership:   mb,
+		housekeeping: &housekeeping{base: b, known: kn, lifecycle: life, fetcher: fe, purges: purges},
+		fetcher:      fe,
+	}
 	store.OnChange(s.dirty.mark)
 	return s, nil
 }
@@ -142,29 +164,6 @@ func (s *Server) Run(ctx context.Context) error {
 			s.sweep(ctx, &sw)
 		}
 	}
-}
-
-// dropOrphans deletes chunks whose manifest is gone: they can be neither
-// announced (the chunk count is unknown) nor verified.
-func (s *Server) dropOrphans() {
-	for _, root := range s.store.Roots() {
-		if _, err := s.localManifest(root); err != nil {
-			s.log.Warn("dropping chunks without a manifest", "root", root, "err", err)
-			s.dropFile(root)
-		}
-	}
-}
-
-// storeFailed logs a chunk that could not be stored, at most every 10 s:
-// a full disk would otherwise log every chunk served through.
-func (s *Server) storeFailed(root manifest.Digest, idx int, err error) {
-	s.metrics.storeErrors.Inc()
-	now := time.Now().UnixNano()
-	last := s.putErrLog.Load()
-	if now-last < int64(10*time.Second) || !s.putErrLog.CompareAndSwap(last, now) {
-		return
-	}
-	s.log.Warn("cannot store chunk; serving without caching", "root", root, "chunk", idx, "err", err)
 }
 
 // errUnknownFile reports a root or name no source knows.

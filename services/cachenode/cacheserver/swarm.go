@@ -65,7 +65,7 @@ const maxRetries = 2
 
 // job fetches a set of chunks whose flights the caller owns.
 type job struct {
-	s     *Server
+	s     *fetcher
 	ctx   context.Context
 	m     *manifest.Manifest
 	wants []*want // in index order

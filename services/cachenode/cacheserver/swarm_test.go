@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,28 +16,22 @@ import (
 	"github.com/p2pd/p2pd/internal/bitmap"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/netem"
-	"github.com/p2pd/p2pd/internal/service"
 	"github.com/p2pd/p2pd/internal/spp"
+	"github.com/p2pd/p2pd/internal/spp/spptest"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
-	"google.golang.org/grpc"
 )
 
 // startLinked is startSource behind an emulated link: everything the
 // source sends goes through link.
-func (c *cluster) startLinked(id string, role trackerv1.Role, path string, m *manifest.Manifest, link *netem.Link) *fileSource {
+func (c *cluster) startLinked(id string, role trackerv1.Role, data []byte, m *manifest.Manifest, link *netem.Link) *spptest.Node {
 	c.t.Helper()
-	fs := &fileSource{m: m, path: path}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	s := grpc.NewServer(service.GRPCServerOptions()...)
-	sppv1.RegisterChunkServiceServer(s, fs)
-	go s.Serve(netem.Listen(ln, link))
-	c.t.Cleanup(s.Stop)
-	fs.addr = ln.Addr().String()
-	c.join(&trackerv1.Node{Id: id, Role: role, GrpcAddr: fs.addr}, fullHaves(m))
-	return fs
+	n := spptest.Serve(c.t, netem.Listen(ln, link), spptest.Honest, &spptest.File{M: m, Data: data})
+	c.join(&trackerv1.Node{Id: id, Role: role, GrpcAddr: n.Addr}, fullHaves(m))
+	return n
 }
 
 // fullHaves announces every chunk of m.
@@ -56,13 +47,12 @@ func fullHaves(m *manifest.Manifest) func() []*trackerv1.Have {
 func TestFastSourceTakesMostBytes(t *testing.T) {
 	cl := newCluster(t)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "fs.bin")
 	data, m := testFile(t, dir, "fs.bin", 64*testChunkSize)
 	// Both are peers holding the whole file; one sends 32 times faster.
 	fast := &netem.Link{Rate: 8 << 20}
 	slow := &netem.Link{Rate: 256 << 10}
-	cl.startLinked("fast", trackerv1.Role_ROLE_CACHENODE, path, m, fast)
-	cl.startLinked("slow", trackerv1.Role_ROLE_CACHENODE, path, m, slow)
+	cl.startLinked("fast", trackerv1.Role_ROLE_CACHENODE, data, m, fast)
+	cl.startLinked("slow", trackerv1.Role_ROLE_CACHENODE, data, m, slow)
 	cl.waitHolders(m.Root, m.ChunkCount()-1, "cache-1", "fast", "slow")
 	cn := cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, Prefetch: -1})
 
@@ -83,14 +73,13 @@ func TestFastSourceTakesMostBytes(t *testing.T) {
 func TestSpreadsOverEqualSources(t *testing.T) {
 	cl := newCluster(t)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "eq.bin")
 	data, m := testFile(t, dir, "eq.bin", 64*testChunkSize)
 	var links [3]*netem.Link
 	var ids []string
 	for i := range links {
 		links[i] = &netem.Link{Rate: 2 << 20}
 		ids = append(ids, fmt.Sprintf("peer-%d", i))
-		cl.startLinked(ids[i], trackerv1.Role_ROLE_CACHENODE, path, m, links[i])
+		cl.startLinked(ids[i], trackerv1.Role_ROLE_CACHENODE, data, m, links[i])
 	}
 	cl.waitHolders(m.Root, m.ChunkCount()-1, "cache-1", ids...)
 	cn := cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, Prefetch: -1})
@@ -113,11 +102,10 @@ func TestStalledSourceIsAbandoned(t *testing.T) {
 	t.Run("another peer finishes its chunks", func(t *testing.T) {
 		cl := newCluster(t)
 		dir := t.TempDir()
-		path := filepath.Join(dir, "st.bin")
 		data, m := testFile(t, dir, "st.bin", 32*testChunkSize)
 		stall := &netem.Link{StallAfter: 5 * testChunkSize / 2}
-		cl.startLinked("staller", trackerv1.Role_ROLE_CACHENODE, path, m, stall)
-		cl.startLinked("good", trackerv1.Role_ROLE_CACHENODE, path, m, &netem.Link{})
+		cl.startLinked("staller", trackerv1.Role_ROLE_CACHENODE, data, m, stall)
+		cl.startLinked("good", trackerv1.Role_ROLE_CACHENODE, data, m, &netem.Link{})
 		cl.waitHolders(m.Root, m.ChunkCount()-1, "cache-1", "staller", "good")
 		// A stall timeout long past the test: the end game alone must
 		// route around the stalled peer.
@@ -138,7 +126,7 @@ func TestStalledSourceIsAbandoned(t *testing.T) {
 		o := cl.startOrigin(media)
 		// The only peer stalls two and a half chunks in.
 		stall := &netem.Link{StallAfter: 5 * testChunkSize / 2}
-		cl.startLinked("staller", trackerv1.Role_ROLE_CACHENODE, filepath.Join(media, "st2.bin"), m, stall)
+		cl.startLinked("staller", trackerv1.Role_ROLE_CACHENODE, data, m, stall)
 		cl.waitHolders(m.Root, m.ChunkCount()-1, "cache-1", "staller", "origin")
 		cn := cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, Prefetch: -1, StallTimeout: 300 * time.Millisecond})
 		got, err := cn.fetch(t.Context(), m, allChunks(m), false)
@@ -205,34 +193,14 @@ func TestClusterFetchesEachChunkOnceFromTheOrigin(t *testing.T) {
 	}
 }
 
-// gatedSource serves a file but holds every Fetch asking for a chunk at
-// or past gateFrom until released.
-type gatedSource struct {
-	fileSource
-	gateFrom atomic.Int64
-	release  chan struct{}
-}
-
-func (g *gatedSource) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
-	if slices.ContainsFunc(req.Chunks, func(c uint32) bool { return int64(c) >= g.gateFrom.Load() }) {
-		select {
-		case <-g.release:
-		case <-stream.Context().Done():
-			return stream.Context().Err()
-		}
-	}
-	return g.fileSource.Fetch(req, stream)
-}
-
 func TestPrefetch(t *testing.T) {
 	cl := newCluster(t)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "pf.bin")
 	data, m := testFile(t, dir, "pf.bin", 64*testChunkSize)
-	src := &gatedSource{fileSource: fileSource{m: m, path: path}, release: make(chan struct{})}
-	src.gateFrom.Store(1 << 30)
-	src.addr = serve(t, func(s *grpc.Server) { sppv1.RegisterChunkServiceServer(s, src) })
-	cl.join(&trackerv1.Node{Id: "src", Role: trackerv1.Role_ROLE_ORIGIN, GrpcAddr: src.addr}, fullHaves(m))
+	// The source holds the streams asking for a chunk past HoldFrom until
+	// released.
+	release := make(chan struct{})
+	src := cl.startSource("src", trackerv1.Role_ROLE_ORIGIN, data, m, spptest.Faults{Hold: release, HoldFrom: 1 << 30})
 	cl.waitHolders(m.Root, 0, "cache-1", "src")
 	cn := cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, Prefetch: 8})
 
@@ -258,11 +226,11 @@ func TestPrefetch(t *testing.T) {
 	})
 
 	t.Run("a random request does not", func(t *testing.T) {
-		before := src.chunks.Load()
+		before := src.SentChunks()
 		if _, err := cn.fetch(t.Context(), m, []uint32{30, 31}, false); err != nil {
 			t.Fatal(err)
 		}
-		if got := src.chunks.Load() - before; got != 2 {
+		if got := src.SentChunks() - before; got != 2 {
 			t.Fatalf("source sent %d chunks for a 2-chunk request", got)
 		}
 	})
@@ -271,7 +239,7 @@ func TestPrefetch(t *testing.T) {
 		// The request's first upstream runs come through; its later ones
 		// and the read-ahead wait at the gate, so the request is still
 		// going when the viewer leaves.
-		src.gateFrom.Store(44)
+		src.SetFaults(spptest.Faults{Hold: release, HoldFrom: 44})
 		ctx, cancel := context.WithCancel(t.Context())
 		r, err := spp.Open(ctx, cn.client, m, &sppv1.FetchRequest{Root: m.Root[:], Chunks: span32(36, 52)}, time.Minute)
 		if err != nil {
@@ -280,7 +248,7 @@ func TestPrefetch(t *testing.T) {
 		if _, _, err := r.Next(nil); err != nil {
 			t.Fatal(err)
 		}
-		trackertest.Eventually(t, "read-ahead waiting at the source", func() bool { return cn.srv.prefetchN.Load() == 8 })
+		trackertest.Eventually(t, "read-ahead waiting at the source", func() bool { return cn.srv.fetcher.prefetchN.Load() == 8 })
 		// Another request joins a chunk the read-ahead is fetching.
 		joined := make(chan error, 1)
 		go func() {
@@ -293,9 +261,9 @@ func TestPrefetch(t *testing.T) {
 		trackertest.Eventually(t, "second request waiting", func() bool { return metricValue(t, cn.reg, "p2pd_cachenode_active_streams") == 2 })
 		cancel() // the viewer seeks away
 		r.Close()
-		trackertest.Eventually(t, "read-ahead cancelled", func() bool { return cn.srv.prefetchN.Load() == 0 })
+		trackertest.Eventually(t, "read-ahead cancelled", func() bool { return cn.srv.fetcher.prefetchN.Load() == 0 })
 		// The joined request fetches its chunk itself once released.
-		close(src.release)
+		close(release)
 		if err := <-joined; err != nil {
 			t.Fatalf("request that joined the cancelled read-ahead: %v", err)
 		}
@@ -360,36 +328,20 @@ func TestLocalStream(t *testing.T) {
 	}
 }
 
-// stallOnce holds its first Fetch until the requester gives up, then
-// serves normally: a node too busy to send for a moment.
-type stallOnce struct {
-	fileSource
-	stalled atomic.Bool
-}
-
-func (s *stallOnce) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
-	if s.stalled.CompareAndSwap(false, true) {
-		s.fetches.Add(1)
-		<-stream.Context().Done()
-		return stream.Context().Err()
-	}
-	return s.fileSource.Fetch(req, stream)
-}
-
 func TestLoneSourceThatStalledIsAskedAgain(t *testing.T) {
 	cl := newCluster(t)
 	dir := t.TempDir()
 	data, m := testFile(t, dir, "so.bin", 4*testChunkSize)
-	src := &stallOnce{fileSource: fileSource{m: m, path: filepath.Join(dir, "so.bin")}}
-	src.addr = serve(t, func(s *grpc.Server) { sppv1.RegisterChunkServiceServer(s, src) })
-	cl.join(&trackerv1.Node{Id: "only", Role: trackerv1.Role_ROLE_ORIGIN, GrpcAddr: src.addr}, fullHaves(m))
+	// The source holds its first stream until the requester gives up,
+	// then serves normally: a node too busy to send for a moment.
+	src := cl.startSource("only", trackerv1.Role_ROLE_ORIGIN, data, m, spptest.Faults{StallOnce: map[int]bool{0: true}})
 	cl.waitHolders(m.Root, 0, "cache-1", "only")
 	cn := cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, Prefetch: -1, StallTimeout: time.Second})
 	got, err := cn.fetch(t.Context(), m, allChunks(m), false)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("fetch: %v", err)
 	}
-	if f := src.fetches.Load(); f != 2 {
+	if f := src.FetchCalls(); f != 2 {
 		t.Fatalf("source asked %d times, want 2 (the stall, then again)", f)
 	}
 	if n := metricValue(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "origin"); n != 1 {

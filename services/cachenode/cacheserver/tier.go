@@ -47,7 +47,7 @@ const (
 )
 
 // near reports whether src is in this node's tier: same region and parent.
-func (s *Server) near(src source.Source) bool {
+func (s *base) near(src source.Source) bool {
 	return src.Region == s.cfg.Region && src.Parent == s.cfg.Parent
 }
 
@@ -55,7 +55,7 @@ func (s *Server) near(src source.Source) bool {
 // among this node's sources; ok is false when it is of no use (a peer
 // that neither holds the chunk nor relays it). relays counts the relays
 // placed so far.
-func (s *Server) classify(src source.Source, relays *int) (u upstream, ok bool) {
+func (s *base) classify(src source.Source, relays *int) (u upstream, ok bool) {
 	u = upstream{Source: src, label: sourcePeer, class: classPeer, tier: sourcePeer}
 	switch {
 	case src.Origin():
@@ -75,7 +75,7 @@ func (s *Server) classify(src source.Source, relays *int) (u upstream, ok bool) 
 // a relay. A relay request is served without relaying further, except by
 // a shield for a node of its own region: shields share one home per chunk
 // across regions, so the origin sends a chunk about once in all.
-func (s *Server) mayRelay(relayed bool, region string) bool {
+func (s *base) mayRelay(relayed bool, region string) bool {
 	return !relayed || (s.cfg.Shield && region == s.cfg.Region)
 }
 
@@ -83,7 +83,7 @@ func (s *Server) mayRelay(relayed bool, region string) bool {
 // them by class, best first (a job fetches from the class of its first
 // source that has not failed); a parent listed as a holder is asked as a
 // parent (it fetches what it misses).
-func (s *Server) withParents(srcs []upstream) []upstream {
+func (s *base) withParents(srcs []upstream) []upstream {
 	for d, p := range s.cfg.Parents {
 		for i := range srcs {
 			if srcs[i].ID == p.ID {

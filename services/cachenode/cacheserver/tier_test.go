@@ -59,7 +59,7 @@ func TestSourcesClimb(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &Server{cfg: tt.cfg}
+			s := &base{cfg: tt.cfg}
 			resp := &trackerv1.LocateResponse{Chunks: []*trackerv1.ChunkSources{{}}}
 			for i, l := range tt.listed {
 				resp.Nodes = append(resp.Nodes, l.n)

@@ -19,7 +19,7 @@ type sweeper struct {
 }
 
 // sweep runs one pass; it does nothing when the tracker cannot answer.
-func (s *Server) sweep(ctx context.Context, sw *sweeper) {
+func (s *housekeeping) sweep(ctx context.Context, sw *sweeper) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RPCTimeout)
 	defer cancel()
 	resp, err := s.tracker.ListFiles(ctx, &trackerv1.ListFilesRequest{})

@@ -13,6 +13,7 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/rank"
 	"github.com/p2pd/p2pd/internal/source"
+	"github.com/p2pd/p2pd/services/tracker/trackerclient"
 )
 
 // sourceRoles are the nodes a cachenode fetches from: never edges.
@@ -31,7 +32,7 @@ type upstream struct {
 // swarm), so a cachenode that does not hold the chunk is useless unless
 // the tracker names it the chunk's relay; an origin holds every published
 // chunk whether or not it announced it.
-func (s *Server) sources(resp *trackerv1.LocateResponse, j int) []upstream {
+func (s *base) sources(resp *trackerv1.LocateResponse, j int) []upstream {
 	var out []upstream
 	relays := 0
 	for _, src := range source.Ranked(resp, j, s.cfg.NodeID) {
@@ -85,7 +86,7 @@ type flights struct {
 // A flight stays registered until its chunk is stored, and the store is
 // checked under the same lock: a request that misses a flight by a hair
 // finds the chunk in the store instead of fetching it a second time.
-func (s *Server) claim(k chunkKey) (f *chunkFlight, owner bool) {
+func (s *fetcher) claim(k chunkKey) (f *chunkFlight, owner bool) {
 	s.flights.mu.Lock()
 	defer s.flights.mu.Unlock()
 	if f := s.flights.m[k]; f != nil && !f.failed() {
@@ -99,7 +100,7 @@ func (s *Server) claim(k chunkKey) (f *chunkFlight, owner bool) {
 	return f, true
 }
 
-func (s *Server) release(k chunkKey, f *chunkFlight) {
+func (s *fetcher) release(k chunkKey, f *chunkFlight) {
 	s.flights.mu.Lock()
 	defer s.flights.mu.Unlock()
 	if s.flights.m[k] == f {
@@ -112,7 +113,7 @@ func (s *Server) release(k chunkKey, f *chunkFlight) {
 // then fetched from several sources at once (see swarm.go). relay lets
 // the tracker send chunks nobody holds through their home cachenode; a
 // node fetching on behalf of another through a relay request does not.
-func (s *Server) fetchRun(ctx context.Context, m *manifest.Manifest, ws []*want, relay bool) {
+func (s *fetcher) fetchRun(ctx context.Context, m *manifest.Manifest, ws []*want, relay bool) {
 	defer func() {
 		for _, w := range ws {
 			select {
@@ -137,7 +138,7 @@ func (s *Server) fetchRun(ctx context.Context, m *manifest.Manifest, ws []*want,
 
 // locate fills the candidate sources of ws, one Locate per run of
 // consecutive chunk indices.
-func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, relay bool) error {
+func (s *fetcher) locate(ctx context.Context, m *manifest.Manifest, ws []*want, relay bool) error {
 	if s.tracker == nil {
 		return errors.New("no tracker to locate sources")
 	}
@@ -179,7 +180,7 @@ func (s *Server) locate(ctx context.Context, m *manifest.Manifest, ws []*want, r
 // Stores run beside the stream, so an fsync does not hold up the next
 // chunk, but at most StoreConcurrency at once: a slow disk slows fetching
 // down instead of piling chunks up in memory.
-func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src upstream) {
+func (s *fetcher) deliver(m *manifest.Manifest, w *want, data []byte, src upstream) {
 	s.metrics.fetched.WithLabelValues(src.label).Add(float64(len(data)))
 	s.tiers.add(src, s.cfg.Region, len(data))
 	s.metrics.fetchSeconds.WithLabelValues(src.label).Observe(time.Since(w.start).Seconds())
@@ -197,7 +198,7 @@ func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src upstrea
 		defer func() { <-s.puts }()
 		// Verified by the ChunkReader that received it.
 		s.purges.keep(m.Root, w.start, func() {
-			if err := s.store.PutVerified(m.Root, w.idx, data); err != nil {
+			if err := s.store.PutVerified(m.Root, w.idx, data, m.Digests[w.idx]); err != nil {
 				s.storeFailed(m.Root, w.idx, err)
 			}
 		})
@@ -211,15 +212,23 @@ func (s *Server) deliver(m *manifest.Manifest, w *want, data []byte, src upstrea
 	}
 }
 
-func (s *Server) fail(m *manifest.Manifest, w *want, err error) {
+func (s *fetcher) fail(m *manifest.Manifest, w *want, err error) {
 	w.f.land(nil, "", fmt.Errorf("chunk %d of %s: %w", w.idx, m.Root, err))
 	s.release(chunkKey{m.Root, w.idx}, w.f)
 }
 
-// fetching is the state of the node's upstream fetches: one flight per
+// fetcher brings the chunks the node misses from upstream: one flight per
 // chunk on its way, what each link to a source has shown, and how many
-// read-ahead chunks are in flight.
-type fetching struct {
+// read-ahead chunks are in flight. Fetches run in the background of the
+// node's lifecycle; verified chunks go to their waiters, the memory cache
+// and the store.
+type fetcher struct {
+	*base
+	*lifecycle
+	tiers     *tierMetrics
+	purges    *purgeLog               // a purged file's chunks are not kept
+	rates     *trackerclient.Reporter // measured rates, reported by the membership
+	putErrLog atomic.Int64            // unix nanos of the last store error logged
 	flights   flights
 	links     links
 	prefetchN atomic.Int64
@@ -228,4 +237,58 @@ type fetching struct {
 	// silent peer again (rank.Health's backoff), unless it is the only
 	// source left.
 	health *rank.Healths
+}
+
+// storeFailed logs a chunk that could not be stored, at most every 10 s:
+// a full disk would otherwise log every chunk served through.
+func (s *fetcher) storeFailed(root manifest.Digest, idx int, err error) {
+	s.metrics.storeErrors.Inc()
+	now := time.Now().UnixNano()
+	last := s.putErrLog.Load()
+	if now-last < int64(10*time.Second) || !s.putErrLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("cannot store chunk; serving without caching", "root", root, "chunk", idx, "err", err)
+}
+
+// fetchOpts tune one background fetch.
+type fetchOpts struct {
+	relay bool            // chunks nobody holds may come through their home
+	abort context.Context // when it ends, the fetch is given up (nil: never)
+	done  func()          // called when the fetch is over
+}
+
+// goFetch fetches ws in the background. The fetch keeps the request's
+// values (trace context) but not its cancellation, since other requests
+// may be waiting on the same chunks; it ends with the server, or when
+// opts.abort ends, and its waiters then fetch again (errAbandoned). The
+// function returned disarms opts.abort.
+func (s *fetcher) goFetch(req context.Context, m *manifest.Manifest, ws []*want, opts fetchOpts) (disarm func() bool) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(req))
+	stop := context.AfterFunc(s.life, cancel)
+	stopAbort := func() bool { return false }
+	if opts.abort != nil {
+		stopAbort = context.AfterFunc(opts.abort, cancel)
+	}
+	ok := s.background(func() {
+		defer cancel()
+		defer stop()
+		defer stopAbort()
+		if opts.done != nil {
+			defer opts.done()
+		}
+		s.fetchRun(ctx, m, ws, opts.relay)
+	})
+	if !ok {
+		cancel()
+		stop()
+		stopAbort()
+		if opts.done != nil {
+			opts.done()
+		}
+		for _, w := range ws {
+			s.fail(m, w, errors.New("cachenode shutting down"))
+		}
+	}
+	return stopAbort
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/spp/spptest"
 )
 
 // Sizes are chosen around chunk boundaries: 10 chunks and a bit.
@@ -233,14 +234,14 @@ func TestFailover(t *testing.T) {
 	tests := []struct {
 		name   string
 		chunk  int // the fault hits the node ranked first for this chunk
-		faults faults
+		faults spptest.Faults
 		stall  bool
 	}{
-		{"node dies mid-stream", 0, faults{dieAfter: 1}, false},
-		{"corrupt chunk", 4, faults{corrupt: map[int]bool{4: true}}, false},
-		{"corrupt first chunk", 0, faults{corrupt: map[int]bool{0: true}}, false},
-		{"chunk not held", 6, faults{missing: map[int]bool{6: true}}, false},
-		{"node stalls", 2, faults{stall: map[int]bool{2: true}}, true},
+		{"node dies mid-stream", 0, spptest.Faults{DieAfter: 1}, false},
+		{"corrupt chunk", 4, spptest.Faults{Corrupt: map[int]bool{4: true}}, false},
+		{"corrupt first chunk", 0, spptest.Faults{Corrupt: map[int]bool{0: true}}, false},
+		{"chunk not held", 6, spptest.Faults{Missing: map[int]bool{6: true}}, false},
+		{"node stalls", 2, spptest.Faults{Stall: map[int]bool{2: true}}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,7 +252,7 @@ func TestFailover(t *testing.T) {
 				}
 			})
 			bad := e.ranking(t, big)[tc.chunk][0]
-			bad.setFaults(tc.faults)
+			bad.SetFaults(tc.faults)
 			resp, body, err := e.do(t, "GET", "/films/big.mp4")
 			if err != nil {
 				t.Fatalf("body: %v", err)
@@ -273,7 +274,7 @@ func TestSecondRoundAfterEveryNodeFailed(t *testing.T) {
 	big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
 	e := newEnv(t, 2, []*fixtureFile{big}, func(c *Config) { c.StallTimeout = 200 * time.Millisecond })
 	for _, n := range e.nodes {
-		n.setFaults(faults{stallOnce: map[int]bool{3: true}})
+		n.SetFaults(spptest.Faults{StallOnce: map[int]bool{3: true}})
 	}
 	resp, body, err := e.do(t, "GET", "/films/big.mp4")
 	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, big.data) {
@@ -306,17 +307,17 @@ func TestUnavailableBeforeHeaders(t *testing.T) {
 	tests := []struct {
 		name  string
 		nodes int
-		fault faults
+		fault spptest.Faults
 		down  bool
 		rng   string
 		code  int
 	}{
-		{"first chunk corrupt everywhere", 2, faults{corrupt: map[int]bool{0: true}}, false, "", 502},
-		{"range start corrupt everywhere", 2, faults{corrupt: map[int]bool{5: true}}, false, fmt.Sprintf("bytes=%d-", 5*testChunk+1), 502},
-		{"multipart first part corrupt", 2, faults{corrupt: map[int]bool{3: true}}, false, fmt.Sprintf("bytes=%d-%d,%d-%d", 3*testChunk, 3*testChunk+9, 6*testChunk, 6*testChunk+9), 502},
-		{"manifest wrong everywhere", 2, faults{wrongManifest: true}, false, "", 502},
-		{"no cache node", 0, faults{}, false, "", 503},
-		{"tracker down", 1, faults{}, true, "", 503},
+		{"first chunk corrupt everywhere", 2, spptest.Faults{Corrupt: map[int]bool{0: true}}, false, "", 502},
+		{"range start corrupt everywhere", 2, spptest.Faults{Corrupt: map[int]bool{5: true}}, false, fmt.Sprintf("bytes=%d-", 5*testChunk+1), 502},
+		{"multipart first part corrupt", 2, spptest.Faults{Corrupt: map[int]bool{3: true}}, false, fmt.Sprintf("bytes=%d-%d,%d-%d", 3*testChunk, 3*testChunk+9, 6*testChunk, 6*testChunk+9), 502},
+		{"manifest wrong everywhere", 2, spptest.Faults{WrongManifest: true}, false, "", 502},
+		{"no cache node", 0, spptest.Faults{}, false, "", 503},
+		{"tracker down", 1, spptest.Faults{}, true, "", 503},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -324,7 +325,7 @@ func TestUnavailableBeforeHeaders(t *testing.T) {
 			other := newFixtureFile(t, "other.mp4", 3*testChunk, 9)
 			e := newEnv(t, tc.nodes, []*fixtureFile{big, other}, nil)
 			for _, n := range e.nodes {
-				n.setFaults(tc.fault)
+				n.SetFaults(tc.fault)
 			}
 			if tc.down {
 				e.tracker.Stop()
@@ -369,7 +370,7 @@ func TestAbortAfterHeaders(t *testing.T) {
 			big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
 			e := newEnv(t, 2, []*fixtureFile{big}, nil)
 			for _, n := range e.nodes {
-				n.setFaults(faults{corrupt: map[int]bool{4: true}})
+				n.SetFaults(spptest.Faults{Corrupt: map[int]bool{4: true}})
 			}
 			req, _ := http.NewRequest("GET", e.http.URL+"/films/big.mp4", nil)
 			if tc.rng != "" {
@@ -408,7 +409,7 @@ func TestProbation(t *testing.T) {
 	big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
 	e := newEnv(t, 2, []*fixtureFile{big}, nil)
 	bad := e.ranking(t, big)[0][0]
-	bad.setFaults(faults{corrupt: map[int]bool{0: true}})
+	bad.SetFaults(spptest.Faults{Corrupt: map[int]bool{0: true}})
 	get := func() {
 		t.Helper()
 		resp, body, err := e.do(t, "GET", "/films/big.mp4", "Range", "bytes=0-99")

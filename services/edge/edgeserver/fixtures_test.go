@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,19 +16,14 @@ import (
 	"testing"
 	"time"
 
-	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/etcdembed"
 	"github.com/p2pd/p2pd/internal/manifest"
-	"github.com/p2pd/p2pd/internal/service"
-	"github.com/p2pd/p2pd/internal/spp"
-	"github.com/p2pd/p2pd/services/tracker/trackerserver"
+	"github.com/p2pd/p2pd/internal/spp/spptest"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // testChunk is the smallest chunk size a manifest allows: files of a few
@@ -78,154 +72,25 @@ func (f *fixtureFile) summary() *trackerv1.File {
 	}
 }
 
-// faults make a fixture node misbehave.
-type faults struct {
-	dieAfter      int          // stop the whole gRPC server once this many chunks were sent (0: never)
-	corrupt       map[int]bool // chunks sent with one byte flipped
-	missing       map[int]bool // chunks answered NOT_FOUND
-	stall         map[int]bool // chunks never sent: the stream hangs
-	stallOnce     map[int]bool // chunks that hang the first time they are asked for
-	wrongManifest bool         // GetManifest answers another file's manifest
-	// pace makes a busy node: it sends one chunk at a time over all its
-	// streams, in the order they asked, each after this long.
-	pace time.Duration
-}
-
 // sppNode is a real SPP gRPC server on 127.0.0.1 serving fixture files:
 // the cachenode the edge talks to, with faults on demand.
 type sppNode struct {
-	sppv1.UnimplementedChunkServiceServer
-	id    string
-	addr  string
-	srv   *grpc.Server
-	files map[manifest.Digest]*fixtureFile
-
-	mu        sync.Mutex
-	f         faults
-	stalled   map[int]bool // stallOnce chunks already stalled
-	sent      int          // chunks sent whole
-	requested int          // chunks asked for, counted before any is sent
-	fetches   int
-	turn      chan struct{} // the one chunk being sent when paced
+	*spptest.Node
+	id string // as registered with the tracker
 }
 
 func startNode(t *testing.T, id string, files []*fixtureFile) *sppNode {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &sppNode{id: id, addr: l.Addr().String(), srv: grpc.NewServer(service.GRPCServerOptions()...), files: map[manifest.Digest]*fixtureFile{}, turn: make(chan struct{}, 1)}
+	var fs []*spptest.File
 	for _, f := range files {
-		n.files[f.m.Root] = f
+		fs = append(fs, &spptest.File{M: f.m, Data: f.data})
 	}
-	sppv1.RegisterChunkServiceServer(n.srv, n)
-	go n.srv.Serve(l)
-	t.Cleanup(n.srv.Stop)
-	return n
+	return &sppNode{Node: spptest.Start(t, spptest.Honest, fs...), id: id}
 }
 
-func (n *sppNode) setFaults(f faults) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.f = f
-}
-
+// stats returns the Fetch calls the node got and the chunks they asked for.
 func (n *sppNode) stats() (fetches, requested int) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.fetches, n.requested
-}
-
-func (n *sppNode) GetManifest(_ context.Context, req *sppv1.GetManifestRequest) (*sppv1.GetManifestResponse, error) {
-	root, err := manifest.DigestFromBytes(req.GetRoot())
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	f := n.files[root]
-	if f == nil {
-		return nil, status.Error(codes.NotFound, "no such file")
-	}
-	n.mu.Lock()
-	wrong := n.f.wrongManifest
-	n.mu.Unlock()
-	if wrong {
-		for r, o := range n.files {
-			if r != root {
-				return &sppv1.GetManifestResponse{Manifest: o.m.ToProto()}, nil
-			}
-		}
-		p := f.m.ToProto()
-		p.ChunkDigests[0] ^= 1 // no other file: break this one instead
-		return &sppv1.GetManifestResponse{Manifest: p}, nil
-	}
-	return &sppv1.GetManifestResponse{Manifest: f.m.ToProto()}, nil
-}
-
-func (n *sppNode) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
-	root, err := manifest.DigestFromBytes(req.Root)
-	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
-	f := n.files[root]
-	if f == nil {
-		return status.Error(codes.NotFound, "no such file")
-	}
-	n.mu.Lock()
-	n.fetches++
-	n.requested += len(req.Chunks)
-	n.mu.Unlock()
-	for _, c := range req.Chunks {
-		i := int(c)
-		n.mu.Lock()
-		fl := n.f
-		die := fl.dieAfter > 0 && n.sent >= fl.dieAfter
-		stallNow := fl.stallOnce[i] && !n.stalled[i]
-		if stallNow {
-			if n.stalled == nil {
-				n.stalled = map[int]bool{}
-			}
-			n.stalled[i] = true
-		}
-		n.mu.Unlock()
-		switch {
-		case die:
-			go n.srv.Stop()
-			<-stream.Context().Done()
-			return stream.Context().Err()
-		case fl.stall[i] || stallNow:
-			<-stream.Context().Done()
-			return stream.Context().Err()
-		case fl.missing[i]:
-			return status.Errorf(codes.NotFound, "chunk %d not held", i)
-		}
-		if fl.pace > 0 {
-			// Streams queue for the node's one sender, first come first
-			// served (a channel's blocked senders are woken in order).
-			select {
-			case n.turn <- struct{}{}:
-			case <-stream.Context().Done():
-				return stream.Context().Err()
-			}
-			time.Sleep(fl.pace)
-		}
-		data := f.chunk(i)
-		if fl.corrupt[i] {
-			data = bytes.Clone(data)
-			data[len(data)/2] ^= 0x55
-		}
-		err := spp.SendChunk(stream, i, data)
-		if fl.pace > 0 {
-			<-n.turn
-		}
-		if err != nil {
-			return err
-		}
-		n.mu.Lock()
-		n.sent++
-		n.mu.Unlock()
-	}
-	return nil
+	return int(n.FetchCalls()), int(n.RequestedChunks())
 }
 
 // countingTracker is the real tracker client, counting Locate calls.
@@ -287,7 +152,7 @@ func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *
 		reg:   prometheus.NewRegistry(),
 		files: map[string]*fixtureFile{},
 	}
-	e.tracker = trackertest.Start(t, testEtcd, trackerserver.Config{
+	e.tracker = trackertest.Start(t, testEtcd, trackertest.Options{
 		LeaseTTL:    time.Minute, // no heartbeats in these tests
 		PeerSharing: true,
 	})
@@ -296,7 +161,7 @@ func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *
 	for i := range nodes {
 		n := startNode(t, fmt.Sprintf("cache-%d", i), files)
 		e.nodes = append(e.nodes, n)
-		_, err := e.tc.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: n.id, Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: n.addr},
+		_, err := e.tc.Register(ctx, &trackerv1.RegisterRequest{Node: &trackerv1.Node{Id: n.id, Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: n.Addr},
 			// The same node in every env of a test: it may register again.
 			Secret: "secret of the test's " + n.id + strings.Repeat(".", 32)})
 		if err != nil {

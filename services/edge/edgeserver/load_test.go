@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/spp/spptest"
 )
 
 // getAll fetches path from the edge, n viewers at once, and reports every
@@ -67,7 +69,7 @@ func TestBusyNodeIsNotStalled(t *testing.T) {
 		// work unless the machine stops it.
 		c.StallTimeout = 250 * time.Millisecond
 	})
-	e.nodes[0].setFaults(faults{pace: 10 * time.Millisecond})
+	e.nodes[0].SetFaults(spptest.Faults{Pace: 10 * time.Millisecond})
 	chunks := big.m.ChunkCount()
 	getAll(t, e, "/films/big.mp4", nil, 48, func(i int) (string, []byte) {
 		// Two chunks each, at places that differ between viewers.
@@ -87,7 +89,7 @@ func TestSilentNodeIsFailedOver(t *testing.T) {
 	big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
 	e := newEnv(t, 2, []*fixtureFile{big}, func(c *Config) { c.StallTimeout = 250 * time.Millisecond })
 	home := e.ranking(t, big)[0][0]
-	home.setFaults(faults{pace: 10 * time.Millisecond, stall: map[int]bool{0: true}})
+	home.SetFaults(spptest.Faults{Pace: 10 * time.Millisecond, Stall: map[int]bool{0: true}})
 	getAll(t, e, "/films/big.mp4", big.data, 8, nil)
 	if n := counterValue(e.edge.metrics.failovers); n < 1 {
 		t.Errorf("failovers %v, want >= 1", n)
@@ -101,7 +103,7 @@ func TestConcurrentMissesShareOneFetch(t *testing.T) {
 	big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
 	e := newEnv(t, 1, []*fixtureFile{big}, func(c *Config) { c.MemoryCacheBytes = 64 << 20 })
 	// A busy node, so the viewers' misses overlap.
-	e.nodes[0].setFaults(faults{pace: 2 * time.Millisecond})
+	e.nodes[0].SetFaults(spptest.Faults{Pace: 2 * time.Millisecond})
 	getAll(t, e, "/films/big.mp4", big.data, 64, nil)
 	if _, asked := e.nodes[0].stats(); asked != big.m.ChunkCount() {
 		t.Errorf("the node was asked for %d chunks, want each of the %d once", asked, big.m.ChunkCount())
@@ -119,7 +121,7 @@ func TestConcurrentMissesShareOneFetch(t *testing.T) {
 func TestAbandonedSharedFetch(t *testing.T) {
 	big := newFixtureFile(t, "films/big.mp4", bigSize, 1)
 	e := newEnv(t, 1, []*fixtureFile{big}, func(c *Config) { c.MemoryCacheBytes = 64 << 20 })
-	e.nodes[0].setFaults(faults{stall: map[int]bool{2: true}})
+	e.nodes[0].SetFaults(spptest.Faults{Stall: map[int]bool{2: true}})
 	for range 4 {
 		req, err := http.NewRequestWithContext(t.Context(), "GET", e.http.URL+"/films/big.mp4", nil)
 		if err != nil {
@@ -135,7 +137,7 @@ func TestAbandonedSharedFetch(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	e.nodes[0].setFaults(faults{})
+	e.nodes[0].SetFaults(spptest.Honest)
 	resp, body, err := e.do(t, "GET", "/films/big.mp4")
 	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, big.data) {
 		t.Fatalf("status %d, err %v: not the file", resp.StatusCode, err)

@@ -22,7 +22,6 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/services/origin/originserver"
 	"github.com/p2pd/p2pd/services/tracker/trackerclient"
-	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -64,7 +63,7 @@ func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{token: testToke
 func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, media: t.TempDir(), reg: prometheus.NewRegistry()}
-	trackerAddr := trackertest.Start(t, etcdEndpoints, trackerserver.Config{Logger: quiet()}).Addr
+	trackerAddr := trackertest.Start(t, etcdEndpoints, trackertest.Options{Logger: quiet()}).Addr
 	tc, err := trackerclient.Dial(trackerAddr, trackertest.AsOrigin())
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	adminv1 "github.com/p2pd/p2pd/gen/admin/v1"
+	"github.com/p2pd/p2pd/internal/metric"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -25,7 +26,7 @@ func (r *regionTotals) add(f *dto.MetricFamily) {
 		r.origin, r.traffic = map[string]uint64{}, map[[3]string]uint64{}
 	}
 	for _, m := range f.Metric {
-		v := uint64(sumMetric([]*dto.Metric{m}))
+		v := uint64(metric.Sum([]*dto.Metric{m}, nil))
 		switch f.GetName() {
 		case metricOriginRegion:
 			r.origin[label(m, "destination_region")] += v

@@ -10,9 +10,9 @@ import (
 
 	adminv1 "github.com/p2pd/p2pd/gen/admin/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/internal/metric"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // Metric names read for GetStats: the services' own counters
@@ -111,9 +111,9 @@ func (s *Server) addCounters(ctx context.Context, resp *adminv1.GetStatsResponse
 			case metricOriginRegion, metricCacheRegion:
 				regions.add(f)
 			case metricOriginEgress:
-				resp.OriginEgressBytes += uint64(sumMetric(f.Metric))
+				resp.OriginEgressBytes += uint64(metric.Sum(f.Metric, nil))
 			case metricEdgeSent:
-				resp.EdgeBytesSent += uint64(sumMetric(f.Metric))
+				resp.EdgeBytesSent += uint64(metric.Sum(f.Metric, nil))
 			case metricCacheServed:
 				for _, m := range f.Metric {
 					src := "unknown"
@@ -122,7 +122,7 @@ func (s *Server) addCounters(ctx context.Context, resp *adminv1.GetStatsResponse
 							src = l.GetValue()
 						}
 					}
-					v := sumMetric([]*dto.Metric{m})
+					v := metric.Sum([]*dto.Metric{m}, nil)
 					resp.BytesServedBySource[src] += uint64(v)
 					served += v
 					if src == "local" {
@@ -183,8 +183,7 @@ func (s *Server) scrape(ctx context.Context, addr string) ([]*dto.MetricFamily, 
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("metrics of %s: %s", addr, resp.Status)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(io.LimitReader(resp.Body, maxMetricsBytes))
+	fams, err := metric.ParseText(io.LimitReader(resp.Body, maxMetricsBytes))
 	if err != nil {
 		return nil, fmt.Errorf("metrics of %s: %w", addr, err)
 	}
@@ -196,20 +195,4 @@ func (s *Server) scrape(ctx context.Context, addr string) ([]*dto.MetricFamily, 
 		}
 	}
 	return out, nil
-}
-
-// sumMetric sums the counter or gauge values of ms.
-func sumMetric(ms []*dto.Metric) float64 {
-	var sum float64
-	for _, m := range ms {
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Untyped != nil:
-			sum += m.Untyped.GetValue()
-		}
-	}
-	return sum
 }

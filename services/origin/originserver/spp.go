@@ -41,9 +41,12 @@ func (s *Server) GetManifest(_ context.Context, req *sppv1.GetManifestRequest) (
 }
 
 // Fetch implements SPP: streams the requested chunks straight from the
-// media file. Each chunk is verified before it is sent: a file changed on
-// disk after publishing must never leak bytes of a new version under the
-// old root. Such a file is re-published (new root) and the stream fails.
+// media file. Each chunk is checked before it is sent, against the CRC32C
+// recorded when the file was hashed for publishing (manifest.VerifyLocal):
+// a file changed on disk after publishing must not send bytes of a new
+// version under the old root. Such a file is re-published (new root) and
+// the stream fails. The receiver proves every chunk against its SHA-256
+// digest, so even a change the CRC32C missed never reaches a viewer.
 func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
 	root, err := manifest.DigestFromBytes(req.Root)
 	if err != nil {
@@ -96,7 +99,7 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 		if _, err := f.ReadAt(buf, e.m.ChunkOffset(int(idx))); err != nil && err != io.EOF {
 			return status.Errorf(codes.Internal, "read chunk %d of %s: %v", idx, e.m.Name, err)
 		}
-		if err := e.m.Verify(int(idx), buf); err != nil {
+		if err := e.m.VerifyLocal(int(idx), buf); err != nil {
 			s.metrics.digestFailures.Inc()
 			telemetry.DigestFailure(stream.Context(), root.String(), int(idx))
 			s.stale(stream.Context(), e)

@@ -13,7 +13,6 @@ import (
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/etcdembed"
-	"github.com/p2pd/p2pd/services/tracker/trackerserver"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -131,7 +130,7 @@ func TestSplit(t *testing.T) {
 }
 
 func TestJoinAndClose(t *testing.T) {
-	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
+	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackertest.Options{})
 	c := dial(t, tr.Addr)
 	a, b := trackertest.Root("a"), trackertest.Root("b")
 	m := c.Join(trackertest.Ctx(t), cacheNode("cache-1"), func() []*trackerv1.Have {
@@ -160,7 +159,7 @@ func TestJoinAndClose(t *testing.T) {
 // Many updates in a burst reach the tracker in few Announce calls, the
 // latest bitmap per root winning.
 func TestUpdateBatching(t *testing.T) {
-	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
+	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackertest.Options{})
 	c := dial(t, tr.Addr)
 	m := c.Join(trackertest.Ctx(t), cacheNode("cache-1"), nil)
 	defer m.Close()
@@ -195,7 +194,7 @@ func TestUpdateBatching(t *testing.T) {
 
 // Holdings over the per-call limit are split into several calls.
 func TestUpdateSplits(t *testing.T) {
-	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
+	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackertest.Options{})
 	c := dial(t, tr.Addr)
 	m := c.JoinWith(trackertest.Ctx(t), cacheNode("cache-1"), nil, Config{MaxHavesPerAnnounce: 2, Logger: discard()})
 	defer m.Close()
@@ -212,7 +211,7 @@ func TestUpdateSplits(t *testing.T) {
 // When the lease is lost, the member registers again and re-announces
 // everything.
 func TestReregisterAfterLeaseLost(t *testing.T) {
-	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{LeaseTTL: 2 * time.Second})
+	tr := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackertest.Options{LeaseTTL: 2 * time.Second})
 	c := dial(t, tr.Addr)
 	etcd := trackertest.Etcd(t, testEndpoints)
 	ctx := trackertest.Ctx(t)
@@ -259,14 +258,14 @@ func TestJoinWaitsForTracker(t *testing.T) {
 	if m.Registered() {
 		t.Fatal("registered with no tracker")
 	}
-	trackertest.StartAt(t, addr, testEndpoints, trackerserver.Config{})
+	trackertest.StartAt(t, addr, testEndpoints, trackertest.Options{})
 	trackertest.Eventually(t, "registration", m.Registered)
 }
 
 // Calls keep working when one of the listed trackers goes away.
 func TestFailover(t *testing.T) {
-	a := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
-	b := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackerserver.Config{})
+	a := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackertest.Options{})
+	b := trackertest.StartAt(t, "127.0.0.1:0", testEndpoints, trackertest.Options{})
 	c := dial(t, a.Addr+","+b.Addr)
 	ctx := trackertest.Ctx(t)
 	// Round robin spreads calls over the connections that are ready; the

@@ -34,15 +34,30 @@ const patience = 20 * time.Second
 // or Stop is called.
 type Tracker struct {
 	Addr   string                         // host:port it listens on
-	Server *trackerserver.Server          // for tests that look inside
 	Client trackerv1.TrackerServiceClient // a client of it over Addr, as an origin
 
 	calls sync.Map // full gRPC method -> *atomic.Int64
 	stop  func()
 }
 
-// OriginToken is the origin credential of the trackers Start runs when
-// the config names none: tests publish with it (AsOrigin).
+// Options tune a tracker Start runs. The zero value is the tracker
+// service's defaults, with the test's own etcd prefix (Prefix), a logger
+// that discards and OriginToken as the origin credential. They are the
+// kit's own, so the fixtures of other services need not know the
+// tracker's configuration.
+type Options struct {
+	// LeaseTTL is how long a node that stopped heartbeating lingers in
+	// Locate answers (0: the service's default).
+	LeaseTTL time.Duration
+	// PeerSharing lets cachenodes fetch from each other; without it a
+	// cachenode is given origins only.
+	PeerSharing bool
+	// Logger receives the tracker's log (nil: discarded).
+	Logger *slog.Logger
+}
+
+// OriginToken is the origin credential of the trackers Start runs: tests
+// publish with it (AsOrigin).
 const OriginToken = "trackertest-origin"
 
 // AsOrigin is the dial option of a client that publishes to a tracker
@@ -52,31 +67,31 @@ func AsOrigin() grpc.DialOption {
 }
 
 // Start runs a tracker over the etcd at endpoints on a free loopback port.
-// cfg's zero Prefix is the test's own (Prefix), its nil Logger discards.
-func Start(t testing.TB, endpoints []string, cfg trackerserver.Config) *Tracker {
+func Start(t testing.TB, endpoints []string, opts Options) *Tracker {
 	t.Helper()
-	return StartAt(t, "127.0.0.1:0", endpoints, cfg)
+	return StartAt(t, "127.0.0.1:0", endpoints, opts)
 }
 
 // StartAt is Start listening on addr, so a test can bring a stopped
 // tracker back on the same address.
-func StartAt(t testing.TB, addr string, endpoints []string, cfg trackerserver.Config) *Tracker {
+func StartAt(t testing.TB, addr string, endpoints []string, opts Options) *Tracker {
 	t.Helper()
-	if cfg.Prefix == "" {
-		cfg.Prefix = Prefix(t)
+	cfg := trackerserver.Config{
+		Prefix:      Prefix(t),
+		LeaseTTL:    opts.LeaseTTL,
+		PeerSharing: opts.PeerSharing,
+		Logger:      opts.Logger,
+		OriginToken: OriginToken,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if cfg.OriginToken == "" {
-		cfg.OriginToken = OriginToken
 	}
 	srv := trackerserver.New(Etcd(t, endpoints), cfg)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &Tracker{Addr: l.Addr().String(), Server: srv}
+	tr := &Tracker{Addr: l.Addr().String()}
 	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		v, _ := tr.calls.LoadOrStore(info.FullMethod, new(atomic.Int64))
 		v.(*atomic.Int64).Add(1)
