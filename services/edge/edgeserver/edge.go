@@ -204,7 +204,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if traceID != "" {
 		attrs = append(attrs, slog.String("trace_id", traceID))
 	}
-	s.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	level := slog.LevelInfo
+	if out.abort && code != 499 || code >= 500 && code != http.StatusServiceUnavailable {
+		// A response cut short or a 502 is a failure an operator should
+		// see at the default --log-level warn, with its cause.
+		level = slog.LevelWarn
+	}
+	s.cfg.Logger.LogAttrs(r.Context(), level, "request", attrs...)
 	if out.abort {
 		// Headers promised content we cannot deliver: cutting the
 		// connection is the only way to tell the viewer the body is short.
