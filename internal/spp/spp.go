@@ -126,21 +126,28 @@ type ChunkReader struct {
 }
 
 // Open starts a Fetch and returns a reader for its chunks. The stream is
-// cancelled if no piece arrives for stall (0: never), and Next then fails
-// with ErrStalled. Close must be called to release the stream.
+// cancelled if no piece arrives for stall (0: never) while the reader
+// waits in Next, and Next then fails with ErrStalled. Close must be called
+// to release the stream.
 func Open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall time.Duration) (*ChunkReader, error) {
-	return open(ctx, c, m, req, stall, realAfterFunc)
+	return open(ctx, c, m, req, Stall{Timeout: stall}, realAfterFunc, time.Now)
 }
 
-// open is Open with the clock that drives the stall timeout.
-func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall time.Duration, after afterFunc) (*ChunkReader, error) {
+// OpenStall is Open with the sender's liveness taken into account: see
+// Stall.
+func OpenStall(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, st Stall) (*ChunkReader, error) {
+	return open(ctx, c, m, req, st, realAfterFunc, time.Now)
+}
+
+// open is OpenStall with the clock that drives the stall timeout.
+func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, st Stall, after afterFunc, now func() time.Time) (*ChunkReader, error) {
 	if len(req.Chunks) > MaxChunksPerFetch {
 		return nil, fmt.Errorf("fetch %d chunks: more than %d", len(req.Chunks), MaxChunksPerFetch)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: stall}
-	if stall > 0 {
-		r.stall = newWatchdog(after, stall, cancel)
+	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: st.Timeout}
+	if st.Timeout > 0 {
+		r.stall = newWatchdog(after, now, st, cancel)
 	}
 	stream, err := c.Fetch(ctx, req)
 	if err != nil {
@@ -161,6 +168,7 @@ func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest,
 func (r *ChunkReader) Close() {
 	if r.stream != nil && r.stall != nil && r.pos == len(r.want) && !r.drained {
 		r.drained = true
+		r.stall.wait()
 		r.stream.Recv() // io.EOF once the sender returned
 	}
 	r.stop()
@@ -231,6 +239,9 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 }
 
 func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
+	if r.stall != nil {
+		r.stall.wait()
+	}
 	msg, err := r.stream.Recv()
 	if err != nil {
 		if r.stall != nil && r.stall.stalled() {
@@ -242,7 +253,10 @@ func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
 		return nil, err
 	}
 	if r.stall != nil {
-		r.stall.kick()
+		// Until the next recv, the reader is not waiting: a consumer
+		// that reads slowly holds the sender back by flow control, which
+		// is no stall of the sender's.
+		r.stall.progress()
 	}
 	return msg, nil
 }

@@ -59,6 +59,9 @@ type base struct {
 	store   *chunkstore.Store
 	tracker *trackerclient.Client
 	pool    *spp.Pool
+	// peers is each source's progress over all its streams: a busy
+	// source is told from a stalled one (spp.Stall).
+	peers   spp.Peers
 	metrics *metrics
 	hot     *chunkcache.Cache // verified chunks in memory, nil when off
 }

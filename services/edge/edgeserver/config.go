@@ -91,7 +91,9 @@ type Config struct {
 	// Probation is how long a node that failed is tried only after the
 	// others.
 	Probation time.Duration
-	// StallTimeout fails over from a node that sends nothing for this long.
+	// StallTimeout fails over from a node that sends nothing, on any of
+	// its streams, for this long while the edge waits for a piece; a
+	// busy node's queued stream waits up to 15 times as long (spp.Stall).
 	StallTimeout time.Duration
 	// RPCTimeout bounds tracker calls and GetManifest.
 	RPCTimeout time.Duration

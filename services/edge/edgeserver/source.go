@@ -153,11 +153,14 @@ func (f *failoverStream) open() error {
 		ctx, f.span = telemetry.StartFetch(f.ctx, n.ID, "", f.next, len(chunks))
 		client, err := f.s.nodes.Client(n.Addr)
 		if err == nil {
-			f.rd, err = spp.Open(ctx, client, f.m, &sppv1.FetchRequest{
+			// A node busy with other streams (it delivers on them) is
+			// not stalled while this one waits in its queue; a silent
+			// one is, StallTimeout after its last piece.
+			f.rd, err = spp.OpenStall(ctx, client, f.m, &sppv1.FetchRequest{
 				Root:      f.m.Root[:],
 				Chunks:    chunks,
 				Requester: f.s.cfg.NodeID,
-			}, f.s.cfg.StallTimeout)
+			}, spp.Stall{Timeout: f.s.cfg.StallTimeout, Peer: f.s.peers.Get(n.Addr)})
 		}
 		if err == nil {
 			return nil
