@@ -7,10 +7,8 @@ import (
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // cdn is the four services started as separate processes, each on its own
@@ -51,17 +49,7 @@ func startCDN(t *testing.T, media string) *cdn {
 // waitServed waits until the edge serves name (publishing is asynchronous).
 func (c *cdn) waitServed(t *testing.T, name string) {
 	t.Helper()
-	eventually(t, 30*time.Second, "edge serves "+name, func() error {
-		resp, err := http.Head(c.edgeURL + "/" + name)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("HEAD status %d", resp.StatusCode)
-		}
-		return nil
-	})
+	waitP2PDServes(t, c.edgeURL+"/"+name, "")
 }
 
 func TestFetchPath(t *testing.T) {

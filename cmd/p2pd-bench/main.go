@@ -591,6 +591,15 @@ func (b *bench) ranges(ctx context.Context, measure string, names []string, warm
 			}
 			perGiB := cpu.perGiB(float64(r.Requests) * (1 << 20))
 			b.logf("   %s: %.0f req/s, %.0f MB/s, p50 %v, p99 %v, %d errors, %.2f CPU s/GiB", t.key, r.ReqPerSec, r.MBPerSec, r.P50, r.P99, r.Errors, sumCPU(perGiB))
+			if r.Errors > 0 {
+				// What wrk counted: answers other than 2xx, or sockets
+				// it saw fail (connect, read, write, its 30 s timeout).
+				for _, l := range strings.Split(r.RawSummary, "\n") {
+					if strings.Contains(l, "Socket errors") || strings.Contains(l, "Non-2xx") {
+						b.logf("   %s: wrk: %s", t.key, strings.TrimSpace(l))
+					}
+				}
+			}
 			prev, seen := res[t.key]
 			if !seen {
 				order = append(order, t.key)

@@ -149,19 +149,35 @@ func (r *results) markdown() string {
 
 	p("### Viewer capacity: players at 8 Mb/s, 4 s start-up buffer, %s buffer cap, random points of the working set", fmtDur(maxBuffer))
 	p("")
-	p("Each trial starts its viewers over 5 s and lets each watch for %s; a trial passes when no viewer stalls, fails or misses its start. Viewers come from %d loopback addresses. The load generator runs on the same 2 cores as the server.", fmtDur(vp.Watch), viewerSources)
+	p("Each trial starts its viewers over 5 s and lets each watch for %s; a trial passes when no viewer stalls, fails or misses its start. Viewers come from %d loopback addresses. The load generator runs on the same 2 cores as the server. A failure is the server's (an answer other than 206, a body cut short, a connection refused, reset or never accepted); a viewer the load generator itself could not run (out of file descriptors or local ports) is counted apart, as \"gen\", and fails the trial without being the server's failure.", fmtDur(vp.Watch), viewerSources)
 	p("")
 	p("| server | most viewers with no rebuffer | trials (viewers: rebuffers/no start/failed) | CPU s/GiB at the best trial |")
 	p("|---|---|---|---|")
+	var why []string
 	for _, k := range []string{"nginx-slice", "p2pd-edge"} {
 		v := r.Viewers[k]
 		var tr []string
 		for _, t := range v.Trials {
-			tr = append(tr, fmt.Sprintf("%d: %d/%d/%d", t.Viewers, t.Rebuffers, t.NoStart, t.Failed))
+			s := fmt.Sprintf("%d: %d/%d/%d", t.Viewers, t.Rebuffers, t.NoStart, t.Failed)
+			if t.LoadGen > 0 {
+				s += fmt.Sprintf(" (+%d gen)", t.LoadGen)
+			}
+			tr = append(tr, s)
+			if rs := t.reasons(); rs != "" {
+				why = append(why, fmt.Sprintf("%s, %d viewers: %s", v.Name, t.Viewers, rs))
+			}
 		}
 		p("| %s | %s | %s | %s |", v.Name, capacityText(v), strings.Join(tr, "; "), perProcess(v.Best.CPU, "%.2f"))
 	}
 	p("")
+	if len(why) > 0 {
+		p("Failures by kind:")
+		p("")
+		for _, w := range why {
+			p("- %s", w)
+		}
+		p("")
+	}
 
 	rangeTable(fmt.Sprintf("### Hot cache: 1 MiB Range requests at random offsets (wrk, %d connections, %s file that fits the memory caches)", 50, sz("hot.bin")), r.Hot, r.HotOrder)
 

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -34,13 +39,88 @@ type viewerTrial struct {
 	Viewers   int
 	Rebuffers int64 // stalls after playback started
 	NoStart   int64 // viewers that never held the start-up buffer
-	Failed    int64 // requests that failed or ended early
-	Bytes     int64
-	CPU       map[string]float64 // CPU seconds per GiB, by process
+	// Failed counts the server's failures: an answer other than 206, a
+	// body cut short, a connection refused, reset or never accepted.
+	Failed int64
+	// LoadGen counts viewers the load generator itself could not run
+	// (out of file descriptors or local ports, no buffer space): neither
+	// a pass nor a server failure, so the search for capacity stops.
+	LoadGen int64
+	Bytes   int64
+	CPU     map[string]float64 // CPU seconds per GiB, by process
+
+	mu      sync.Mutex
+	Reasons map[string]int64 // failures and load generator errors by kind
 }
 
 // ok is a trial every viewer watched without a stall.
-func (t viewerTrial) ok() bool { return t.Rebuffers == 0 && t.NoStart == 0 && t.Failed == 0 }
+func (t *viewerTrial) ok() bool {
+	return t.Rebuffers == 0 && t.NoStart == 0 && t.Failed == 0 && t.LoadGen == 0
+}
+
+// fail counts a failure of one viewer: the server's, unless err is one of
+// the load generator's own limits.
+func (t *viewerTrial) fail(reason string, err error) {
+	if loadGenLimit(err) {
+		atomic.AddInt64(&t.LoadGen, 1)
+		reason = "load generator: " + reason
+	} else {
+		atomic.AddInt64(&t.Failed, 1)
+	}
+	if err != nil {
+		reason += ": " + errKind(err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.Reasons == nil {
+		t.Reasons = map[string]int64{}
+	}
+	t.Reasons[reason]++
+}
+
+// reasons lists the trial's failures by kind, most frequent first.
+func (t *viewerTrial) reasons() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	keys := slices.Collect(maps.Keys(t.Reasons))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(t.Reasons[b], t.Reasons[a]), strings.Compare(a, b)) })
+	var out []string
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%d × %s", t.Reasons[k], k))
+	}
+	return strings.Join(out, "; ")
+}
+
+// loadGenLimit reports an error that is the load generator's own limit,
+// not the server's doing: no file descriptor, no local port, no buffer
+// space or memory for a socket on this side.
+func loadGenLimit(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// errKind names an error without its addresses, so failures of one kind
+// count together.
+func errKind(err error) string {
+	var errno syscall.Errno
+	var op *net.OpError
+	switch {
+	case errors.As(err, &errno):
+		if errors.As(err, &op) {
+			return op.Op + ": " + errno.Error()
+		}
+		return errno.Error()
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected EOF"
+	case errors.As(err, &op) && op.Timeout():
+		return op.Op + ": timeout"
+	}
+	return err.Error()
+}
 
 // watch plays one viewer for d: GET url with Range bytes=off-, read as a
 // player does, and report what happened.
@@ -49,14 +129,14 @@ func watch(ctx context.Context, c *http.Client, url string, off int64, d time.Du
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
-		atomic.AddInt64(&tr.Failed, 1)
+		tr.fail("request", err)
 		return
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	resp, err := c.Do(req)
 	if err != nil {
 		if ctx.Err() == nil {
-			atomic.AddInt64(&tr.Failed, 1)
+			tr.fail("no answer", err)
 		} else {
 			atomic.AddInt64(&tr.NoStart, 1)
 		}
@@ -64,7 +144,7 @@ func watch(ctx context.Context, c *http.Client, url string, off int64, d time.Du
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusPartialContent {
-		atomic.AddInt64(&tr.Failed, 1)
+		tr.fail(fmt.Sprintf("status %d", resp.StatusCode), nil)
 		return
 	}
 	var (
@@ -117,7 +197,7 @@ func watch(ctx context.Context, c *http.Client, url string, off int64, d time.Du
 			case errors.Is(err, io.EOF):
 				// The file ended: a viewer that reached it watched fine.
 			default:
-				atomic.AddInt64(&tr.Failed, 1)
+				tr.fail("body cut", err)
 			}
 			return
 		}
@@ -138,8 +218,8 @@ func viewerClient(source string) *http.Client {
 
 // runViewers starts n viewers against addr, spread evenly over ramp, each
 // watching a random point of one of files for d, and waits for all.
-func runViewers(ctx context.Context, addr string, files []wrkFile, n int, ramp, d time.Duration, pids map[string]int, tree bool) viewerTrial {
-	tr := viewerTrial{Viewers: n}
+func runViewers(ctx context.Context, addr string, files []wrkFile, n int, ramp, d time.Duration, pids map[string]int, tree bool) *viewerTrial {
+	tr := &viewerTrial{Viewers: n}
 	clients := make([]*http.Client, viewerSources)
 	for i := range clients {
 		clients[i] = viewerClient(fmt.Sprintf("127.0.3.%d", i+1))
@@ -168,7 +248,7 @@ func runViewers(ctx context.Context, addr string, files []wrkFile, n int, ramp, 
 				return
 			case <-time.After(delay):
 			}
-			watch(ctx, c, "http://"+addr+f.path, off, d, &tr)
+			watch(ctx, c, "http://"+addr+f.path, off, d, tr)
 		})
 	}
 	wg.Wait()
@@ -180,11 +260,15 @@ func runViewers(ctx context.Context, addr string, files []wrkFile, n int, ramp, 
 // rebuffer: doubling from start until a trial fails or limit is reached,
 // then halving the gap twice. Every trial is bounded in time, and at most
 // about a dozen run.
-func capacity(ctx context.Context, logf func(string, ...any), key, addr string, files []wrkFile, start, limit int, ramp, d time.Duration, pids map[string]int, tree bool) (best viewerTrial, trials []viewerTrial) {
-	try := func(n int) viewerTrial {
+func capacity(ctx context.Context, logf func(string, ...any), key, addr string, files []wrkFile, start, limit int, ramp, d time.Duration, pids map[string]int, tree bool) (best *viewerTrial, trials []*viewerTrial) {
+	best = &viewerTrial{}
+	try := func(n int) *viewerTrial {
 		t := runViewers(ctx, addr, files, n, ramp, d, pids, tree)
-		logf("   viewers %s: %d viewers, %d rebuffers, %d never started, %d failed, %.0f MB/s, %.2f CPU s/GiB",
-			key, n, t.Rebuffers, t.NoStart, t.Failed, float64(t.Bytes)/(ramp+d).Seconds()/1e6, sumCPU(t.CPU))
+		logf("   viewers %s: %d viewers, %d rebuffers, %d never started, %d failed, %d load generator errors, %.0f MB/s, %.2f CPU s/GiB",
+			key, n, t.Rebuffers, t.NoStart, t.Failed, t.LoadGen, float64(t.Bytes)/(ramp+d).Seconds()/1e6, sumCPU(t.CPU))
+		if r := t.reasons(); r != "" {
+			logf("   viewers %s: %d viewers: %s", key, n, r)
+		}
 		trials = append(trials, t)
 		// Let closed connections drain before the next trial.
 		time.Sleep(2 * time.Second)
@@ -252,8 +336,8 @@ func (b *bench) viewers(ctx context.Context) error {
 // viewerResult is one server's viewer capacity.
 type viewerResult struct {
 	Name   string
-	Best   viewerTrial // the largest trial with no rebuffer
-	Trials []viewerTrial
+	Best   *viewerTrial // the largest trial with no rebuffer
+	Trials []*viewerTrial
 	Watch  time.Duration
 	Limit  int
 }

@@ -10,9 +10,10 @@
 //
 // A chunk is stored only once its SHA-256 matched the manifest (Put hashes
 // it; PutVerified takes the word of a caller that just did). A chunk file
-// only ever appears under its final name by rename of a complete, fsynced
-// temp file, so a crash mid-write leaves a *.tmp that Open removes. The
-// store still trusts nothing it reads back: Get checks every chunk against
+// only ever appears under its final name by rename of a complete temp
+// file, so a crash mid-write leaves a *.tmp that Open removes; chunks are
+// made durable in batches and acknowledged (Held, OnChange) only then
+// (durable.go). The store trusts nothing it reads back: Get checks every chunk against
 // its trailer (the digest it was stored under and the CRC32C of its
 // bytes), so a file torn by a crash the filesystem did not protect us
 // from, or damaged later, is detected, deleted and never served. A file
@@ -64,10 +65,11 @@ const (
 )
 
 type entry struct {
-	root    manifest.Digest
-	idx     int
-	size    int64
-	touched time.Time // mtime last written to disk
+	root     manifest.Digest
+	idx      int
+	size     int64
+	touched  time.Time // mtime last written to disk
+	unsynced bool      // written, not yet durable (see durable.go)
 }
 
 // Store is a size-bounded disk store of verified chunks. It is safe for
@@ -87,6 +89,13 @@ type Store struct {
 	evictions uint64
 	corrupt   uint64
 	onChange  func(root manifest.Digest)
+
+	// syncMu guards the syncer's queue (durable.go); never held with mu.
+	syncMu        sync.Mutex
+	synced        *sync.Cond // a batch was made durable, or the queue has room
+	unsynced      []unsynced
+	syncing       bool
+	syncedBatches uint64
 }
 
 // Open opens (creating if needed) the store in dir, holding at most
@@ -103,6 +112,7 @@ func Open(dir string, maxBytes int64) (*Store, error) {
 		lru:      list.New(),
 		roots:    map[manifest.Digest]map[int]*list.Element{},
 	}
+	s.synced = sync.NewCond(&s.syncMu)
 	for _, d := range []string{chunksDir, manifestsDir} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("chunk store %s: %w", dir, err)
@@ -335,7 +345,7 @@ func (s *Store) PutVerified(root manifest.Digest, idx int, data []byte, digest m
 
 	dir := s.chunkDir(root)
 	tail := trailer(data, digest)
-	tmp, err := s.writeTempRoom(dir, strconv.Itoa(idx), data, tail[:])
+	tmp, err := s.writeTempRoom(dir, strconv.Itoa(idx), data, tail[:], false)
 	if err != nil {
 		return fmt.Errorf("put chunk %d of %s: %w", idx, root, err)
 	}
@@ -353,15 +363,15 @@ func (s *Store) PutVerified(root manifest.Digest, idx int, data []byte, digest m
 		os.Remove(tmp)
 		return fmt.Errorf("put chunk %d of %s: %w", idx, root, err)
 	}
-	el := s.insertLocked(&entry{root: root, idx: idx, size: int64(len(data)), touched: now})
+	el := s.insertLocked(&entry{root: root, idx: idx, size: int64(len(data)), touched: now, unsynced: true})
 	evicted := s.evictLocked(el)
 	s.mu.Unlock()
 
-	// Make the rename durable. Failing here is not an error for the caller:
-	// the chunk is in place, and if a crash loses or tears it, Open or Get
-	// notices.
-	syncDir(dir)
-	s.notify(append(evicted, root)...)
+	s.notify(evicted...)
+	// Durable and acknowledged later, in a batch (durable.go). Failing to
+	// sync is not an error for the caller: the chunk is in place, and if a
+	// crash loses or tears it, Open or Get notices.
+	s.queueSync(el, s.chunkPath(root, idx), dir)
 	return nil
 }
 
@@ -369,8 +379,8 @@ func (s *Store) PutVerified(root manifest.Digest, idx int, data []byte, digest m
 // fails for lack of space, it evicts least-recently-used chunks worth
 // twice the data (file systems need some room beyond the bytes) and tries
 // once more.
-func (s *Store) writeTempRoom(dir, prefix string, data, tail []byte) (string, error) {
-	tmp, err := s.writeTemp(dir, prefix, data, tail)
+func (s *Store) writeTempRoom(dir, prefix string, data, tail []byte, sync bool) (string, error) {
+	tmp, err := s.writeTemp(dir, prefix, data, tail, sync)
 	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
 		return tmp, err
 	}
@@ -381,7 +391,7 @@ func (s *Store) writeTempRoom(dir, prefix string, data, tail []byte) (string, er
 		return "", err
 	}
 	s.notify(evicted...)
-	return s.writeTemp(dir, prefix, data, tail)
+	return s.writeTemp(dir, prefix, data, tail, sync)
 }
 
 // freeLocked evicts least-recently-used chunks until n bytes are freed or
@@ -403,9 +413,9 @@ func (s *Store) freeLocked(n int64) []manifest.Digest {
 	return roots
 }
 
-// writeTemp writes data then tail to a new fsynced temp file in dir
-// (created if missing) and returns its path.
-func (s *Store) writeTemp(dir, prefix string, data, tail []byte) (string, error) {
+// writeTemp writes data then tail to a new temp file in dir (created if
+// missing), fsynced if sync, and returns its path.
+func (s *Store) writeTemp(dir, prefix string, data, tail []byte, sync bool) (string, error) {
 	var f *os.File
 	var err error
 	// A concurrent DropFile may remove dir between our mkdir and create.
@@ -428,7 +438,7 @@ func (s *Store) writeTemp(dir, prefix string, data, tail []byte) (string, error)
 	if err == nil && len(tail) > 0 {
 		_, err = f.Write(tail)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -515,7 +525,7 @@ func (s *Store) rewrite(el *list.Element, data []byte, want manifest.Digest) {
 	e := el.Value.(*entry)
 	dir := s.chunkDir(e.root)
 	tail := trailer(data, want)
-	tmp, err := s.writeTemp(dir, strconv.Itoa(e.idx), data, tail[:])
+	tmp, err := s.writeTemp(dir, strconv.Itoa(e.idx), data, tail[:], true)
 	if err != nil {
 		return
 	}
@@ -606,13 +616,16 @@ func (s *Store) Has(root manifest.Digest, idx int) bool {
 }
 
 // Held returns the held chunks of root as a bitmap of n bits (the file's
-// chunk count); chunks at or beyond n are left out.
+// chunk count); chunks at or beyond n are left out, and so are chunks not
+// yet durable (see Sync): Held is what a node may announce.
 func (s *Store) Held(root manifest.Digest, n int) *bitmap.Bitmap {
 	b := bitmap.New(n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for idx := range s.roots[root] {
-		b.Set(idx)
+	for idx, el := range s.roots[root] {
+		if !el.Value.(*entry).unsynced {
+			b.Set(idx)
+		}
 	}
 	return b
 }
@@ -691,7 +704,7 @@ func (s *Store) PutManifest(m *manifest.Manifest) error {
 		return fmt.Errorf("put manifest %s: %w", m.Root, err)
 	}
 	dir := filepath.Join(s.dir, manifestsDir)
-	tmp, err := s.writeTempRoom(dir, m.Root.String(), data, nil)
+	tmp, err := s.writeTempRoom(dir, m.Root.String(), data, nil, true)
 	if err != nil {
 		return fmt.Errorf("put manifest %s: %w", m.Root, err)
 	}

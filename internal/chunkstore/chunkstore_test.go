@@ -34,11 +34,14 @@ func open(t *testing.T, dir string, max int64) *Store {
 	return s
 }
 
+// put stores a chunk and waits until it is durable, so its OnChange call
+// has happened.
 func put(t *testing.T, s *Store, root manifest.Digest, idx int, data []byte) {
 	t.Helper()
 	if err := s.Put(root, idx, data, sha256.Sum256(data)); err != nil {
 		t.Fatalf("put %d: %v", idx, err)
 	}
+	s.Sync()
 }
 
 func TestPutGet(t *testing.T) {

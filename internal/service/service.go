@@ -103,12 +103,18 @@ func NewOps() *Ops {
 // SetReady flips /readyz.
 func (o *Ops) SetReady(v bool) { o.ready.Store(v) }
 
+// ReadHeaderTimeout is how long a viewer's connection may take to send
+// its request header, from the moment it is accepted: a client that
+// connects and sends nothing is closed after it (with no answer), so
+// idle sockets cannot pile up.
+const ReadHeaderTimeout = 10 * time.Second
+
 // NewHTTPServer returns an http.Server with the timeouts every p2pd
 // listener needs so slow or idle clients cannot pin resources.
 func NewHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: ReadHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}

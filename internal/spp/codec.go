@@ -15,11 +15,17 @@ import (
 
 // Codec is the gRPC codec of p2pd's nodes (see service.GRPCServerOptions
 // and GRPCDialOptions). It is protobuf, wire-compatible with any gRPC
-// peer, with two differences that matter for chunk-sized messages:
-// buffers come from Buffers, which does not zero them, and a received
-// FetchResponse is decoded straight from the frames it arrived in into its
-// data slice. gRPC's codec copies the frames into one contiguous buffer
-// first, and then into the message: one full copy of every chunk more.
+// peer, with three differences that matter for chunk-sized messages:
+//   - buffers come from Buffers, which does not zero them;
+//   - a received FetchResponse is decoded straight from the frames it
+//     arrived in into its data slice. gRPC's codec copies the frames into
+//     one contiguous buffer first, and then into the message: one full
+//     copy of every chunk more;
+//   - a FetchResponse to send is not copied at all: its encoding is a few
+//     header bytes followed by its data where it lies, which gRPC's writer
+//     copies into HTTP/2 frames. The data must therefore stay unmodified
+//     until gRPC has written it, after Send returned (see SendChunk and
+//     SendBuffer).
 func Codec() encoding.CodecV2 { return codec{} }
 
 type codec struct{}
@@ -38,6 +44,9 @@ func messageOf(v any) (proto.Message, error) {
 }
 
 func (codec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*sppv1.FetchResponse); ok {
+		return encodeFetchResponse(r), nil
+	}
 	m, err := messageOf(v)
 	if err != nil {
 		return nil, err
@@ -72,6 +81,35 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(Buffers)
 	defer buf.Free()
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
+}
+
+// encodeFetchResponse encodes m as protobuf does (fields in number
+// order, zero values left out) without copying its data: the header
+// bytes, then m.Data itself, or the buffer SendBuffer lent with it, whose
+// reference passes to gRPC (which frees it once written).
+func encodeFetchResponse(m *sppv1.FetchResponse) mem.BufferSlice {
+	hdr := make([]byte, 0, 3*(1+binary.MaxVarintLen32))
+	if m.Chunk != 0 {
+		hdr = append(hdr, 1<<3) // field 1, varint
+		hdr = binary.AppendUvarint(hdr, uint64(m.Chunk))
+	}
+	if m.Offset != 0 {
+		hdr = append(hdr, 2<<3) // field 2, varint
+		hdr = binary.AppendUvarint(hdr, uint64(m.Offset))
+	}
+	lent := claimLent(m)
+	if len(m.Data) == 0 {
+		if lent != nil {
+			lent.Free()
+		}
+		return mem.BufferSlice{mem.SliceBuffer(hdr)}
+	}
+	hdr = append(hdr, 3<<3|2) // field 3, length-delimited
+	hdr = binary.AppendUvarint(hdr, uint64(len(m.Data)))
+	if lent != nil {
+		return mem.BufferSlice{mem.SliceBuffer(hdr), lent}
+	}
+	return mem.BufferSlice{mem.SliceBuffer(hdr), mem.SliceBuffer(m.Data)}
 }
 
 var errWire = errors.New("spp codec: malformed FetchResponse")

@@ -4,10 +4,12 @@
 package spp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/telemetry"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
 )
 
 // PieceSize is the largest piece a sender puts in one message: well under
@@ -40,7 +43,12 @@ var ErrStalled = errors.New("spp stream stalled")
 // never cascades through the swarm.
 const RelayHeader = "p2pd-relay"
 
-// SendChunk sends one chunk as pieces. data must already be verified.
+// SendChunk sends one chunk as pieces. data must already be verified,
+// and must stay unmodified for as long as gRPC may write it, which is
+// after SendChunk returned, even after the handler returned: the codec
+// (Codec) sends it from where it lies instead of copying it. Shared bytes
+// nobody modifies (a memory cache's, a finished fetch's) are sent this
+// way; a buffer that is to be reused goes through SendBuffer.
 func SendChunk(stream grpc.ServerStreamingServer[sppv1.FetchResponse], idx int, data []byte) error {
 	msg := &sppv1.FetchResponse{Chunk: uint32(idx)}
 	for off := 0; off < len(data); off += PieceSize {
@@ -49,6 +57,56 @@ func SendChunk(stream grpc.ServerStreamingServer[sppv1.FetchResponse], idx int, 
 		if err := stream.Send(msg); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// SendBuffer sends one chunk, the verified bytes *bp, and hands the
+// buffer (from Buffers) to gRPC, which puts it back into Buffers once it
+// has written the last piece or dropped the stream: the chunk is sent
+// without a copy, and the buffer is reused only when no piece of it is
+// still waiting to be written. The caller must not touch bp afterwards,
+// whatever the result.
+func SendBuffer(stream grpc.ServerStreamingServer[sppv1.FetchResponse], idx int, bp *[]byte) error {
+	data := *bp
+	if mem.IsBelowBufferPoolingThreshold(cap(data)) {
+		// gRPC would not give so small a buffer back: a copy is cheaper.
+		c := bytes.Clone(data)
+		Buffers.Put(bp)
+		return SendChunk(stream, idx, c)
+	}
+	whole := mem.NewBuffer(bp, Buffers) // our reference, dropped on return
+	defer whole.Free()
+	msg := &sppv1.FetchResponse{Chunk: uint32(idx)}
+	for off := 0; off < len(data); off += PieceSize {
+		end := min(off+PieceSize, len(data))
+		msg.Offset = uint32(off)
+		msg.Data = data[off:end]
+		lend(msg, whole.Slice(off, end))
+		err := stream.Send(msg)
+		if b := claimLent(msg); b != nil {
+			// Not encoded by Codec (another codec copies the data): the
+			// reference was never handed over.
+			b.Free()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lent holds, for a FetchResponse SendBuffer is sending, a reference to
+// its data's pool buffer, which Codec's Marshal claims and passes to gRPC
+// with the encoded message.
+var lent sync.Map // *sppv1.FetchResponse -> mem.Buffer
+
+func lend(m *sppv1.FetchResponse, b mem.Buffer) { lent.Store(m, b) }
+
+// claimLent returns the buffer lent with m, once, or nil.
+func claimLent(m *sppv1.FetchResponse) mem.Buffer {
+	if v, ok := lent.LoadAndDelete(m); ok {
+		return v.(mem.Buffer)
 	}
 	return nil
 }
@@ -64,7 +122,6 @@ type ChunkReader struct {
 	cancel  context.CancelFunc
 	stall   *watchdog // nil: no stall timeout
 	timeout time.Duration
-	first   time.Duration // the first piece's timeout; 0: timeout
 	drained bool
 	recvd   atomic.Int64
 	// responded: the response headers arrived.
@@ -72,33 +129,28 @@ type ChunkReader struct {
 }
 
 // Open starts a Fetch and returns a reader for its chunks. The stream is
-// cancelled if no piece arrives for stall (0: never), and Next then fails
-// with ErrStalled. Close must be called to release the stream.
+// cancelled if no piece arrives for stall (0: never) while the reader
+// waits in Next, and Next then fails with ErrStalled. Close must be called
+// to release the stream.
 func Open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall time.Duration) (*ChunkReader, error) {
-	return open(ctx, c, m, req, stall, 0, realAfterFunc)
+	return open(ctx, c, m, req, Stall{Timeout: stall}, realAfterFunc, time.Now)
 }
 
-// OpenHeld is Open for a node that holds the chunks asked for: it reads
-// them from its own memory or disk, so its answer must start within first
-// (shorter than stall) — its response headers (Accepted) or a piece —
-// or the stream fails with ErrStalled as a stopped or cut-off node's
-// would. A slow link still delivers the headers at once: only a silent
-// node is cut. A node that must fetch the chunks first is opened with
-// Open: it may rightly take a while.
-func OpenHeld(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, first, stall time.Duration) (*ChunkReader, error) {
-	return open(ctx, c, m, req, stall, first, realAfterFunc)
+// OpenStall is Open with the sender's liveness taken into account: see
+// Stall.
+func OpenStall(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, st Stall) (*ChunkReader, error) {
+	return open(ctx, c, m, req, st, realAfterFunc, time.Now)
 }
 
-// open is Open with the first piece's timeout and the clock that drives
-// the stall timeout.
-func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, stall, first time.Duration, after afterFunc) (*ChunkReader, error) {
+// open is OpenStall with the clock that drives the stall timeout.
+func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest, req *sppv1.FetchRequest, st Stall, after afterFunc, now func() time.Time) (*ChunkReader, error) {
 	if len(req.Chunks) > MaxChunksPerFetch {
 		return nil, fmt.Errorf("fetch %d chunks: more than %d", len(req.Chunks), MaxChunksPerFetch)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: stall, first: first}
-	if stall > 0 {
-		r.stall = newWatchdog(after, stall, first, cancel)
+	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: st.Timeout}
+	if st.Timeout > 0 {
+		r.stall = newWatchdog(after, now, st, cancel)
 	}
 	stream, err := c.Fetch(ctx, req)
 	if err != nil {
@@ -113,9 +165,6 @@ func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest,
 		// Returns with the response headers, or when the stream ends.
 		if _, err := stream.Header(); err == nil {
 			r.responded.Store(true)
-			if first > 0 && r.stall != nil {
-				r.stall.kick() // alive: the stall timeout from here
-			}
 		}
 	}()
 	return r, nil
@@ -123,8 +172,8 @@ func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest,
 
 // Accepted tells a Fetch's client at once that the server took the
 // request (its response headers), before the first chunk is read: a
-// client that must tell a stopped node from a slow one (OpenHeld,
-// Responded) then need not wait for a whole piece over a slow link.
+// client that must tell a stopped node from a slow one (Responded) then
+// need not wait for a whole piece over a slow link.
 func Accepted(stream grpc.ServerStreamingServer[sppv1.FetchResponse]) {
 	stream.SendHeader(nil) // an error ends the stream, which Send reports
 }
@@ -140,6 +189,7 @@ func (r *ChunkReader) Responded() bool { return r.responded.Load() || r.recvd.Lo
 func (r *ChunkReader) Close() {
 	if r.stream != nil && r.stall != nil && r.pos == len(r.want) && !r.drained {
 		r.drained = true
+		r.stall.wait()
 		r.stream.Recv() // io.EOF once the sender returned
 	}
 	r.stop()
@@ -211,12 +261,12 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 }
 
 func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
+	if r.stall != nil {
+		r.stall.wait()
+	}
 	msg, err := r.stream.Recv()
 	if err != nil {
 		if r.stall != nil && r.stall.stalled() {
-			if r.first > 0 && r.stall.beforeFirst() {
-				return nil, fmt.Errorf("%w: no answer within %v", ErrStalled, r.first)
-			}
 			return nil, fmt.Errorf("%w after %v", ErrStalled, r.timeout)
 		}
 		if err == io.EOF {
@@ -225,7 +275,10 @@ func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
 		return nil, err
 	}
 	if r.stall != nil {
-		r.stall.kick()
+		// Until the next recv, the reader is not waiting: a consumer
+		// that reads slowly holds the sender back by flow control, which
+		// is no stall of the sender's.
+		r.stall.progress()
 	}
 	return msg, nil
 }

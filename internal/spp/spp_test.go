@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	grpcpeer "google.golang.org/grpc/peer"
 )
 
 // peer is an SPP sender that misbehaves on demand; the real senders are
@@ -45,13 +47,7 @@ func honest(p *peer, req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1
 
 func start(t *testing.T, serve func(*peer, *sppv1.FetchRequest, grpc.ServerStreamingServer[sppv1.FetchResponse]) error) (*peer, sppv1.ChunkServiceClient) {
 	t.Helper()
-	const chunk = 600 << 10 // not a multiple of PieceSize: pieces of uneven size
-	data := make([]byte, 3*chunk+1000)
-	rand.Read(data)
-	m, err := manifest.Build(context.Background(), bytes.NewReader(data), int64(len(data)), chunk, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, m := testData(t)
 	p := &peer{data: data, m: m, serve: serve}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,6 +64,19 @@ func start(t *testing.T, serve func(*peer, *sppv1.FetchRequest, grpc.ServerStrea
 		t.Fatal(err)
 	}
 	return p, c
+}
+
+// testData is a file of four chunks, the last one short, and its manifest.
+func testData(t *testing.T) ([]byte, *manifest.Manifest) {
+	t.Helper()
+	const chunk = 600 << 10 // not a multiple of PieceSize: pieces of uneven size
+	data := make([]byte, 3*chunk+1000)
+	rand.Read(data)
+	m, err := manifest.Build(context.Background(), bytes.NewReader(data), int64(len(data)), chunk, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, m
 }
 
 func readAll(p *peer, c sppv1.ChunkServiceClient, chunks []uint32, stall time.Duration) ([]byte, []uint32, error) {
@@ -144,5 +153,35 @@ func TestMisbehavingPeers(t *testing.T) {
 				t.Fatalf("delivered %d bytes, remaining %v", len(out), rest)
 			}
 		})
+	}
+}
+
+// A pool spreads the streams to one node over ConnsPerNode connections.
+func TestPoolSpreadsStreamsOverConnections(t *testing.T) {
+	var mu sync.Mutex
+	from := map[string]int{}
+	p, c := start(t, func(p *peer, req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+		if pr, ok := grpcpeer.FromContext(s.Context()); ok {
+			mu.Lock()
+			from[pr.Addr.String()]++
+			mu.Unlock()
+		}
+		return honest(p, req, s)
+	})
+	for i := range 3 * ConnsPerNode {
+		out, _, err := readAll(p, c, []uint32{uint32(i % 4)}, time.Minute)
+		if err != nil || !bytes.Equal(out, p.chunk(i%4)) {
+			t.Fatalf("fetch %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(from) != ConnsPerNode {
+		t.Fatalf("streams came over %d connections (%v), want %d", len(from), from, ConnsPerNode)
+	}
+	for a, n := range from {
+		if n != 3 {
+			t.Fatalf("connection %s carried %d streams, want 3 (%v)", a, n, from)
+		}
 	}
 }

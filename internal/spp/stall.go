@@ -2,6 +2,7 @@ package spp
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,47 +15,129 @@ type afterFunc func(d time.Duration, f func()) timer
 
 func realAfterFunc(d time.Duration, f func()) timer { return time.AfterFunc(d, f) }
 
-// watchdog cancels a stream that makes no progress for its timeout. It
-// owns its timer's whole lifecycle under one lock: a timer's callback may
-// already be running when progress re-arms it or the stream closes
+// Stall is how a ChunkReader tells a stalled source from a slow one.
+//
+// A stream stalls when the reader waits for a piece (it is inside Next)
+// and none arrives for Timeout. Time the reader spends elsewhere (its
+// consumer, a viewer whose player buffer is full, is not asking for the
+// next chunk) is not counted: flow control holds the sender back then,
+// which is not the sender's fault.
+//
+// With Peer set, a node that is delivering pieces on any of its streams
+// is alive, only busy: a stream of it waiting in the node's queue is not
+// stalled while the node made progress within Timeout, for up to Patience
+// of waiting for one piece. A node that sends nothing on any stream (dead,
+// SIGSTOPped, cut off) still stalls Timeout after its last piece, or after
+// the reader started waiting, whichever is later.
+type Stall struct {
+	// Timeout is the longest wait for a piece with no progress (0: the
+	// stream never stalls).
+	Timeout time.Duration
+	// Peer, when set, is the sending node's progress over all its
+	// streams; the reader records its own pieces in it.
+	Peer *Peer
+	// Patience bounds one wait for a piece while Peer progresses on
+	// other streams (0: 15 × Timeout): a node that serves everyone but
+	// one stream for that long is failed over from for that stream.
+	Patience time.Duration
+}
+
+// DefaultPatienceFactor is Stall.Patience in units of Timeout when unset.
+const DefaultPatienceFactor = 15
+
+// Peer is one node's liveness as seen by the readers of its streams: when
+// any of them last received a piece from it. The zero value is ready.
+type Peer struct {
+	last atomic.Int64 // unix nanoseconds; 0: never
+}
+
+// Progress records a piece received from the node at t.
+func (p *Peer) Progress(t time.Time) {
+	n := t.UnixNano()
+	for {
+		old := p.last.Load()
+		if old >= n || p.last.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// LastProgress returns when a piece last came from the node (zero time:
+// never).
+func (p *Peer) LastProgress() time.Time {
+	n := p.last.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// Peers maps node addresses to their Peer, created on first use. The
+// zero value is ready; entries are a few bytes per address ever used.
+type Peers struct {
+	m sync.Map // string -> *Peer
+}
+
+// Get returns the Peer of addr.
+func (ps *Peers) Get(addr string) *Peer {
+	if p, ok := ps.m.Load(addr); ok {
+		return p.(*Peer)
+	}
+	p, _ := ps.m.LoadOrStore(addr, &Peer{})
+	return p.(*Peer)
+}
+
+// watchdog cancels a stream that makes no progress while its reader waits.
+// It owns its timer's whole lifecycle under one lock: a timer's callback
+// may already be running when progress re-arms it or the stream closes
 // (time.Timer.Stop cannot stop a callback that has started), so every arm
 // has a generation, and a callback of an older generation, or one that
 // runs after close, does nothing. The watchdog fires at most once and
 // holds no channel, so nothing can be closed twice.
 type watchdog struct {
-	after   afterFunc
-	timeout time.Duration
-	first   time.Duration // the first arm's, before any progress
-	cancel  func()
+	after    afterFunc
+	now      func() time.Time
+	timeout  time.Duration
+	patience time.Duration
+	peer     *Peer // nil: this stream's own progress only
+	cancel   func()
 
-	mu     sync.Mutex
-	t      timer
-	gen    uint64
-	fired  bool
-	closed bool
-	kicked bool // progress seen
+	mu      sync.Mutex
+	t       timer // nil while nobody waits
+	gen     uint64
+	since   time.Time // when the current wait began
+	waiting bool
+	fired   bool
+	closed  bool
 }
 
-// newWatchdog arms a watchdog that calls cancel once if kick is not
-// called for timeout; before the first kick, for first instead when it
-// is positive.
-func newWatchdog(after afterFunc, timeout, first time.Duration, cancel func()) *watchdog {
-	w := &watchdog{after: after, timeout: timeout, first: first, cancel: cancel}
-	w.mu.Lock()
-	w.arm()
-	w.mu.Unlock()
+// newWatchdog returns a watchdog that calls cancel once if, while the
+// reader waits, no progress is made for st.Timeout. The reader is taken
+// to be waiting from the start (it opened the stream to read it).
+func newWatchdog(after afterFunc, now func() time.Time, st Stall, cancel func()) *watchdog {
+	w := &watchdog{after: after, now: now, timeout: st.Timeout, patience: st.Patience, peer: st.Peer, cancel: cancel}
+	if w.patience <= 0 {
+		w.patience = DefaultPatienceFactor * st.Timeout
+	}
+	w.wait()
 	return w
 }
 
-// arm starts a timer of a new generation; w.mu is held.
-func (w *watchdog) arm() {
-	w.gen++
+// arm starts a timer of a new generation that fires after d; w.mu is held.
+func (w *watchdog) arm(d time.Duration) {
+	w.disarm()
 	gen := w.gen
-	d := w.timeout
-	if !w.kicked && w.first > 0 {
-		d = w.first
-	}
 	w.t = w.after(d, func() { w.fire(gen) })
+}
+
+// disarm stops the current timer, and a callback of it that already
+// started finds its generation stale; w.mu is held.
+func (w *watchdog) disarm() {
+	w.gen++
+	if w.t != nil {
+		w.t.Stop()
+		w.t = nil
+	}
 }
 
 func (w *watchdog) fire(gen uint64) {
@@ -63,29 +146,57 @@ func (w *watchdog) fire(gen uint64) {
 		w.mu.Unlock()
 		return
 	}
+	if w.peer != nil {
+		// The node is busy, not stalled, while it delivers on other
+		// streams: wait on until it has been silent for the timeout,
+		// or this stream has waited its patience.
+		now := w.now()
+		quiet := now.Sub(w.peer.LastProgress())
+		if waited := now.Sub(w.since); quiet < w.timeout && waited < w.patience {
+			w.arm(min(w.timeout-quiet, w.patience-waited))
+			w.mu.Unlock()
+			return
+		}
+	}
 	w.fired = true
+	w.t = nil
 	w.mu.Unlock()
 	w.cancel()
 }
 
-// kick records progress: the stall timeout starts again. A watchdog that
-// already fired stays fired (its stream is cancelled).
-func (w *watchdog) kick() {
+// wait records that the reader waits for a piece: the stall clock runs
+// from now unless it already runs.
+func (w *watchdog) wait() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.fired || w.waiting {
+		return
+	}
+	w.waiting, w.since = true, w.now()
+	w.arm(w.timeout)
+}
+
+// progress records a piece received: the wait is over, and the stall
+// clock stops until the reader waits again.
+func (w *watchdog) progress() {
+	if w.peer != nil {
+		w.peer.Progress(w.now())
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed || w.fired {
 		return
 	}
-	w.t.Stop()
-	w.kicked = true
-	w.arm()
+	w.waiting = false
+	w.disarm()
 }
 
-// beforeFirst reports whether the watchdog fired before any progress.
-func (w *watchdog) beforeFirst() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.fired && !w.kicked
+// kick records progress while the reader goes on waiting: the stall
+// timeout starts again. A watchdog that already fired stays fired (its
+// stream is cancelled).
+func (w *watchdog) kick() {
+	w.progress()
+	w.wait()
 }
 
 // stalled reports whether the watchdog fired.
@@ -104,5 +215,5 @@ func (w *watchdog) close() {
 		return
 	}
 	w.closed = true
-	w.t.Stop()
+	w.disarm()
 }

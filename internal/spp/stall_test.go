@@ -4,8 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"slices"
-	"strings"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,18 +21,16 @@ import (
 type handClock struct {
 	mu  sync.Mutex
 	fns []func()
-	ds  []time.Duration // each timer's duration, in order
 }
 
 type handTimer struct{}
 
 func (handTimer) Stop() bool { return true }
 
-func (c *handClock) after(d time.Duration, f func()) timer {
+func (c *handClock) after(_ time.Duration, f func()) timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fns = append(c.fns, f)
-	c.ds = append(c.ds, d)
 	return handTimer{}
 }
 
@@ -95,7 +92,7 @@ func TestWatchdogFireRacesProgress(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &handClock{}
 			var cancels atomic.Int32
-			w := newWatchdog(c.after, time.Second, 0, func() { cancels.Add(1) })
+			w := newWatchdog(c.after, time.Now, Stall{Timeout: time.Second}, func() { cancels.Add(1) })
 			tc.steps(c, w)
 			if got := cancels.Load(); got != tc.wantCancels {
 				t.Errorf("cancelled %d times, want %d", got, tc.wantCancels)
@@ -107,69 +104,128 @@ func TestWatchdogFireRacesProgress(t *testing.T) {
 	}
 }
 
-// OpenHeld's first-piece timeout: the first arm waits first, every arm
-// after progress the stall timeout; a reader from a holder that sends
-// nothing fails with ErrStalled saying no first piece came.
-func TestFirstPieceTimeout(t *testing.T) {
-	c := &handClock{}
-	w := newWatchdog(c.after, time.Second, 100*time.Millisecond, func() {})
-	w.kick()
-	w.kick()
-	if want := []time.Duration{100 * time.Millisecond, time.Second, time.Second}; !slices.Equal(c.ds, want) {
-		t.Fatalf("timers armed for %v, want %v", c.ds, want)
-	}
-	w.close()
-
-	_, cl := start(t, func(_ *peer, _ *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
-		<-s.Context().Done() // a stopped holder
-		return s.Context().Err()
-	})
-	p, _ := start(t, honest)
-	c = &handClock{}
-	r, err := open(context.Background(), cl, p.m, &sppv1.FetchRequest{Root: p.m.Root[:], Chunks: []uint32{0}}, time.Hour, 100*time.Millisecond, c.after)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	c.fireLatest()
-	if _, _, err := r.Next(nil); !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "no answer") {
-		t.Fatalf("Next from a silent holder: %v, want %v for the first piece", err, ErrStalled)
-	}
-}
-
-// A reader on a hand clock: stale callbacks of timers re-armed by pieces
-// do not stall the stream, the current one does, and nothing runs after
-// Close.
+// A reader on a hand clock: time the reader spends outside Next (its
+// consumer is slow, the sender is held back by flow control) never stalls
+// the stream, however many timers fire then; stale callbacks do nothing;
+// and nothing runs after Close.
 func TestReaderStallOnHandClock(t *testing.T) {
 	p, cl := start(t, honest)
 	c := &handClock{}
-	r, err := open(context.Background(), cl, p.m, &sppv1.FetchRequest{Root: p.m.Root[:], Chunks: []uint32{0, 1, 2}}, time.Second, 0, c.after)
+	r, err := open(context.Background(), cl, p.m, &sppv1.FetchRequest{Root: p.m.Root[:], Chunks: []uint32{0, 1, 2}}, Stall{Timeout: time.Second}, c.after, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	_, data, err := r.Next(nil)
-	if err != nil || !bytes.Equal(data, p.chunk(0)) {
-		t.Fatalf("chunk 0: %v", err)
+	for i := range 3 {
+		_, data, err := r.Next(nil)
+		if err != nil || !bytes.Equal(data, p.chunk(i)) {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		// Between chunks the reader does not wait: every timer ever
+		// armed fires now, as a long pause of the consumer would let it.
+		c.fireAll()
 	}
-	c.mu.Lock()
-	stale := c.fns[:len(c.fns)-1]
-	c.mu.Unlock()
-	for _, f := range stale {
-		f()
-	}
-	if _, data, err = r.Next(nil); err != nil || !bytes.Equal(data, p.chunk(1)) {
-		t.Fatalf("chunk 1 after stale timers ran: %v", err)
-	}
-	c.fireLatest()
-	// Chunk 2 may already be buffered in the stream; if not, the stream
-	// is cancelled and Next says why.
-	if _, data, err = r.Next(nil); !errors.Is(err, ErrStalled) && (err != nil || !bytes.Equal(data, p.chunk(2))) {
-		t.Fatalf("chunk 2 after the timer fired: %v, want %v or the buffered chunk", err, ErrStalled)
+	if _, _, err := r.Next(nil); err != io.EOF {
+		t.Fatalf("after the last chunk: %v, want EOF", err)
 	}
 	r.Close()
 	c.fireAll()
 	r.Close()
+}
+
+// A sender that accepts a Fetch and sends nothing stalls a waiting reader
+// when its timer fires.
+func TestReaderStallsOnSilentSender(t *testing.T) {
+	p, cl := start(t, silent)
+	c := &handClock{}
+	r, err := open(context.Background(), cl, p.m, &sppv1.FetchRequest{Root: p.m.Root[:], Chunks: []uint32{0}}, Stall{Timeout: time.Second}, c.after, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c.fireLatest() // the reader waits from Open on
+	if _, _, err := r.Next(nil); !errors.Is(err, ErrStalled) {
+		t.Fatalf("Next: %v, want %v", err, ErrStalled)
+	}
+}
+
+// silent accepts a Fetch and sends nothing until the client leaves.
+func silent(_ *peer, _ *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+	<-s.Context().Done()
+	return s.Context().Err()
+}
+
+// handNow is a clock the test moves by hand.
+type handNow struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (h *handNow) now() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.t
+}
+
+func (h *handNow) add(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.t = h.t.Add(d)
+}
+
+// A busy node (pieces arrive on its other streams) does not stall a
+// stream waiting in its queue; a node silent on every stream does, and so
+// does one stream that waited its whole patience.
+func TestWatchdogBusyPeerIsNotStalled(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// steps moves the clock and fires timers; it returns whether the
+		// watchdog must have fired.
+		steps func(c *handClock, now *handNow, p *Peer) bool
+	}{
+		{"the node delivers elsewhere within the timeout", func(c *handClock, now *handNow, p *Peer) bool {
+			for range 3 { // under the patience of 4 s
+				now.add(900 * time.Millisecond)
+				p.Progress(now.now())
+				now.add(100 * time.Millisecond)
+				c.fireLatest()
+			}
+			return false
+		}},
+		{"the node goes silent", func(c *handClock, now *handNow, p *Peer) bool {
+			now.add(500 * time.Millisecond)
+			p.Progress(now.now())
+			now.add(500 * time.Millisecond)
+			c.fireLatest() // 0.5 s since the node's last piece: wait on
+			now.add(time.Second)
+			c.fireLatest() // 1 s: stalled
+			return true
+		}},
+		{"the node never delivered anything", func(c *handClock, now *handNow, p *Peer) bool {
+			now.add(time.Second)
+			c.fireLatest()
+			return true
+		}},
+		{"one stream waits its whole patience", func(c *handClock, now *handNow, p *Peer) bool {
+			for range 4 {
+				now.add(time.Second)
+				p.Progress(now.now())
+				c.fireLatest()
+			}
+			return true // patience is 4 s
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, now, p := &handClock{}, &handNow{t: time.Unix(1000, 0)}, &Peer{}
+			var cancels atomic.Int32
+			w := newWatchdog(c.after, now.now, Stall{Timeout: time.Second, Peer: p, Patience: 4 * time.Second}, func() { cancels.Add(1) })
+			defer w.close()
+			want := tc.steps(c, now, p)
+			if w.stalled() != want || (cancels.Load() == 1) != want {
+				t.Fatalf("stalled %v after %d cancels, want %v", w.stalled(), cancels.Load(), want)
+			}
+		})
+	}
 }
 
 // Stress under -race: stall timeouts short enough to fire while pieces

@@ -65,6 +65,10 @@ type Faults struct {
 	// HoldFrom until Hold is closed (or the client gives up).
 	Hold     <-chan struct{}
 	HoldFrom int
+	// Pace makes a busy node: it sends one chunk at a time over all its
+	// streams, in the order they asked, each after this long, so most
+	// streams wait in its queue while it delivers on another.
+	Pace time.Duration
 }
 
 // The faults most tests want.
@@ -90,7 +94,8 @@ type Node struct {
 
 	mu      sync.Mutex
 	faults  Faults
-	stalled map[int]bool // StallOnce chunks already stalled
+	stalled map[int]bool  // StallOnce chunks already stalled
+	turn    chan struct{} // the one chunk being sent when paced
 }
 
 // Start serves files on a free loopback port until the test ends.
@@ -107,7 +112,7 @@ func Start(t testing.TB, f Faults, files ...*File) *Node {
 // wrap a real listener (an emulated link, say).
 func Serve(t testing.TB, l net.Listener, f Faults, files ...*File) *Node {
 	t.Helper()
-	n := &Node{Addr: l.Addr().String(), files: map[manifest.Digest]*File{}, faults: f, release: make(chan struct{})}
+	n := &Node{Addr: l.Addr().String(), files: map[manifest.Digest]*File{}, faults: f, release: make(chan struct{}), turn: make(chan struct{}, 1)}
 	for _, f := range files {
 		n.files[f.M.Root] = f
 	}
@@ -239,12 +244,26 @@ func (n *Node) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServer[
 		case fl.Missing[i]:
 			return status.Errorf(codes.NotFound, "chunk %d not held", i)
 		}
+		if fl.Pace > 0 {
+			// Streams queue for the node's one sender, first come first
+			// served (a channel's blocked senders are woken in order).
+			select {
+			case n.turn <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			time.Sleep(fl.Pace)
+		}
 		data := f.Chunk(i)
 		if fl.CorruptAll || fl.Corrupt[i] {
 			data = bytes.Clone(data)
 			data[len(data)/2] ^= 0x55
 		}
-		if err := spp.SendChunk(stream, i, data); err != nil {
+		err := spp.SendChunk(stream, i, data)
+		if fl.Pace > 0 {
+			<-n.turn
+		}
+		if err != nil {
 			return err
 		}
 		n.sent.Add(1)

@@ -2,6 +2,7 @@ package cacheserver
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -370,5 +371,40 @@ func TestEvictionsAreAnnounced(t *testing.T) {
 	})
 	if ev := metricValue(t, cn.reg, "p2pd_cachenode_evictions_total"); ev != float64(m.ChunkCount()-4) {
 		t.Fatalf("evictions = %v, want %d", ev, m.ChunkCount()-4)
+	}
+}
+
+// Without a memory cache, chunks read from the store are sent with their
+// buffer handed to gRPC (spp.SendBuffer), which may still be writing one
+// when the next is read: each must reach every reader intact, however
+// many streams share the pool of buffers.
+func TestStoredChunksWithoutMemoryCache(t *testing.T) {
+	cl := newCluster(t)
+	media := t.TempDir()
+	data, m := testFile(t, media, "nomem.bin", 48*testChunkSize+99)
+	cl.startOrigin(media)
+	cl.waitHolders(m.Root, 0, "cache-1", "origin")
+	cn := cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, MemoryCacheBytes: -1})
+	if got, err := cn.fetch(t.Context(), m, allChunks(m), false); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("cold fetch: %v", err)
+	}
+	trackertest.Eventually(t, "every chunk stored", func() bool { return cn.store.Count(m.Root) == m.ChunkCount() })
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			got, err := cn.fetch(t.Context(), m, allChunks(m), true)
+			if err == nil && !bytes.Equal(got, data) {
+				err = errors.New("wrong bytes")
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("reading stored chunks: %v", err)
+		}
 	}
 }

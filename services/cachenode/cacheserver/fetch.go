@@ -52,7 +52,7 @@ func (s *serving) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServ
 	}
 	s.members.streamStarted()
 	defer s.members.streamEnded()
-	spp.Accepted(stream) // alive, whatever the chunks take (see spp.OpenHeld)
+	spp.Accepted(stream) // alive, whatever the chunks take (see ChunkReader.Responded)
 	start := time.Now()
 	// A relay request (another cachenode fetching through this one, the
 	// chunk's home) is served without relaying further and without
@@ -63,10 +63,7 @@ func (s *serving) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServ
 	for i, idx := range req.Chunks {
 		p.slots[i].idx = int(idx)
 	}
-	bp := spp.Buffers.Get(manifest.DefaultChunkSize)
-	*bp = (*bp)[:0]
-	defer spp.Buffers.Put(bp)
-	sent, err := p.run(stream, bp)
+	sent, err := p.run(stream)
 	p.trace.end(err)
 	p.finish(err)
 	s.log.Debug("fetch", "root", root, "chunks", len(req.Chunks), "sent", sent, "requester", req.Requester, "local_only", req.LocalOnly, "took", time.Since(start), "err", err)
@@ -106,13 +103,31 @@ type pipeline struct {
 	keepPrefetch func() bool
 }
 
-func (p *pipeline) run(stream grpc.ServerStreamingServer[sppv1.FetchResponse], bp *[]byte) (int, error) {
+func (p *pipeline) run(stream grpc.ServerStreamingServer[sppv1.FetchResponse]) (int, error) {
+	// bp is where a chunk read from the store lands when the memory cache
+	// is off. Such a chunk is handed to gRPC with its buffer
+	// (spp.SendBuffer), which may still be writing it when the next one
+	// is read: the next one gets a buffer of its own. Any other chunk is
+	// shared bytes nobody modifies (spp.SendChunk).
+	var bp *[]byte
+	defer func() { spp.Buffers.Put(bp) }()
 	for i := range p.slots {
+		if bp == nil {
+			bp = spp.Buffers.Get(p.m.ChunkSize)
+			*bp = (*bp)[:0]
+		}
 		data, src, err := p.next(i, bp)
 		if err != nil {
 			return i, err
 		}
-		if err := spp.SendChunk(stream, p.slots[i].idx, data); err != nil {
+		if len(data) > 0 && &data[0] == &(*bp)[:1][0] {
+			*bp = data
+			err = spp.SendBuffer(stream, p.slots[i].idx, bp)
+			bp = nil
+		} else {
+			err = spp.SendChunk(stream, p.slots[i].idx, data)
+		}
+		if err != nil {
 			return i, err
 		}
 		p.sent(i, src, len(data))

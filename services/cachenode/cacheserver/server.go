@@ -35,10 +35,12 @@ import (
 //   - known manifests and their fetches (manifest.go);
 //   - membership: registration, holdings, load and rate reports
 //     (membership.go);
-//   - housekeeping: background work and shutdown (lifecycle.go), sweeping
-//     unpublished files (unpublished.go), operators' commands (commands.go).
+//   - housekeeping: background work, shutdown and chunks without a
+//     manifest (lifecycle.go), sweeping unpublished files
+//     (unpublished.go), operators' commands (commands.go).
 //
-// Every part shares the node's base; Run ties them together.
+// Every part shares the node's base; Run ties them together. Every part's
+// methods name their receiver s, for "this node".
 type Server struct {
 	*base
 	*known
@@ -57,6 +59,9 @@ type base struct {
 	store   *chunkstore.Store
 	tracker *trackerclient.Client
 	pool    *spp.Pool
+	// peers is each source's progress over all its streams: a busy
+	// source is told from a stalled one (spp.Stall).
+	peers   spp.Peers
 	metrics *metrics
 	hot     *chunkcache.Cache // verified chunks in memory, nil when off
 }

@@ -469,7 +469,9 @@ func (j *job) stream(ctx context.Context, wk *worker) (int, int64, int64, error)
 		// origins only, so relays never cascade.
 		ctx = metadata.AppendToOutgoingContext(ctx, spp.RelayHeader, "1")
 	}
-	r, err := spp.Open(ctx, c, j.m, req, j.s.cfg.StallTimeout)
+	// A source busy with other streams (it delivers on them) is not
+	// stalled while this one waits in its queue; a silent one is.
+	r, err := spp.OpenStall(ctx, c, j.m, req, spp.Stall{Timeout: j.s.cfg.StallTimeout, Peer: j.s.peers.Get(wk.src.Addr)})
 	if err != nil {
 		return 0, 0, 0, err
 	}

@@ -9,7 +9,6 @@ import (
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
-	"github.com/p2pd/p2pd/internal/source"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
@@ -92,16 +91,10 @@ type Config struct {
 	// Probation is how long a node that failed is tried only after the
 	// others.
 	Probation time.Duration
-	// StallTimeout fails over from a node that sends nothing for this long.
+	// StallTimeout fails over from a node that sends nothing, on any of
+	// its streams, for this long while the edge waits for a piece; a
+	// busy node's queued stream waits up to 15 times as long (spp.Stall).
 	StallTimeout time.Duration
-	// HolderFirstPiece fails over from a node the tracker lists as holding
-	// the chunks asked for when it answers nothing (neither the response
-	// headers a live node sends at once, spp.Accepted, nor a piece)
-	// within this long: the silence means a stopped or cut-off node, long
-	// before StallTimeout would say so. A node that must fetch the chunks
-	// first (and the Upstream node, which fetches whatever it misses) gets
-	// StallTimeout.
-	HolderFirstPiece time.Duration
 	// RPCTimeout bounds tracker calls and GetManifest.
 	RPCTimeout time.Duration
 	// ReportInterval is how often measured rates go to the tracker;
@@ -149,10 +142,6 @@ type Config struct {
 //     (rank.Health with a flat backoff: every failure puts it back);
 //   - StallTimeout 2s: a viewer's stream stalls under 2s when a cachenode
 //     dies; a killed node usually resets its connection much sooner;
-//   - HolderFirstPiece 0.5s (source.DefaultHedge, the manifest fetch's
-//     hedge): a silent holder costs the viewer half a second, and the
-//     node failed over to (which hedges past the holder after as long)
-//     still has 1.5 s of StallTimeout to spare;
 //   - RPCTimeout 5s;
 //   - ReportInterval 1s;
 //   - MaxWindow 16 chunks and ReadAhead 1 chunk (rangeio defaults);
@@ -199,9 +188,6 @@ func (c *Config) applyDefaults() {
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 2 * time.Second
-	}
-	if c.HolderFirstPiece <= 0 {
-		c.HolderFirstPiece = source.DefaultHedge
 	}
 	if c.RPCTimeout <= 0 {
 		c.RPCTimeout = 5 * time.Second

@@ -53,9 +53,18 @@ type Server struct {
 	reporter  *trackerclient.Reporter
 	// via, once set, carries the rate reports: a registered edge's
 	// membership, which proves who reports (ReportThrough).
-	via  atomic.Pointer[trackerclient.RateReporter]
-	stop context.CancelFunc
-	done chan struct{}
+	via atomic.Pointer[trackerclient.RateReporter]
+	// peers is each chunk source's progress over all its streams: a busy
+	// node is told from a stalled one (spp.Stall).
+	peers spp.Peers
+	// runs are the chunk fetches in flight, shared by the viewers that
+	// miss the same chunks (share.go).
+	runsMu sync.Mutex
+	runs   map[runKey]*sharedRun
+	bg     sync.WaitGroup // shared fetches
+	life   context.Context
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 // New returns an edge. Close releases what it started.
@@ -73,6 +82,7 @@ func New(cfg Config) (*Server, error) {
 		// fails again is back on probation at once anyway.
 		health:   rank.NewHealths(rank.HealthConfig{Base: cfg.Probation, Max: cfg.Probation}, cfg.Now),
 		reporter: trackerclient.NewReporter(),
+		runs:     map[runKey]*sharedRun{},
 		done:     make(chan struct{}),
 	}
 	if s.nodes == nil {
@@ -88,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 	s.files.staleIfError, s.locates.staleIfError = cfg.StaleIfError, cfg.StaleIfError
 
 	ctx, stop := context.WithCancel(context.Background())
-	s.stop = stop
+	s.life, s.stop = ctx, stop
 	var wg sync.WaitGroup
 	if cfg.ReportInterval > 0 {
 		wg.Go(func() { s.reporter.Run(ctx, reportVia{s}, cfg.NodeID, cfg.ReportInterval, cfg.RPCTimeout, cfg.Logger) })
@@ -108,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Close() error {
 	s.stop()
 	<-s.done
+	s.bg.Wait()
 	if s.pool != nil {
 		s.pool.Close()
 	}
@@ -193,7 +204,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if traceID != "" {
 		attrs = append(attrs, slog.String("trace_id", traceID))
 	}
-	s.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	level := slog.LevelInfo
+	if out.abort && code != 499 || code >= 500 && code != http.StatusServiceUnavailable {
+		// A response cut short or a 502 is a failure an operator should
+		// see at the default --log-level warn, with its cause.
+		level = slog.LevelWarn
+	}
+	s.cfg.Logger.LogAttrs(r.Context(), level, "request", attrs...)
 	if out.abort {
 		// Headers promised content we cannot deliver: cutting the
 		// connection is the only way to tell the viewer the body is short.

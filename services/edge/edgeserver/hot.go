@@ -2,6 +2,7 @@ package edgeserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -19,7 +20,8 @@ import (
 type LocalFunc func(ctx context.Context, root manifest.Digest, first, last int) (rangeio.ChunkStream, error)
 
 // open returns the stream of chunks first..last of m: from the memory
-// cache when it has them, the rest from the local node or the network,
+// cache when it has them, the rest from the local node or the network
+// (one fetch per chunk however many viewers miss it, see share.go),
 // cached once verified.
 func (s *Server) open(ctx context.Context, m *manifest.Manifest, first, last int) rangeio.ChunkStream {
 	if s.hot == nil && s.cfg.Local == nil {
@@ -38,8 +40,9 @@ type hotStream struct {
 	next int
 	last int
 
-	up     rangeio.ChunkStream // upstream for misses, nil when none
+	up     rangeio.ChunkStream // the local node's stream for misses, nil when none
 	upNext int                 // the chunk up delivers next
+	run    *sharedRun          // the network fetch of misses this stream holds, nil when none
 	hits   memoryRuns
 }
 
@@ -48,27 +51,67 @@ func (h *hotStream) Next(_ []byte) (int, []byte, error) {
 	if h.next > h.last {
 		return 0, nil, io.EOF
 	}
-	if err := h.ctx.Err(); err != nil {
-		return 0, nil, err
-	}
-	if data, ok := h.s.hot.Get(h.m.Root, h.next); ok {
-		h.s.metrics.memoryHits.Inc()
-		h.hits.hit(h.ctx, h.next)
-		if h.up != nil && h.upNext == h.next {
-			h.closeUp() // it would send this chunk again
+	for attempt := 0; ; attempt++ {
+		if err := h.ctx.Err(); err != nil {
+			return 0, nil, err
 		}
-		h.next++
-		return h.next - 1, data, nil
-	}
-	if h.up == nil || h.upNext != h.next {
+		if data, ok := h.s.hot.Get(h.m.Root, h.next); ok {
+			h.s.metrics.memoryHits.Inc()
+			h.hits.hit(h.ctx, h.next)
+			if h.up != nil && h.upNext == h.next {
+				h.closeUp() // it would send this chunk again
+			}
+			h.next++
+			return h.next - 1, data, nil
+		}
 		h.hits.flush(h.ctx)
-		h.closeUp()
-		// The run of misses ahead: a later hit ends it.
-		end := h.next
-		for end < h.last && !h.s.hot.Contains(h.m.Root, end+1) {
-			end++
+		if h.s.cfg.Local != nil {
+			return h.local()
 		}
-		up, err := h.upstream(h.next, end)
+		// Over the network: share the fetch with any viewer missing the
+		// same chunk.
+		if h.run == nil || h.next < h.run.first || h.next > h.run.last {
+			h.releaseRun()
+			if h.run = h.s.joinRun(h.ctx, h.m, h.next, h.missesFrom(h.next)); h.run == nil {
+				continue // it just came: a hit
+			}
+		}
+		data, err := h.run.get(h.ctx, h.next)
+		if err == nil {
+			h.next++
+			return h.next - 1, data, nil
+		}
+		if h.ctx.Err() != nil {
+			return 0, nil, h.ctx.Err()
+		}
+		if !errors.Is(err, errAbandoned) && !errors.Is(err, errGone) {
+			return 0, nil, err
+		}
+		h.releaseRun()
+		if attempt >= 3 {
+			return 0, nil, fmt.Errorf("chunk %d: %w: %w", h.next, errUpstream, err)
+		}
+		// The run went away under this viewer (its other viewers left
+		// just as it joined, or the chunk left the memory cache): look
+		// again, and fetch it anew if need be.
+	}
+}
+
+// missesFrom returns the end of the run of misses from first: a later hit
+// ends it.
+func (h *hotStream) missesFrom(first int) int {
+	end := first
+	for end < h.last && !h.s.hot.Contains(h.m.Root, end+1) {
+		end++
+	}
+	return end
+}
+
+// local serves a miss from the node in this process.
+func (h *hotStream) local() (int, []byte, error) {
+	if h.up == nil || h.upNext != h.next {
+		h.closeUp()
+		up, err := h.upstream(h.next, h.missesFrom(h.next))
 		if err != nil {
 			return 0, nil, err
 		}
@@ -90,11 +133,16 @@ func (h *hotStream) Next(_ []byte) (int, []byte, error) {
 	return idx, data, nil
 }
 
-// upstream opens the run first..last at the local node or the network.
-func (h *hotStream) upstream(first, last int) (rangeio.ChunkStream, error) {
-	if h.s.cfg.Local == nil {
-		return &failoverStream{s: h.s, m: h.m, ctx: h.ctx, next: first, last: last}, nil
+// releaseRun lets go of the shared run this stream held, if any.
+func (h *hotStream) releaseRun() {
+	if h.run != nil {
+		h.run.release()
+		h.run = nil
 	}
+}
+
+// upstream opens the run first..last at the local node.
+func (h *hotStream) upstream(first, last int) (rangeio.ChunkStream, error) {
 	up, err := h.s.cfg.Local(h.ctx, h.m.Root, first, last)
 	if err != nil {
 		return nil, h.localError(err)
@@ -125,6 +173,7 @@ func (h *hotStream) closeUp() {
 func (h *hotStream) Close() {
 	h.hits.flush(h.ctx)
 	h.closeUp()
+	h.releaseRun()
 }
 
 // SharesChunks implements rangeio.Sharer: hits are the memory cache's

@@ -153,14 +153,14 @@ func (f *failoverStream) open() error {
 		ctx, f.span = telemetry.StartFetch(f.ctx, n.ID, "", f.next, len(chunks))
 		client, err := f.s.nodes.Client(n.Addr)
 		if err == nil {
-			req := &sppv1.FetchRequest{Root: f.m.Root[:], Chunks: chunks, Requester: f.s.cfg.NodeID}
-			if n.Held && f.s.pinned() == nil {
-				// A holder reads the chunks from its store: its silence
-				// is a stopped node, not a fetch in progress.
-				f.rd, err = spp.OpenHeld(ctx, client, f.m, req, f.s.cfg.HolderFirstPiece, f.s.cfg.StallTimeout)
-			} else {
-				f.rd, err = spp.Open(ctx, client, f.m, req, f.s.cfg.StallTimeout)
-			}
+			// A node busy with other streams (it delivers on them) is
+			// not stalled while this one waits in its queue; a silent
+			// one is, StallTimeout after its last piece.
+			f.rd, err = spp.OpenStall(ctx, client, f.m, &sppv1.FetchRequest{
+				Root:      f.m.Root[:],
+				Chunks:    chunks,
+				Requester: f.s.cfg.NodeID,
+			}, spp.Stall{Timeout: f.s.cfg.StallTimeout, Peer: f.s.peers.Get(n.Addr)})
 		}
 		if err == nil {
 			return nil

@@ -72,13 +72,10 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 		return status.Errorf(codes.NotFound, "file %s: %v", e.m.Name, err)
 	}
 	defer f.Close()
-	spp.Accepted(stream) // alive, whatever the chunks take (see spp.OpenHeld)
+	spp.Accepted(stream) // alive, whatever the chunks take (see ChunkReader.Responded)
 	s.metrics.active.Inc()
 	defer s.metrics.active.Dec()
 
-	bp := spp.Buffers.Get(manifest.DefaultChunkSize)
-	*bp = (*bp)[:0]
-	defer spp.Buffers.Put(bp)
 	span := trace.SpanFromContext(stream.Context())
 	if span.IsRecording() {
 		span.SetAttributes(telemetry.KeyFile.String(e.m.Name), telemetry.KeyRoot.String(root.String()),
@@ -93,20 +90,21 @@ func (s *Server) Fetch(req *sppv1.FetchRequest, stream grpc.ServerStreamingServe
 	}()
 	for _, idx := range req.Chunks {
 		n := e.m.ChunkLen(int(idx))
-		if cap(*bp) < n {
-			*bp = make([]byte, n)
-		}
-		buf := (*bp)[:n]
-		if _, err := f.ReadAt(buf, e.m.ChunkOffset(int(idx))); err != nil && err != io.EOF {
+		// A buffer per chunk, handed to gRPC with it (SendBuffer): it is
+		// sent without a copy and comes back to the pool once written.
+		bp := spp.Buffers.Get(n)
+		if _, err := f.ReadAt(*bp, e.m.ChunkOffset(int(idx))); err != nil && err != io.EOF {
+			spp.Buffers.Put(bp)
 			return status.Errorf(codes.Internal, "read chunk %d of %s: %v", idx, e.m.Name, err)
 		}
-		if err := e.m.VerifyLocal(int(idx), buf); err != nil {
+		if err := e.m.VerifyLocal(int(idx), *bp); err != nil {
+			spp.Buffers.Put(bp)
 			s.metrics.digestFailures.Inc()
 			telemetry.DigestFailure(stream.Context(), root.String(), int(idx))
 			s.stale(stream.Context(), e)
 			return status.Errorf(codes.DataLoss, "chunk %d of %s changed on disk since publishing; re-publishing", idx, e.m.Name)
 		}
-		if err := spp.SendChunk(stream, int(idx), buf); err != nil {
+		if err := spp.SendBuffer(stream, int(idx), bp); err != nil {
 			return err
 		}
 		s.metrics.egress.Add(float64(n))
