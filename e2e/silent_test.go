@@ -86,8 +86,7 @@ func TestP2PDSilentManifestHolder(t *testing.T) {
 // past the silent holder (to the other cachenode, which hedges past it in
 // turn to the origin) and remembers it, so the chunks come through the
 // other cachenode; the viewer gets every byte, never a 502, and waits
-// under silentBound (see there) in most runs: the bound is logged, not
-// yet asserted (see below). A range request follows at once.
+// under silentBound (see there). A range request follows at once.
 func TestSilentHolderServices(t *testing.T) {
 	media := t.TempDir()
 	data := randomFile(t, media, "held.mp4", 6<<20+17)
@@ -163,12 +162,13 @@ func TestSilentHolderServices(t *testing.T) {
 		if v.status/100 != 2 || sum(v.body) != sum(want) {
 			t.Fatalf("request %d: status %d, %d bytes, byte-exact %v, err %v", i, v.status, len(v.body), sum(v.body) == sum(want), v.err)
 		}
-		// Not asserted here yet: when the edge's manifest came from a
-		// node other than the holder, the edge streams chunks from the
-		// silent holder and waits out its 2 s stall timeout (the edge's
-		// first-answer timeout for holders is open: docs/reliability.md).
+		// When the edge's manifest came from the other cachenode, the
+		// edge may still open a chunk stream to the silent holder: it
+		// gives up on it after AnswerTimeout (0.5 s, no response headers
+		// and nothing on any other stream), so the worst case is about
+		// the manifest's hedge plus that, ~1 s, against the 2 s bound.
 		if v.longest >= silentBound {
-			t.Logf("request %d: the viewer waited %v for data, over the %v bound", i, v.longest, silentBound)
+			t.Errorf("request %d: the viewer waited %v for data, want under %v", i, v.longest, silentBound)
 		}
 	}
 	if !c.edge.alive() || !c.caches[1].alive() {

@@ -150,7 +150,7 @@ func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest,
 	ctx, cancel := context.WithCancel(ctx)
 	r := &ChunkReader{ctx: ctx, m: m, want: req.Chunks, timeout: st.Timeout}
 	if st.Timeout > 0 {
-		r.stall = newWatchdog(after, now, st, cancel)
+		r.stall = newWatchdog(after, now, st, r.responded.Load, cancel)
 	}
 	stream, err := c.Fetch(ctx, req)
 	if err != nil {
@@ -165,6 +165,9 @@ func open(ctx context.Context, c sppv1.ChunkServiceClient, m *manifest.Manifest,
 		// Returns with the response headers, or when the stream ends.
 		if _, err := stream.Header(); err == nil {
 			r.responded.Store(true)
+			if st.Peer != nil {
+				st.Peer.Progress(now()) // the node is alive
+			}
 		}
 	}()
 	return r, nil

@@ -40,6 +40,15 @@ type Stall struct {
 	// other streams (0: 15 × Timeout): a node that serves everyone but
 	// one stream for that long is failed over from for that stream.
 	Patience time.Duration
+	// Answer, when set (and below Timeout), is how long a new stream may
+	// go without any sign of life: every p2pd SPP server answers a Fetch's
+	// response headers as soon as it takes it (Accepted), before it reads
+	// or fetches a chunk. A stream with no headers and no piece after
+	// Answer, from a node that delivered nothing on any stream (Peer)
+	// within Answer either, is stalled then rather than after Timeout: a
+	// stopped node costs Answer, while a busy or slow one, which answers
+	// headers at once or progresses elsewhere, still gets Timeout.
+	Answer time.Duration
 }
 
 // DefaultPatienceFactor is Stall.Patience in units of Timeout when unset.
@@ -101,6 +110,11 @@ type watchdog struct {
 	patience time.Duration
 	peer     *Peer // nil: this stream's own progress only
 	cancel   func()
+	// answer is Stall.Answer (0: none); responded reports whether the
+	// stream's response headers came. The answer check runs once, at
+	// the stream's first wait.
+	answer    time.Duration
+	responded func() bool
 
 	mu      sync.Mutex
 	t       timer // nil while nobody waits
@@ -109,15 +123,25 @@ type watchdog struct {
 	waiting bool
 	fired   bool
 	closed  bool
+	// answered: the answer check is done (it passed, or a piece came).
+	answered bool
 }
 
 // newWatchdog returns a watchdog that calls cancel once if, while the
-// reader waits, no progress is made for st.Timeout. The reader is taken
-// to be waiting from the start (it opened the stream to read it).
-func newWatchdog(after afterFunc, now func() time.Time, st Stall, cancel func()) *watchdog {
-	w := &watchdog{after: after, now: now, timeout: st.Timeout, patience: st.Patience, peer: st.Peer, cancel: cancel}
+// reader waits, no progress is made for st.Timeout (or, with st.Answer,
+// the stream shows no sign of life for Answer: see Stall). The reader is
+// taken to be waiting from the start (it opened the stream to read it).
+// responded reports whether the stream's response headers came (nil:
+// never).
+func newWatchdog(after afterFunc, now func() time.Time, st Stall, responded func() bool, cancel func()) *watchdog {
+	w := &watchdog{after: after, now: now, timeout: st.Timeout, patience: st.Patience, peer: st.Peer, cancel: cancel, responded: responded}
 	if w.patience <= 0 {
 		w.patience = DefaultPatienceFactor * st.Timeout
+	}
+	if st.Answer > 0 && st.Answer < st.Timeout {
+		w.answer = st.Answer
+	} else {
+		w.answered = true
 	}
 	w.wait()
 	return w
@@ -146,6 +170,29 @@ func (w *watchdog) fire(gen uint64) {
 		w.mu.Unlock()
 		return
 	}
+	if !w.answered {
+		// The stream's first Answer: a node that answered its headers,
+		// or delivers on other streams, is alive; the rest of Timeout
+		// then applies as to any wait.
+		w.answered = true
+		now := w.now()
+		alive := w.responded != nil && w.responded()
+		if w.peer != nil && now.Sub(w.peer.LastProgress()) < w.answer {
+			alive = true
+		}
+		if rest := w.timeout - now.Sub(w.since); alive && rest > 0 {
+			w.arm(rest)
+			w.mu.Unlock()
+			return
+		}
+		if !alive {
+			w.fired = true
+			w.t = nil
+			w.mu.Unlock()
+			w.cancel()
+			return
+		}
+	}
 	if w.peer != nil {
 		// The node is busy, not stalled, while it delivers on other
 		// streams: wait on until it has been silent for the timeout,
@@ -173,6 +220,10 @@ func (w *watchdog) wait() {
 		return
 	}
 	w.waiting, w.since = true, w.now()
+	if !w.answered {
+		w.arm(w.answer)
+		return
+	}
 	w.arm(w.timeout)
 }
 
@@ -187,7 +238,7 @@ func (w *watchdog) progress() {
 	if w.closed || w.fired {
 		return
 	}
-	w.waiting = false
+	w.waiting, w.answered = false, true
 	w.disarm()
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,16 +22,18 @@ import (
 type handClock struct {
 	mu  sync.Mutex
 	fns []func()
+	ds  []time.Duration // each timer's duration, in arming order
 }
 
 type handTimer struct{}
 
 func (handTimer) Stop() bool { return true }
 
-func (c *handClock) after(_ time.Duration, f func()) timer {
+func (c *handClock) after(d time.Duration, f func()) timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fns = append(c.fns, f)
+	c.ds = append(c.ds, d)
 	return handTimer{}
 }
 
@@ -92,7 +95,7 @@ func TestWatchdogFireRacesProgress(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &handClock{}
 			var cancels atomic.Int32
-			w := newWatchdog(c.after, time.Now, Stall{Timeout: time.Second}, func() { cancels.Add(1) })
+			w := newWatchdog(c.after, time.Now, Stall{Timeout: time.Second}, nil, func() { cancels.Add(1) })
 			tc.steps(c, w)
 			if got := cancels.Load(); got != tc.wantCancels {
 				t.Errorf("cancelled %d times, want %d", got, tc.wantCancels)
@@ -218,7 +221,7 @@ func TestWatchdogBusyPeerIsNotStalled(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, now, p := &handClock{}, &handNow{t: time.Unix(1000, 0)}, &Peer{}
 			var cancels atomic.Int32
-			w := newWatchdog(c.after, now.now, Stall{Timeout: time.Second, Peer: p, Patience: 4 * time.Second}, func() { cancels.Add(1) })
+			w := newWatchdog(c.after, now.now, Stall{Timeout: time.Second, Peer: p, Patience: 4 * time.Second}, nil, func() { cancels.Add(1) })
 			defer w.close()
 			want := tc.steps(c, now, p)
 			if w.stalled() != want || (cancels.Load() == 1) != want {
@@ -258,4 +261,81 @@ func TestReaderStallStress(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// A new stream from a node that shows no sign of life (no response
+// headers, no piece on any stream) stalls at Answer; one that answered
+// its headers, or whose node delivers elsewhere, waits the whole Timeout.
+func TestWatchdogAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// steps moves the clock and fires timers; it returns whether the
+		// watchdog must have fired.
+		steps func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool
+	}{
+		{"silent node: stalled at Answer", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
+			now.add(250 * time.Millisecond)
+			c.fireLatest()
+			return true
+		}},
+		{"silent node that delivered long ago: stalled at Answer", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
+			p.Progress(now.now().Add(-time.Minute))
+			now.add(250 * time.Millisecond)
+			c.fireLatest()
+			return true
+		}},
+		{"headers came: the rest of Timeout applies", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
+			headers.Store(true)
+			now.add(250 * time.Millisecond)
+			c.fireLatest()
+			if len(c.fns) != 2 {
+				t.Fatalf("%d timers armed, want the answer's and the rest of the timeout's", len(c.fns))
+			}
+			return false
+		}},
+		{"headers came but no piece for Timeout: stalled", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
+			headers.Store(true)
+			now.add(250 * time.Millisecond)
+			c.fireLatest()
+			now.add(750 * time.Millisecond)
+			c.fireLatest()
+			return true
+		}},
+		{"the node delivers on another stream", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
+			now.add(200 * time.Millisecond)
+			p.Progress(now.now())
+			now.add(50 * time.Millisecond)
+			c.fireLatest()
+			return false
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, now, p := &handClock{}, &handNow{t: time.Unix(1000, 0)}, &Peer{}
+			var cancels atomic.Int32
+			var headers atomic.Bool
+			w := newWatchdog(c.after, now.now, Stall{Timeout: time.Second, Peer: p, Answer: 250 * time.Millisecond}, headers.Load, func() { cancels.Add(1) })
+			defer w.close()
+			want := tc.steps(c, now, p, &headers)
+			if w.stalled() != want || (cancels.Load() == 1) != want {
+				t.Fatalf("stalled %v after %d cancels, want %v", w.stalled(), cancels.Load(), want)
+			}
+		})
+	}
+}
+
+// The answer check arms the first timer at Answer; a piece before it
+// ends the check, and every later wait is armed at Timeout.
+func TestWatchdogAnswerEndsWithAPiece(t *testing.T) {
+	c, now := &handClock{}, &handNow{t: time.Unix(1000, 0)}
+	w := newWatchdog(c.after, now.now, Stall{Timeout: time.Second, Answer: 250 * time.Millisecond}, nil, func() {})
+	defer w.close()
+	now.add(100 * time.Millisecond)
+	w.kick() // a piece; the reader waits for the next
+	c.fns[0]() // the answer's timer, run late
+	if w.stalled() {
+		t.Fatal("the answer's timer fired after a piece came")
+	}
+	if want := []time.Duration{250 * time.Millisecond, time.Second}; !slices.Equal(c.ds, want) {
+		t.Fatalf("timers armed for %v, want %v", c.ds, want)
+	}
 }

@@ -95,6 +95,11 @@ type Config struct {
 	// its streams, for this long while the edge waits for a piece; a
 	// busy node's queued stream waits up to 15 times as long (spp.Stall).
 	StallTimeout time.Duration
+	// AnswerTimeout fails over from a node that shows no sign of life
+	// on a new stream for this long: no response headers (every p2pd
+	// node answers them as it takes a Fetch), and no piece on any of its
+	// streams (spp.Stall.Answer). Negative disables it.
+	AnswerTimeout time.Duration
 	// RPCTimeout bounds tracker calls and GetManifest.
 	RPCTimeout time.Duration
 	// ReportInterval is how often measured rates go to the tracker;
@@ -142,6 +147,9 @@ type Config struct {
 //     (rank.Health with a flat backoff: every failure puts it back);
 //   - StallTimeout 2s: a viewer's stream stalls under 2s when a cachenode
 //     dies; a killed node usually resets its connection much sooner;
+//   - AnswerTimeout 500ms: a stopped node (SIGSTOP, a frozen host) that
+//     the edge opens a new stream to costs half a second, not StallTimeout
+//     (the manifest's hedge is 500ms too: see internal/source);
 //   - RPCTimeout 5s;
 //   - ReportInterval 1s;
 //   - MaxWindow 16 chunks and ReadAhead 1 chunk (rangeio defaults);
@@ -188,6 +196,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 2 * time.Second
+	}
+	if c.AnswerTimeout == 0 {
+		c.AnswerTimeout = 500 * time.Millisecond
 	}
 	if c.RPCTimeout <= 0 {
 		c.RPCTimeout = 5 * time.Second

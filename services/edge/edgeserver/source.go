@@ -155,12 +155,13 @@ func (f *failoverStream) open() error {
 		if err == nil {
 			// A node busy with other streams (it delivers on them) is
 			// not stalled while this one waits in its queue; a silent
-			// one is, StallTimeout after its last piece.
+			// one is, StallTimeout after its last piece, or
+			// AnswerTimeout after the open when it answers nothing.
 			f.rd, err = spp.OpenStall(ctx, client, f.m, &sppv1.FetchRequest{
 				Root:      f.m.Root[:],
 				Chunks:    chunks,
 				Requester: f.s.cfg.NodeID,
-			}, spp.Stall{Timeout: f.s.cfg.StallTimeout, Peer: f.s.peers.Get(n.Addr)})
+			}, spp.Stall{Timeout: f.s.cfg.StallTimeout, Peer: f.s.peers.Get(n.Addr), Answer: f.s.cfg.AnswerTimeout})
 		}
 		if err == nil {
 			return nil
