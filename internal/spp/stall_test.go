@@ -330,7 +330,7 @@ func TestWatchdogAnswerEndsWithAPiece(t *testing.T) {
 	w := newWatchdog(c.after, now.now, Stall{Timeout: time.Second, Answer: 250 * time.Millisecond}, nil, func() {})
 	defer w.close()
 	now.add(100 * time.Millisecond)
-	w.kick() // a piece; the reader waits for the next
+	w.kick()   // a piece; the reader waits for the next
 	c.fns[0]() // the answer's timer, run late
 	if w.stalled() {
 		t.Fatal("the answer's timer fired after a piece came")
