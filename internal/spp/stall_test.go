@@ -13,6 +13,7 @@ import (
 
 	sppv1 "github.com/p2pd/p2pd/gen/spp/v1"
 	"github.com/p2pd/p2pd/internal/manifest"
+	"github.com/p2pd/p2pd/internal/testclock"
 	"google.golang.org/grpc"
 )
 
@@ -158,24 +159,6 @@ func silent(_ *peer, _ *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.F
 	return s.Context().Err()
 }
 
-// handNow is a clock the test moves by hand.
-type handNow struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (h *handNow) now() time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.t
-}
-
-func (h *handNow) add(d time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.t = h.t.Add(d)
-}
-
 // A busy node (pieces arrive on its other streams) does not stall a
 // stream waiting in its queue; a node silent on every stream does, and so
 // does one stream that waited its whole patience.
@@ -184,44 +167,44 @@ func TestWatchdogBusyPeerIsNotStalled(t *testing.T) {
 		name string
 		// steps moves the clock and fires timers; it returns whether the
 		// watchdog must have fired.
-		steps func(c *handClock, now *handNow, p *Peer) bool
+		steps func(c *handClock, now *testclock.Clock, p *Peer) bool
 	}{
-		{"the node delivers elsewhere within the timeout", func(c *handClock, now *handNow, p *Peer) bool {
+		{"the node delivers elsewhere within the timeout", func(c *handClock, now *testclock.Clock, p *Peer) bool {
 			for range 3 { // under the patience of 4 s
-				now.add(900 * time.Millisecond)
-				p.Progress(now.now())
-				now.add(100 * time.Millisecond)
+				now.Advance(900 * time.Millisecond)
+				p.Progress(now.Now())
+				now.Advance(100 * time.Millisecond)
 				c.fireLatest()
 			}
 			return false
 		}},
-		{"the node goes silent", func(c *handClock, now *handNow, p *Peer) bool {
-			now.add(500 * time.Millisecond)
-			p.Progress(now.now())
-			now.add(500 * time.Millisecond)
+		{"the node goes silent", func(c *handClock, now *testclock.Clock, p *Peer) bool {
+			now.Advance(500 * time.Millisecond)
+			p.Progress(now.Now())
+			now.Advance(500 * time.Millisecond)
 			c.fireLatest() // 0.5 s since the node's last piece: wait on
-			now.add(time.Second)
+			now.Advance(time.Second)
 			c.fireLatest() // 1 s: stalled
 			return true
 		}},
-		{"the node never delivered anything", func(c *handClock, now *handNow, p *Peer) bool {
-			now.add(time.Second)
+		{"the node never delivered anything", func(c *handClock, now *testclock.Clock, p *Peer) bool {
+			now.Advance(time.Second)
 			c.fireLatest()
 			return true
 		}},
-		{"one stream waits its whole patience", func(c *handClock, now *handNow, p *Peer) bool {
+		{"one stream waits its whole patience", func(c *handClock, now *testclock.Clock, p *Peer) bool {
 			for range 4 {
-				now.add(time.Second)
-				p.Progress(now.now())
+				now.Advance(time.Second)
+				p.Progress(now.Now())
 				c.fireLatest()
 			}
 			return true // patience is 4 s
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, now, p := &handClock{}, &handNow{t: time.Unix(1000, 0)}, &Peer{}
+			c, now, p := &handClock{}, testclock.New(time.Unix(1000, 0)), &Peer{}
 			var cancels atomic.Int32
-			w := newWatchdog(c.after, now.now, Stall{Timeout: time.Second, Peer: p, Patience: 4 * time.Second}, nil, func() { cancels.Add(1) })
+			w := newWatchdog(c.after, now.Now, Stall{Timeout: time.Second, Peer: p, Patience: 4 * time.Second}, nil, func() { cancels.Add(1) })
 			defer w.close()
 			want := tc.steps(c, now, p)
 			if w.stalled() != want || (cancels.Load() == 1) != want {
@@ -271,49 +254,49 @@ func TestWatchdogAnswer(t *testing.T) {
 		name string
 		// steps moves the clock and fires timers; it returns whether the
 		// watchdog must have fired.
-		steps func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool
+		steps func(c *handClock, now *testclock.Clock, p *Peer, headers *atomic.Bool) bool
 	}{
-		{"silent node: stalled at Answer", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
-			now.add(250 * time.Millisecond)
+		{"silent node: stalled at Answer", func(c *handClock, now *testclock.Clock, p *Peer, headers *atomic.Bool) bool {
+			now.Advance(250 * time.Millisecond)
 			c.fireLatest()
 			return true
 		}},
-		{"silent node that delivered long ago: stalled at Answer", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
-			p.Progress(now.now().Add(-time.Minute))
-			now.add(250 * time.Millisecond)
+		{"silent node that delivered long ago: stalled at Answer", func(c *handClock, now *testclock.Clock, p *Peer, headers *atomic.Bool) bool {
+			p.Progress(now.Now().Add(-time.Minute))
+			now.Advance(250 * time.Millisecond)
 			c.fireLatest()
 			return true
 		}},
-		{"headers came: the rest of Timeout applies", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
+		{"headers came: the rest of Timeout applies", func(c *handClock, now *testclock.Clock, p *Peer, headers *atomic.Bool) bool {
 			headers.Store(true)
-			now.add(250 * time.Millisecond)
+			now.Advance(250 * time.Millisecond)
 			c.fireLatest()
 			if len(c.fns) != 2 {
 				t.Fatalf("%d timers armed, want the answer's and the rest of the timeout's", len(c.fns))
 			}
 			return false
 		}},
-		{"headers came but no piece for Timeout: stalled", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
+		{"headers came but no piece for Timeout: stalled", func(c *handClock, now *testclock.Clock, p *Peer, headers *atomic.Bool) bool {
 			headers.Store(true)
-			now.add(250 * time.Millisecond)
+			now.Advance(250 * time.Millisecond)
 			c.fireLatest()
-			now.add(750 * time.Millisecond)
+			now.Advance(750 * time.Millisecond)
 			c.fireLatest()
 			return true
 		}},
-		{"the node delivers on another stream", func(c *handClock, now *handNow, p *Peer, headers *atomic.Bool) bool {
-			now.add(200 * time.Millisecond)
-			p.Progress(now.now())
-			now.add(50 * time.Millisecond)
+		{"the node delivers on another stream", func(c *handClock, now *testclock.Clock, p *Peer, headers *atomic.Bool) bool {
+			now.Advance(200 * time.Millisecond)
+			p.Progress(now.Now())
+			now.Advance(50 * time.Millisecond)
 			c.fireLatest()
 			return false
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, now, p := &handClock{}, &handNow{t: time.Unix(1000, 0)}, &Peer{}
+			c, now, p := &handClock{}, testclock.New(time.Unix(1000, 0)), &Peer{}
 			var cancels atomic.Int32
 			var headers atomic.Bool
-			w := newWatchdog(c.after, now.now, Stall{Timeout: time.Second, Peer: p, Answer: 250 * time.Millisecond}, headers.Load, func() { cancels.Add(1) })
+			w := newWatchdog(c.after, now.Now, Stall{Timeout: time.Second, Peer: p, Answer: 250 * time.Millisecond}, headers.Load, func() { cancels.Add(1) })
 			defer w.close()
 			want := tc.steps(c, now, p, &headers)
 			if w.stalled() != want || (cancels.Load() == 1) != want {
@@ -326,10 +309,10 @@ func TestWatchdogAnswer(t *testing.T) {
 // The answer check arms the first timer at Answer; a piece before it
 // ends the check, and every later wait is armed at Timeout.
 func TestWatchdogAnswerEndsWithAPiece(t *testing.T) {
-	c, now := &handClock{}, &handNow{t: time.Unix(1000, 0)}
-	w := newWatchdog(c.after, now.now, Stall{Timeout: time.Second, Answer: 250 * time.Millisecond}, nil, func() {})
+	c, now := &handClock{}, testclock.New(time.Unix(1000, 0))
+	w := newWatchdog(c.after, now.Now, Stall{Timeout: time.Second, Answer: 250 * time.Millisecond}, nil, func() {})
 	defer w.close()
-	now.add(100 * time.Millisecond)
+	now.Advance(100 * time.Millisecond)
 	w.kick()   // a piece; the reader waits for the next
 	c.fns[0]() // the answer's timer, run late
 	if w.stalled() {

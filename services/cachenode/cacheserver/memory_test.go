@@ -3,37 +3,19 @@ package cacheserver
 import (
 	"bytes"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
 	"github.com/p2pd/p2pd/internal/spp/spptest"
+	"github.com/p2pd/p2pd/internal/testclock"
 )
-
-// handClock is a clock that moves only when the test moves it.
-type handClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *handClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *handClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // memoryCluster is a tracker, a peer cachenode that holds a 12-chunk
 // file but starts silent (a stopped process: it takes calls and answers
 // none), an origin that serves it, and the cachenode under test, whose
 // memory of failed sources runs on a hand clock.
-func memoryCluster(t *testing.T) (f *spptest.File, peer, origin *spptest.Node, clock *handClock, cn *cache) {
+func memoryCluster(t *testing.T) (f *spptest.File, peer, origin *spptest.Node, clock *testclock.Clock, cn *cache) {
 	cl := newCluster(t)
 	data := make([]byte, 12*testChunkSize)
 	rand.NewChaCha8([32]byte{1}).Read(data)
@@ -43,7 +25,7 @@ func memoryCluster(t *testing.T) (f *spptest.File, peer, origin *spptest.Node, c
 	cl.join(&trackerv1.Node{Id: "peer", Role: trackerv1.Role_ROLE_CACHENODE, GrpcAddr: peer.Addr}, fullHaves(f.M))
 	cl.join(&trackerv1.Node{Id: "origin", Role: trackerv1.Role_ROLE_ORIGIN, GrpcAddr: origin.Addr}, fullHaves(f.M))
 	cl.waitHolders(f.M.Root, f.M.ChunkCount()-1, "cache-1", "peer", "origin")
-	clock = &handClock{now: time.Unix(1e9, 0)}
+	clock = testclock.New(time.Unix(1e9, 0))
 	// A stall timeout far past the test: only the hedge (a source that
 	// sends nothing at all) and the memory can route around the peer.
 	cn = cl.startCache("cache-1", t.TempDir(), Config{FetchMisses: true, Prefetch: -1, StallTimeout: time.Hour, Now: clock.Now})
@@ -104,7 +86,7 @@ func TestFailureMemoryAcrossRequests(t *testing.T) {
 	// can complete, however the machine's load times the hedge.
 	peer.SetFaults(spptest.Honest)
 	origin.SetFaults(spptest.Silent)
-	clock.advance(time.Minute)
+	clock.Advance(time.Minute)
 	peerBytes := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer")
 	request(t, cn, f, "C", 8, 12)
 	if n := peer.FetchCalls(); n != 2 {

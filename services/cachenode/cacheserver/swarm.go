@@ -173,6 +173,37 @@ func (j *job) eligible(w *want) []upstream {
 // schedule hands pending chunks to sources, starts the end game for idle
 // sources, and lands the chunks no source is left for. Called with j.mu
 // held, at the start and whenever a worker ends.
+// plan is the workers a scheduling round starts, one per source, in the
+// order they were first given a chunk.
+type plan struct {
+	bySrc map[string]*worker
+	order []*worker
+}
+
+func newPlan() *plan { return &plan{bySrc: map[string]*worker{}} }
+
+// assign gives w to the source of srcs that would finish it first, given
+// what each is already asked for (its queue over its estimated rate).
+func (j *job) assign(p *plan, w *want, srcs []upstream) {
+	size := int64(j.m.ChunkLen(w.idx))
+	best, bestT := srcs[0], 0.0
+	for i, c := range srcs {
+		t := float64(j.queued[c.ID]+size) / j.rates[c.ID]
+		if i == 0 || t < bestT {
+			best, bestT = c, t
+		}
+	}
+	j.queued[best.ID] += size
+	wk := p.bySrc[best.ID]
+	if wk == nil {
+		wk = &worker{src: best}
+		p.bySrc[best.ID] = wk
+		p.order = append(p.order, wk)
+	}
+	wk.ws = append(wk.ws, w)
+	w.active++
+}
+
 func (j *job) schedule() {
 	if j.ctx.Err() != nil {
 		for _, w := range j.wants {
@@ -183,8 +214,7 @@ func (j *job) schedule() {
 		}
 		return
 	}
-	plan := map[string]*worker{}
-	var order []*worker
+	p := newPlan()
 	for _, w := range j.wants {
 		if w.done || w.active > 0 {
 			continue
@@ -203,26 +233,9 @@ func (j *job) schedule() {
 			j.s.fail(j.m, w, err)
 			continue
 		}
-		// The source that would finish this chunk first.
-		size := int64(j.m.ChunkLen(w.idx))
-		best, bestT := srcs[0], 0.0
-		for i, c := range srcs {
-			t := float64(j.queued[c.ID]+size) / j.rates[c.ID]
-			if i == 0 || t < bestT {
-				best, bestT = c, t
-			}
-		}
-		j.queued[best.ID] += size
-		wk := plan[best.ID]
-		if wk == nil {
-			wk = &worker{src: best}
-			plan[best.ID] = wk
-			order = append(order, wk)
-		}
-		wk.ws = append(wk.ws, w)
-		w.active++
+		j.assign(p, w, srcs)
 	}
-	for _, wk := range order {
+	for _, wk := range p.order {
 		j.start(wk)
 	}
 	j.endGame()
@@ -345,8 +358,7 @@ func (j *job) hedgeSilent(wk *worker) {
 	// The rest of this job asks it only when nothing else is left, as a
 	// source that stalled (forgiveStalls).
 	j.bad[src], j.stalled[src] = true, true
-	plan := map[string]*worker{}
-	var order []*worker
+	p := newPlan()
 	n := 0
 	for _, w := range wk.ws {
 		if w.done || w.active > 1 {
@@ -356,23 +368,7 @@ func (j *job) hedgeSilent(wk *worker) {
 		if len(srcs) == 0 {
 			continue // nobody else: wk's stream is its only chance
 		}
-		size := int64(j.m.ChunkLen(w.idx))
-		best, bestT := srcs[0], 0.0
-		for i, c := range srcs {
-			t := float64(j.queued[c.ID]+size) / j.rates[c.ID]
-			if i == 0 || t < bestT {
-				best, bestT = c, t
-			}
-		}
-		j.queued[best.ID] += size
-		hw := plan[best.ID]
-		if hw == nil {
-			hw = &worker{src: best}
-			plan[best.ID] = hw
-			order = append(order, hw)
-		}
-		hw.ws = append(hw.ws, w)
-		w.active++
+		j.assign(p, w, srcs)
 		n++
 	}
 	if n == 0 {
@@ -380,7 +376,7 @@ func (j *job) hedgeSilent(wk *worker) {
 	}
 	j.s.metrics.hedged.Add(float64(n))
 	j.s.log.Warn("upstream silent since its stream opened; asking the next sources too", "root", j.m.Root, "from", src, "after", j.hedge, "chunks", n)
-	for _, hw := range order {
+	for _, hw := range p.order {
 		j.start(hw)
 	}
 }

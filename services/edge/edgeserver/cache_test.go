@@ -7,10 +7,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/testclock"
 )
 
 func TestCacheBoundsAndExpiry(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := testclock.New(time.Unix(1000, 0))
 	tests := []struct {
 		name       string
 		maxEntries int
@@ -29,7 +31,7 @@ func TestCacheBoundsAndExpiry(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCache[string, string](tc.maxEntries, tc.maxCost, func(v string) int64 { return int64(len(v)) }, tc.ttl, time.Minute, clock.now)
+			c := newCache[string, string](tc.maxEntries, tc.maxCost, func(v string) int64 { return int64(len(v)) }, tc.ttl, time.Minute, clock.Now)
 			loads := map[string]int{}
 			get := func(k string) {
 				v, err := c.get(context.Background(), k, func(context.Context) (string, error) {
@@ -43,7 +45,7 @@ func TestCacheBoundsAndExpiry(t *testing.T) {
 			for _, k := range tc.keys {
 				get(k)
 			}
-			clock.advance(tc.advance)
+			clock.Advance(tc.advance)
 			for _, k := range tc.cached {
 				get(k)
 				if loads[k] != 1 {

@@ -425,7 +425,7 @@ func TestProbation(t *testing.T) {
 	if f, _ := bad.stats(); f != 1 {
 		t.Fatalf("node on probation was asked again (%d fetches)", f)
 	}
-	e.clock.advance(time.Minute)
+	e.clock.Advance(time.Minute)
 	get() // probation over: it ranks first again, fails, the other serves
 	if f, _ := bad.stats(); f != 2 {
 		t.Fatalf("failing node fetched %d times after probation, want 2", f)
@@ -439,7 +439,7 @@ func TestUnpublishTakesEffect(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	e.unpublish(t, "a.mp4")
-	e.clock.advance(2 * time.Second) // past FileTTL
+	e.clock.Advance(2 * time.Second) // past FileTTL
 	if resp, _, _ := e.do(t, "GET", "/a.mp4"); resp.StatusCode != 404 {
 		t.Fatalf("unpublished file: status %d, want 404", resp.StatusCode)
 	}
@@ -447,7 +447,7 @@ func TestUnpublishTakesEffect(t *testing.T) {
 	if resp, _, _ := e.do(t, "GET", "/a.mp4"); resp.StatusCode != 404 {
 		t.Fatalf("within FileTTL the negative answer is reused: status %d, want 404", resp.StatusCode)
 	}
-	e.clock.advance(2 * time.Second)
+	e.clock.Advance(2 * time.Second)
 	if resp, _, _ := e.do(t, "GET", "/a.mp4"); resp.StatusCode != 200 {
 		t.Fatalf("republished file: status %d, want 200", resp.StatusCode)
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/p2pd/p2pd/internal/etcdembed"
 	"github.com/p2pd/p2pd/internal/manifest"
 	"github.com/p2pd/p2pd/internal/spp/spptest"
+	"github.com/p2pd/p2pd/internal/testclock"
 	"github.com/p2pd/p2pd/services/tracker/trackertest"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -110,24 +110,6 @@ var testEtcd []string
 
 func TestMain(m *testing.M) { os.Exit(etcdembed.RunTests(m, &testEtcd)) }
 
-// fakeClock is the injected clock: expiry is tested by advancing it.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is an edge wired to a real tracker and SPP nodes over real gRPC,
 // behind a real HTTP server.
 type env struct {
@@ -137,7 +119,7 @@ type env struct {
 	nodes   []*sppNode
 	edge    *Server
 	http    *httptest.Server
-	clock   *fakeClock
+	clock   *testclock.Clock
 	reg     *prometheus.Registry
 	files   map[string]*fixtureFile
 }
@@ -148,7 +130,7 @@ type env struct {
 func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *env {
 	t.Helper()
 	e := &env{
-		clock: &fakeClock{t: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)},
+		clock: testclock.New(time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)),
 		reg:   prometheus.NewRegistry(),
 		files: map[string]*fixtureFile{},
 	}
@@ -178,7 +160,7 @@ func newEnv(t *testing.T, nodes int, files []*fixtureFile, tune func(*Config)) *
 		NodeID:         "edge-test",
 		Registry:       e.reg,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:            e.clock.now,
+		Now:            e.clock.Now,
 		ReportInterval: -1, // the tracker's own ranking must not move under the tests
 		// Most tests watch the nodes being asked; hot_test.go turns the
 		// memory cache on.

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/p2pd/p2pd/internal/testclock"
 )
 
 func TestCacheStaleIfError(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := testclock.New(time.Unix(1000, 0))
 	boom := errors.New("tracker down")
 	tests := []struct {
 		name    string
@@ -23,12 +25,12 @@ func TestCacheStaleIfError(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCache[string, string](10, 0, nil, time.Second, time.Minute, clock.now)
+			c := newCache[string, string](10, 0, nil, time.Second, time.Minute, clock.Now)
 			c.staleIfError = tc.stale
 			if v, err := c.get(context.Background(), "k", func(context.Context) (string, error) { return "v1", nil }); v != "v1" || err != nil {
 				t.Fatalf("first load: %q, %v", v, err)
 			}
-			clock.advance(tc.advance)
+			clock.Advance(tc.advance)
 			loads := 0
 			failing := func(context.Context) (string, error) { loads++; return "", boom }
 			v, err := c.get(context.Background(), "k", failing)
@@ -44,7 +46,7 @@ func TestCacheStaleIfError(t *testing.T) {
 				if loads != 1 {
 					t.Errorf("%d loads within a ttl of a failure, want 1", loads)
 				}
-				clock.advance(2 * time.Second)
+				clock.Advance(2 * time.Second)
 				if v, err := c.get(context.Background(), "k", func(context.Context) (string, error) { return "v2", nil }); v != "v2" || err != nil {
 					t.Errorf("after recovery: %q, %v; want the fresh value", v, err)
 				}
@@ -64,7 +66,7 @@ func TestTrackerOutage(t *testing.T) {
 		t.Fatalf("before the outage: %v %v", resp.StatusCode, err)
 	}
 	e.tracker.Stop()
-	e.clock.advance(time.Minute) // every GetFile and Locate answer expired
+	e.clock.Advance(time.Minute) // every GetFile and Locate answer expired
 	for range 3 {
 		resp, body, err := e.do(t, "GET", "/films/big.mp4")
 		if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, big.data) {
@@ -74,7 +76,7 @@ func TestTrackerOutage(t *testing.T) {
 	if resp, _, _ := e.do(t, "GET", "/other.mp4"); resp.StatusCode != 503 {
 		t.Errorf("a file never looked up: status %d, want 503", resp.StatusCode)
 	}
-	e.clock.advance(time.Hour) // past StaleIfError
+	e.clock.Advance(time.Hour) // past StaleIfError
 	if resp, _, _ := e.do(t, "GET", "/films/big.mp4"); resp.StatusCode != 503 {
 		t.Errorf("past StaleIfError: status %d, want 503", resp.StatusCode)
 	}
