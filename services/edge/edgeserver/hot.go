@@ -56,8 +56,12 @@ func (h *hotStream) Next(_ []byte) (int, []byte, error) {
 			return 0, nil, err
 		}
 		if data, ok := h.s.hot.Get(h.m.Root, h.next); ok {
-			h.s.metrics.memoryHits.Inc()
-			h.hits.hit(h.ctx, h.next)
+			// A chunk the run this stream holds fetched ahead of it is
+			// the viewer's own fetch, not a hit.
+			if h.run == nil || !h.run.fetched(h.next) {
+				h.s.metrics.memoryHits.Inc()
+				h.hits.hit(h.ctx, h.next)
+			}
 			if h.up != nil && h.upNext == h.next {
 				h.closeUp() // it would send this chunk again
 			}

@@ -129,6 +129,22 @@ func (r *sharedRun) release() {
 	}
 }
 
+// fetched reports whether the run holds chunk i and fetched it.
+func (r *sharedRun) fetched(i int) bool {
+	if i < r.first || i > r.last {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := &r.chunks[i-r.first]
+	select {
+	case <-c.done:
+		return c.err == nil
+	default:
+		return false
+	}
+}
+
 // get returns chunk i of the run once it is verified; ctx bounds the
 // wait, not the fetch.
 func (r *sharedRun) get(ctx context.Context, i int) ([]byte, error) {
