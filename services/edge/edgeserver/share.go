@@ -155,6 +155,12 @@ func (r *sharedRun) get(ctx context.Context, i int) ([]byte, error) {
 		data, err := c.data, c.err
 		r.mu.Unlock()
 		if err == nil && data == nil {
+			// It came before anyone waited for it: the memory cache
+			// took it, unless it left since. Still this run's fetch,
+			// not a hit.
+			if data, ok := r.s.hot.Get(r.m.Root, i); ok {
+				return data, nil
+			}
 			return nil, errGone
 		}
 		return data, err
