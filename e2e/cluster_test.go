@@ -256,11 +256,13 @@ func getAll(url string, hdr map[string]string) (int, []byte, error) {
 // download is a viewer reading a response body piece by piece, so the test
 // can act mid-stream and measure the longest wait for data.
 type download struct {
-	resp    *http.Response
-	got     []byte
-	longest time.Duration // longest wait for one read since measure
-	measure bool
-	last    time.Time
+	resp      *http.Response
+	got       []byte
+	start     time.Time     // when the request was sent
+	firstByte time.Duration // from start to the body's first byte
+	longest   time.Duration // longest wait for one read since measure
+	measure   bool
+	last      time.Time
 }
 
 func startDownload(t *testing.T, url string, hdr map[string]string) *download {
@@ -272,12 +274,13 @@ func startDownload(t *testing.T, url string, hdr map[string]string) *download {
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
+	start := time.Now()
 	resp, err := boundedClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
-	return &download{resp: resp}
+	return &download{resp: resp, start: start}
 }
 
 // read reads until n bytes in all were received (n < 0: to the end) and
@@ -291,6 +294,9 @@ func (d *download) read(n int) error {
 		}
 		k, err := d.resp.Body.Read(buf[:want])
 		now := time.Now()
+		if k > 0 && len(d.got) == 0 {
+			d.firstByte = now.Sub(d.start)
+		}
 		if d.measure && k > 0 {
 			d.longest = max(d.longest, now.Sub(d.last))
 			d.last = now

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -186,42 +185,13 @@ type timed struct {
 	took      time.Duration
 }
 
-// timedGet GETs url and reads the whole body, timing every wait for data.
+// timedGet GETs url and reads the whole body, timing every wait for data
+// from the moment the request is sent.
 func timedGet(t *testing.T, url string, hdr map[string]string) timed {
 	t.Helper()
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	start := time.Now()
-	resp, err := boundedClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	v := timed{status: resp.StatusCode}
-	last := start
-	buf := make([]byte, 64<<10)
-	for {
-		k, err := resp.Body.Read(buf)
-		if now := time.Now(); k > 0 {
-			if v.body == nil {
-				v.firstByte = now.Sub(start)
-			}
-			v.longest = max(v.longest, now.Sub(last))
-			last = now
-			v.body = append(v.body, buf[:k]...)
-		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				v.err = err
-			}
-			break
-		}
-	}
-	v.took = time.Since(start)
-	return v
+	d := startDownload(t, url, hdr)
+	d.measure, d.last = true, d.start
+	err := d.read(-1)
+	return timed{status: d.resp.StatusCode, body: d.got, err: err,
+		firstByte: d.firstByte, longest: d.longest, took: time.Since(d.start)}
 }

@@ -315,7 +315,7 @@ func (b *bench) viewers(ctx context.Context) error {
 		pids            map[string]int
 		tree            bool
 	}{
-		{"nginx-slice", "nginx proxy_cache + slice (1 MiB)", b.nginx.caches[0], map[string]int{"nginx": b.nginx.proc.pid()}, true},
+		{"nginx-slice", "nginx proxy_cache + slice (1 MiB), sendfile off", b.nginx.players, map[string]int{"nginx": b.nginx.proc.pid()}, true},
 		{"p2pd-edge", "p2pd edge + cachenode (separate services)", b.svc.edgeAddr, map[string]int{"edge": b.svc.edge.pid(), "cachenode": b.svc.cache.pid()}, false},
 	}
 	b.res.Viewers = map[string]viewerResult{}

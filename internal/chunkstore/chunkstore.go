@@ -425,7 +425,7 @@ func (s *Store) writeTemp(dir, prefix string, data, tail []byte, sync bool) (str
 			break
 		}
 		if err = os.Mkdir(dir, 0o755); err == nil {
-			syncDir(filepath.Dir(dir))
+			syncPath(filepath.Dir(dir))
 		} else if !errors.Is(err, fs.ErrExist) {
 			return "", err
 		}
@@ -451,13 +451,14 @@ func (s *Store) writeTemp(dir, prefix string, data, tail []byte, sync bool) (str
 	return tmp, nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// syncPath flushes a file, or a directory's entries, to the disk.
+func syncPath(path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	defer f.Close()
+	return f.Sync()
 }
 
 // Get reads chunk idx of root into buf (grown if too small), checks it
@@ -538,7 +539,7 @@ func (s *Store) rewrite(el *list.Element, data []byte, want manifest.Digest) {
 	s.bytes += int64(len(data)) - e.size
 	e.size = int64(len(data))
 	s.mu.Unlock()
-	syncDir(dir)
+	syncPath(dir)
 }
 
 // readChunk reads the chunk file at path: its bytes into buf (grown if too
@@ -712,7 +713,7 @@ func (s *Store) PutManifest(m *manifest.Manifest) error {
 		os.Remove(tmp)
 		return fmt.Errorf("put manifest %s: %w", m.Root, err)
 	}
-	syncDir(dir)
+	syncPath(dir)
 	return nil
 }
 

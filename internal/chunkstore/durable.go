@@ -2,7 +2,6 @@ package chunkstore
 
 import (
 	"container/list"
-	"os"
 
 	"github.com/p2pd/p2pd/internal/manifest"
 )
@@ -68,12 +67,12 @@ func (s *Store) syncLoop() {
 		for _, u := range batch {
 			// A chunk evicted or dropped meanwhile has no file left:
 			// nothing to make durable, nothing to acknowledge.
-			if syncFile(u.path) == nil {
+			if syncPath(u.path) == nil {
 				dirs[u.dir] = true
 			}
 		}
 		for d := range dirs {
-			syncDir(d)
+			syncPath(d)
 		}
 		var roots []manifest.Digest
 		s.mu.Lock()
@@ -108,13 +107,4 @@ func (s *Store) Sync() {
 	for s.syncing && s.syncedBatches < target {
 		s.synced.Wait()
 	}
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

@@ -18,9 +18,11 @@ import (
 // peer, with three differences that matter for chunk-sized messages:
 //   - buffers come from Buffers, which does not zero them;
 //   - a received FetchResponse is decoded straight from the frames it
-//     arrived in into its data slice. gRPC's codec copies the frames into
-//     one contiguous buffer first, and then into the message: one full
-//     copy of every chunk more;
+//     arrived in into its data slice, which may be lent (a ChunkReader
+//     lends the place in the chunk buffer the piece belongs at). gRPC's
+//     codec copies the frames into one contiguous buffer first, and then
+//     into the message; the reader copied that into the chunk: two full
+//     copies of every chunk more, and a chunk-sized allocation each;
 //   - a FetchResponse to send is not copied at all: its encoding is a few
 //     header bytes followed by its data where it lies, which gRPC's writer
 //     copies into HTTP/2 frames. The data must therefore stay unmodified
@@ -116,7 +118,8 @@ var errWire = errors.New("spp codec: malformed FetchResponse")
 
 // decodeFetchResponse parses the protobuf encoding of a FetchResponse
 // (chunk = 1, offset = 2, data = 3), copying the data once, from the
-// received buffers into a slice of its own. Unknown fields are skipped.
+// received buffers into m.Data's own room when it has enough, else into
+// a slice of its own. Unknown fields are skipped.
 func decodeFetchResponse(data mem.BufferSlice, m *sppv1.FetchResponse) error {
 	r := data.Reader()
 	defer r.Close()
@@ -149,7 +152,15 @@ func decodeFetchResponse(data mem.BufferSlice, m *sppv1.FetchResponse) error {
 				}
 				continue
 			}
-			b := make([]byte, n)
+			// Into the room m.Data brings, if it has enough (ChunkReader
+			// lends the piece's place in its chunk buffer), else a slice
+			// of its own.
+			var b []byte
+			if uint64(cap(m.Data)) >= n {
+				b = m.Data[:n]
+			} else {
+				b = make([]byte, n)
+			}
 			if _, err := io.ReadFull(r, b); err != nil {
 				return errWire
 			}

@@ -87,3 +87,31 @@ func TestCodecRejectsTruncatedData(t *testing.T) {
 		}
 	}
 }
+
+// A FetchResponse whose Data has room enough is decoded into that room (a
+// ChunkReader lends the piece's place in its chunk); one with too little
+// gets a slice of its own, and the room is left alone.
+func TestCodecDecodesIntoLentRoom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	data := make([]byte, 1000)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	wire, _ := proto.Marshal(&sppv1.FetchResponse{Chunk: 2, Offset: 4096, Data: data})
+	room := make([]byte, 0, 2000)
+	m := &sppv1.FetchResponse{Data: room}
+	if err := Codec().Unmarshal(split(wire, rng), m); err != nil || !bytes.Equal(m.Data, data) || m.Offset != 4096 {
+		t.Fatalf("decoded %v, offset %d", err, m.Offset)
+	}
+	if &m.Data[0] != &room[:1][0] {
+		t.Error("data not decoded into the room lent")
+	}
+	small := make([]byte, 0, 500)
+	m = &sppv1.FetchResponse{Data: small}
+	if err := Codec().Unmarshal(split(wire, rng), m); err != nil || !bytes.Equal(m.Data, data) {
+		t.Fatalf("decoded %v", err)
+	}
+	if !bytes.Equal(small[:500], make([]byte, 500)) {
+		t.Error("a room too small was written to")
+	}
+}

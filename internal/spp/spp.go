@@ -229,32 +229,27 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 		return 0, nil, fmt.Errorf("chunk %d of %s: out of range", idx, r.m.Root)
 	}
 	size := r.m.ChunkLen(idx)
-	var dst []byte
-	if cap(buf) >= size {
-		dst = buf[:size]
+	if cap(buf) < size {
+		buf = make([]byte, size)
 	}
+	buf = buf[:size]
 	got := 0
 	for got < size {
-		msg, err := r.recv()
-		if err != nil {
+		// The codec decodes a piece's data straight into the room its
+		// message's Data has: here, where the piece belongs in buf.
+		msg := &sppv1.FetchResponse{Data: buf[got:got]}
+		if err := r.recv(msg); err != nil {
 			return 0, nil, err
 		}
 		if int(msg.Chunk) != idx || int(msg.Offset) != got || got+len(msg.Data) > size {
 			return 0, nil, fmt.Errorf("%w: got chunk %d offset %d (%d bytes), want chunk %d offset %d", ErrProtocol, msg.Chunk, msg.Offset, len(msg.Data), idx, got)
 		}
 		r.recvd.Add(int64(len(msg.Data)))
-		if dst == nil && len(msg.Data) == size {
-			// The whole chunk in one piece, in a slice of its own (the
-			// message is ours alone): keep it rather than copy it.
-			dst, got = msg.Data, size
-			break
+		if len(msg.Data) > 0 && &msg.Data[0] != &buf[got] {
+			copy(buf[got:], msg.Data) // decoded elsewhere (another codec)
 		}
-		if dst == nil {
-			dst = make([]byte, size)
-		}
-		got += copy(dst[got:], msg.Data)
+		got += len(msg.Data)
 	}
-	buf = dst
 	if err := r.m.Verify(idx, buf); err != nil {
 		telemetry.DigestFailure(r.ctx, r.m.Root.String(), idx)
 		return 0, nil, fmt.Errorf("chunk %d of %s: %w", idx, r.m.Root, err)
@@ -263,19 +258,18 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 	return idx, buf, nil
 }
 
-func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
+func (r *ChunkReader) recv(msg *sppv1.FetchResponse) error {
 	if r.stall != nil {
 		r.stall.wait()
 	}
-	msg, err := r.stream.Recv()
-	if err != nil {
+	if err := r.stream.RecvMsg(msg); err != nil {
 		if r.stall != nil && r.stall.stalled() {
-			return nil, fmt.Errorf("%w after %v", ErrStalled, r.timeout)
+			return fmt.Errorf("%w after %v", ErrStalled, r.timeout)
 		}
 		if err == io.EOF {
-			return nil, fmt.Errorf("%w: stream ended before chunk %d", ErrProtocol, r.want[r.pos])
+			return fmt.Errorf("%w: stream ended before chunk %d", ErrProtocol, r.want[r.pos])
 		}
-		return nil, err
+		return err
 	}
 	if r.stall != nil {
 		// Until the next recv, the reader is not waiting: a consumer
@@ -283,5 +277,5 @@ func (r *ChunkReader) recv() (*sppv1.FetchResponse, error) {
 		// is no stall of the sender's.
 		r.stall.progress()
 	}
-	return msg, nil
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	"github.com/p2pd/p2pd/internal/manifest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 	grpcpeer "google.golang.org/grpc/peer"
 )
 
@@ -45,7 +48,17 @@ func honest(p *peer, req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1
 	return nil
 }
 
-func start(t *testing.T, serve func(*peer, *sppv1.FetchRequest, grpc.ServerStreamingServer[sppv1.FetchResponse]) error) (*peer, sppv1.ChunkServiceClient) {
+// codecs are the client's decoders a reader must work with: gRPC's own
+// protobuf codec, and p2pd's, which decodes a piece in place.
+var codecs = []struct {
+	name string
+	opts []grpc.DialOption
+}{
+	{"proto", nil},
+	{"spp", []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodecV2(Codec()))}},
+}
+
+func start(t *testing.T, serve func(*peer, *sppv1.FetchRequest, grpc.ServerStreamingServer[sppv1.FetchResponse]) error, dial ...grpc.DialOption) (*peer, sppv1.ChunkServiceClient) {
 	t.Helper()
 	data, m := testData(t)
 	p := &peer{data: data, m: m, serve: serve}
@@ -57,7 +70,7 @@ func start(t *testing.T, serve func(*peer, *sppv1.FetchRequest, grpc.ServerStrea
 	sppv1.RegisterChunkServiceServer(srv, p)
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
-	pool := NewPool(grpc.WithTransportCredentials(insecure.NewCredentials()))
+	pool := NewPool(append(dial, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	t.Cleanup(pool.Close)
 	c, err := pool.Client(l.Addr().String())
 	if err != nil {
@@ -101,14 +114,57 @@ func readAll(p *peer, c sppv1.ChunkServiceClient, chunks []uint32, stall time.Du
 }
 
 func TestHonestPeerInAnyOrder(t *testing.T) {
-	p, c := start(t, honest)
-	out, rest, err := readAll(p, c, []uint32{3, 0, 2, 1}, time.Minute)
-	if err != nil || len(rest) != 0 {
-		t.Fatal(err, rest)
+	for _, cd := range codecs {
+		t.Run(cd.name, func(t *testing.T) {
+			p, c := start(t, honest, cd.opts...)
+			out, rest, err := readAll(p, c, []uint32{3, 0, 2, 1}, time.Minute)
+			if err != nil || len(rest) != 0 {
+				t.Fatal(err, rest)
+			}
+			want := append(append(append(bytes.Clone(p.chunk(3)), p.chunk(0)...), p.chunk(2)...), p.chunk(1)...)
+			if !bytes.Equal(out, want) {
+				t.Fatal("bytes differ")
+			}
+		})
 	}
-	want := append(append(append(bytes.Clone(p.chunk(3)), p.chunk(0)...), p.chunk(2)...), p.chunk(1)...)
-	if !bytes.Equal(out, want) {
-		t.Fatal("bytes differ")
+}
+
+// lending is p2pd's codec, counting the FetchResponses it was given room
+// to decode into.
+type lending struct {
+	encoding.CodecV2
+	lent atomic.Int64
+}
+
+func (l *lending) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*sppv1.FetchResponse); ok && cap(m.Data) > 0 {
+		l.lent.Add(1)
+	}
+	return l.CodecV2.Unmarshal(data, v)
+}
+
+// A chunk is decoded into the buffer given to Next, not into a slice of
+// its own then copied; a buffer too small is replaced.
+func TestNextDecodesIntoTheBuffer(t *testing.T) {
+	codec := &lending{CodecV2: Codec()}
+	p, c := start(t, honest, grpc.WithDefaultCallOptions(grpc.ForceCodecV2(codec)))
+	r, err := Open(context.Background(), c, p.m, &sppv1.FetchRequest{Root: p.m.Root[:], Chunks: []uint32{0, 3}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	buf := make([]byte, 10, p.m.ChunkLen(0)+5)
+	_, data, err := r.Next(buf)
+	if err != nil || !bytes.Equal(data, p.chunk(0)) {
+		t.Fatalf("chunk 0: %v", err)
+	}
+	if &data[0] != &buf[:1][0] || codec.lent.Load() == 0 {
+		t.Errorf("chunk 0 was not decoded into the buffer given (%d pieces lent room)", codec.lent.Load())
+	}
+	small := make([]byte, 0, 16)
+	_, data, err = r.Next(small)
+	if err != nil || !bytes.Equal(data, p.chunk(3)) || !bytes.Equal(small[:16], make([]byte, 16)) {
+		t.Fatalf("chunk 3 with a small buffer: %v", err)
 	}
 }
 
@@ -132,6 +188,10 @@ func TestMisbehavingPeers(t *testing.T) {
 			SendChunk(s, 0, p.chunk(0))
 			return s.Send(&sppv1.FetchResponse{Chunk: 1, Data: make([]byte, p.m.ChunkLen(1)+1)})
 		}, ErrProtocol},
+		{"wrong offset", func(p *peer, req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+			SendChunk(s, 0, p.chunk(0))
+			return s.Send(&sppv1.FetchResponse{Chunk: 1, Offset: 7, Data: p.chunk(1)[7:]})
+		}, ErrProtocol},
 		{"ends early", func(p *peer, req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
 			SendChunk(s, 0, p.chunk(0))
 			return s.Send(&sppv1.FetchResponse{Chunk: 1, Data: p.chunk(1)[:100]})
@@ -142,17 +202,19 @@ func TestMisbehavingPeers(t *testing.T) {
 			return nil
 		}, ErrStalled},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p, c := start(t, tc.serve)
-			out, rest, err := readAll(p, c, []uint32{0, 1}, time.Second)
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("err %v, want %v", err, tc.want)
-			}
-			// The verified first chunk is delivered; nothing of the bad one.
-			if !bytes.Equal(out, p.chunk(0)) || len(rest) != 1 || rest[0] != 1 {
-				t.Fatalf("delivered %d bytes, remaining %v", len(out), rest)
-			}
-		})
+		for _, cd := range codecs {
+			t.Run(tc.name+"/"+cd.name, func(t *testing.T) {
+				p, c := start(t, tc.serve, cd.opts...)
+				out, rest, err := readAll(p, c, []uint32{0, 1}, time.Second)
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("err %v, want %v", err, tc.want)
+				}
+				// The verified first chunk is delivered; nothing of the bad one.
+				if !bytes.Equal(out, p.chunk(0)) || len(rest) != 1 || rest[0] != 1 {
+					t.Fatalf("delivered %d bytes, remaining %v", len(out), rest)
+				}
+			})
+		}
 	}
 }
 
