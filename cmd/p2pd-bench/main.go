@@ -657,6 +657,11 @@ func (b *bench) sequential(ctx context.Context) error {
 				stop = b.profileDuring(ctx, "sequential", 2, map[string]string{
 					"cachenode": b.svc.cacheOps, "edge": b.svc.eOps})
 			}
+			if t.key == "p2pd-single" && pass == 0 {
+				// And of a cold one through a cache node of the swarm.
+				stop = b.profileDuring(ctx, "cold-single", 2, map[string]string{
+					"p2pd cache": b.p2p.cacheOps[0], "p2pd server": b.p2p.serverOps})
+			}
 			d, err := b.fetchFull(ctx, t.addr, name)
 			if stop != nil {
 				stop()
@@ -760,11 +765,11 @@ func (b *bench) cold(ctx context.Context) error {
 func (b *bench) profileDuring(ctx context.Context, measure string, seconds int, ops map[string]string) func() {
 	dir := filepath.Join(b.work, "profiles")
 	os.MkdirAll(dir, 0o755)
-	bins := map[string]string{"origin": "origin", "cachenode": "cachenode", "edge": "edge"}
+	bins := map[string]string{"origin": "origin", "cachenode": "cachenode", "edge": "edge", "p2pd cache": "p2pd", "p2pd server": "p2pd"}
 	var wg sync.WaitGroup
 	paths := map[string]string{}
 	for name, addr := range ops {
-		path := filepath.Join(dir, measure+"-"+name+".pprof")
+		path := filepath.Join(dir, strings.ReplaceAll(measure+"-"+name, " ", "_")+".pprof")
 		paths[name] = path
 		wg.Go(func() {
 			if err := profile(ctx, addr, seconds, path); err != nil {

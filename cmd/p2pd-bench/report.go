@@ -46,9 +46,11 @@ type results struct {
 
 	OffloadP2PD, OffloadNginx offloadResult
 
-	// Profiles of the p2pd services by measure ("sequential", "cold") and
-	// service.
+	// Profiles of the p2pd services by measure ("sequential", "cold",
+	// "cold-single", "viewers") and service.
 	Profiles map[string]map[string]string
+	// ViewerProfileN is the size of the viewer trial profiled.
+	ViewerProfileN int
 }
 
 const (
@@ -252,6 +254,8 @@ func (r *results) markdown() string {
 	for _, m := range []struct{ key, title string }{
 		{"sequential", "the hot sequential download through the edge (second pass)"},
 		{"cold", "the cold download through the edge"},
+		{"cold-single", "the cold sequential download through one cache node of the single binary (first pass)"},
+		{"viewers", fmt.Sprintf("the viewer trial of %d viewers through the edge (the first that failed, or else the largest)", r.ViewerProfileN)},
 	} {
 		profs := r.Profiles[m.key]
 		if len(profs) == 0 {
@@ -259,7 +263,7 @@ func (r *results) markdown() string {
 		}
 		p("### CPU profiles during %s", m.title)
 		p("")
-		for _, n := range []string{"origin", "cachenode", "edge"} {
+		for _, n := range []string{"origin", "cachenode", "edge", "p2pd server", "p2pd cache"} {
 			if prof, ok := profs[n]; ok {
 				p("%s:", n)
 				p("")

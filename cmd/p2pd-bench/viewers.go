@@ -260,10 +260,17 @@ func runViewers(ctx context.Context, addr string, files []wrkFile, n int, ramp, 
 // rebuffer: doubling from start until a trial fails or limit is reached,
 // then halving the gap twice. Every trial is bounded in time, and at most
 // about a dozen run.
-func capacity(ctx context.Context, logf func(string, ...any), key, addr string, files []wrkFile, start, limit int, ramp, d time.Duration, pids map[string]int, tree bool) (best *viewerTrial, trials []*viewerTrial) {
+// onTrial, if not nil, is called as a trial of n viewers starts; the
+// function it returns, when the trial ends.
+func capacity(ctx context.Context, logf func(string, ...any), key, addr string, files []wrkFile, start, limit int, ramp, d time.Duration, pids map[string]int, tree bool, onTrial func(n int) func()) (best *viewerTrial, trials []*viewerTrial) {
 	best = &viewerTrial{}
 	try := func(n int) *viewerTrial {
+		done := func() {}
+		if onTrial != nil {
+			done = onTrial(n)
+		}
 		t := runViewers(ctx, addr, files, n, ramp, d, pids, tree)
+		done()
 		logf("   viewers %s: %d viewers, %d rebuffers, %d never started, %d failed, %d load generator errors, %.0f MB/s, %.2f CPU s/GiB",
 			key, n, t.Rebuffers, t.NoStart, t.Failed, t.LoadGen, float64(t.Bytes)/(ramp+d).Seconds()/1e6, sumCPU(t.CPU))
 		if r := t.reasons(); r != "" {
@@ -327,8 +334,20 @@ func (b *bench) viewers(ctx context.Context) error {
 				return fmt.Errorf("%s: warm-up: %w", t.key, err)
 			}
 		}
-		best, trials := capacity(ctx, b.logf, t.key, t.addr, files, start, limit, ramp, d, t.pids, t.tree)
+		var onTrial func(int) func()
+		if t.key == "p2pd-edge" {
+			// Where the CPU goes at each size; the report keeps the
+			// trial that decided the capacity.
+			onTrial = func(n int) func() {
+				return b.profileDuring(ctx, fmt.Sprintf("viewers-%d", n), int((ramp + d/2).Seconds()), map[string]string{
+					"cachenode": b.svc.cacheOps, "edge": b.svc.eOps})
+			}
+		}
+		best, trials := capacity(ctx, b.logf, t.key, t.addr, files, start, limit, ramp, d, t.pids, t.tree, onTrial)
 		b.res.Viewers[t.key] = viewerResult{Name: t.name, Best: best, Trials: trials, Watch: d, Limit: limit}
+		if onTrial != nil {
+			b.keepViewerProfile(best, trials)
+		}
 	}
 	return ctx.Err()
 }
@@ -340,4 +359,25 @@ type viewerResult struct {
 	Trials []*viewerTrial
 	Watch  time.Duration
 	Limit  int
+}
+
+// keepViewerProfile keeps the profiles of the trial that decided the
+// capacity, the first that failed or else the largest, as "viewers", and
+// drops the other trials' (their files stay in the work directory).
+func (b *bench) keepViewerProfile(best *viewerTrial, trials []*viewerTrial) {
+	decisive := best
+	for _, t := range trials {
+		if !t.ok() {
+			decisive = t
+			break
+		}
+	}
+	for _, t := range trials {
+		key := fmt.Sprintf("viewers-%d", t.Viewers)
+		if t == decisive && b.res.Profiles[key] != nil {
+			b.res.Profiles["viewers"] = b.res.Profiles[key]
+			b.res.ViewerProfileN = t.Viewers
+		}
+		delete(b.res.Profiles, key)
+	}
 }
