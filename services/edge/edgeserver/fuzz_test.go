@@ -250,7 +250,7 @@ func (n fakeNodes) Fetch(ctx context.Context, in *sppv1.FetchRequest, _ ...grpc.
 }
 
 type fakeStream struct {
-	grpc.ClientStream // nil: only Recv and Header are used
+	grpc.ClientStream // nil: only Recv, RecvMsg and Header are used
 	ctx               context.Context
 	pieces            []*sppv1.FetchResponse
 }
@@ -268,4 +268,17 @@ func (s *fakeStream) Recv() (*sppv1.FetchResponse, error) {
 	p := s.pieces[0]
 	s.pieces = s.pieces[1:]
 	return p, nil
+}
+
+// RecvMsg is what spp's reader calls: the piece lands in m as p2pd's codec
+// puts it, in the room m.Data lends when it is large enough.
+func (s *fakeStream) RecvMsg(m any) error {
+	p, err := s.Recv()
+	if err != nil {
+		return err
+	}
+	r := m.(*sppv1.FetchResponse)
+	r.Chunk, r.Offset = p.Chunk, p.Offset
+	r.Data = append(r.Data[:0], p.Data...)
+	return nil
 }
