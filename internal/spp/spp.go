@@ -236,8 +236,10 @@ func (r *ChunkReader) Next(buf []byte) (int, []byte, error) {
 	got := 0
 	for got < size {
 		// The codec decodes a piece's data straight into the room its
-		// message's Data has: here, where the piece belongs in buf.
-		msg := &sppv1.FetchResponse{Data: buf[got:got]}
+		// message's Data has: here, where the piece belongs in buf, and
+		// no further than the chunk's end (a piece too long for it is
+		// decoded elsewhere, and refused below).
+		msg := &sppv1.FetchResponse{Data: buf[got:got:size]}
 		if err := r.recv(msg); err != nil {
 			return 0, nil, err
 		}

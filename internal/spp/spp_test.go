@@ -184,6 +184,11 @@ func TestMisbehavingPeers(t *testing.T) {
 			SendChunk(s, 0, p.chunk(0))
 			return SendChunk(s, 2, p.chunk(2))
 		}, ErrProtocol},
+		{"piece past the chunk's end", func(p *peer, req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+			SendChunk(s, 0, p.chunk(0))
+			SendChunk(s, 1, p.chunk(1)[:100])
+			return s.Send(&sppv1.FetchResponse{Chunk: 1, Offset: 100, Data: make([]byte, p.m.ChunkLen(1))})
+		}, ErrProtocol},
 		{"overlong piece", func(p *peer, req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
 			SendChunk(s, 0, p.chunk(0))
 			return s.Send(&sppv1.FetchResponse{Chunk: 1, Data: make([]byte, p.m.ChunkLen(1)+1)})
@@ -245,5 +250,26 @@ func TestPoolSpreadsStreamsOverConnections(t *testing.T) {
 		if n != 3 {
 			t.Fatalf("connection %s carried %d streams, want 3 (%v)", a, n, from)
 		}
+	}
+}
+
+// A piece longer than what is left of its chunk is refused, and never
+// written past the chunk's end into the rest of the buffer given.
+func TestPieceNeverWritesPastTheChunk(t *testing.T) {
+	p, c := start(t, func(p *peer, req *sppv1.FetchRequest, s grpc.ServerStreamingServer[sppv1.FetchResponse]) error {
+		return s.Send(&sppv1.FetchResponse{Chunk: 0, Data: make([]byte, p.m.ChunkLen(0)+32)})
+	}, codecs[1].opts...)
+	r, err := Open(context.Background(), c, p.m, &sppv1.FetchRequest{Root: p.m.Root[:], Chunks: []uint32{0}}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	size := p.m.ChunkLen(0)
+	buf := bytes.Repeat([]byte{0xAA}, size+64)
+	if _, _, err := r.Next(buf[:0]); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("err %v, want %v", err, ErrProtocol)
+	}
+	if !bytes.Equal(buf[size:], bytes.Repeat([]byte{0xAA}, 64)) {
+		t.Error("the bytes past the chunk's end were written")
 	}
 }

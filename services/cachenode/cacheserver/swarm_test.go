@@ -136,12 +136,13 @@ func TestStalledSourceIsAbandoned(t *testing.T) {
 		if n := metricValue(t, cn.reg, "p2pd_cachenode_upstream_failures_total", "source", "peer"); n == 0 {
 			t.Fatal("the stall was not counted as a failure")
 		}
-		// The peer delivered what it sent before stalling; the origin the
-		// rest, each chunk once.
+		// The peer delivered a part before stalling (its first chunk at
+		// least: the end game may bring its second from the origin
+		// first), the origin the rest, each chunk once.
 		peer := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "peer")
 		origin := metricValue(t, cn.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin")
-		if peer < 2*testChunkSize || peer+origin != float64(len(data)) {
-			t.Fatalf("fetched %v bytes from the peer and %v from the origin, want >= 2 chunks and %d in all", peer, origin, len(data))
+		if peer < testChunkSize || peer+origin != float64(len(data)) {
+			t.Fatalf("fetched %v bytes from the peer and %v from the origin, want >= 1 chunk and %d in all", peer, origin, len(data))
 		}
 		waitMetric(t, o.reg, origin, "p2pd_origin_egress_bytes_total")
 	})
