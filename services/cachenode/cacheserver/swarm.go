@@ -170,17 +170,24 @@ func (j *job) eligible(w *want) []upstream {
 	return out
 }
 
-// schedule hands pending chunks to sources, starts the end game for idle
-// sources, and lands the chunks no source is left for. Called with j.mu
-// held, at the start and whenever a worker ends.
-// plan is the workers a scheduling round starts, one per source, in the
-// order they were first given a chunk.
+// plan is the workers a scheduling round starts, in the order they were
+// first given a chunk: one per source and way of asking. A source may
+// hold some of a job's chunks and be the relay of others; the chunks it
+// holds are asked local-only, the ones it relays must be asked as a
+// relay request (it fetches them first), so they go on two streams. One
+// stream for both asked the relayed chunks local-only: the source
+// answered NotFound and the asker took them from outside the region.
 type plan struct {
-	bySrc map[string]*worker
+	byKey map[planKey]*worker
 	order []*worker
 }
 
-func newPlan() *plan { return &plan{bySrc: map[string]*worker{}} }
+type planKey struct {
+	id      string
+	through bool // the source fetches what it misses (fetchesThrough)
+}
+
+func newPlan() *plan { return &plan{byKey: map[planKey]*worker{}} }
 
 // assign gives w to the source of srcs that would finish it first, given
 // what each is already asked for (its queue over its estimated rate).
@@ -194,16 +201,20 @@ func (j *job) assign(p *plan, w *want, srcs []upstream) {
 		}
 	}
 	j.queued[best.ID] += size
-	wk := p.bySrc[best.ID]
+	k := planKey{best.ID, best.fetchesThrough()}
+	wk := p.byKey[k]
 	if wk == nil {
 		wk = &worker{src: best}
-		p.bySrc[best.ID] = wk
+		p.byKey[k] = wk
 		p.order = append(p.order, wk)
 	}
 	wk.ws = append(wk.ws, w)
 	w.active++
 }
 
+// schedule hands pending chunks to sources, starts the end game for idle
+// sources, and lands the chunks no source is left for. Called with j.mu
+// held, at the start and whenever a worker ends.
 func (j *job) schedule() {
 	if j.ctx.Err() != nil {
 		for _, w := range j.wants {

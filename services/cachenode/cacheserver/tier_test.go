@@ -1,11 +1,14 @@
 package cacheserver
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"testing"
 
 	trackerv1 "github.com/p2pd/p2pd/gen/tracker/v1"
+	"github.com/p2pd/p2pd/services/tracker/trackertest"
 )
 
 // TestSourcesClimb: a chunk's sources in the order a miss climbs: near
@@ -76,5 +79,46 @@ func TestSourcesClimb(t *testing.T) {
 				t.Fatalf("sources = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestHeldAndRelayedChunksOfOneSource: a region's shield holds every
+// other chunk of a file and is the relay of the rest. A cachenode of the
+// region missing the whole file asks the shield for the chunks it holds
+// as a holder and for the others as a relay request, on streams of their
+// own: nothing reaches it from the origin, and the origin sends the file
+// once.
+func TestHeldAndRelayedChunksOfOneSource(t *testing.T) {
+	cl := newCluster(t)
+	media := t.TempDir()
+	data, m := testFile(t, media, "hr.bin", 8*testChunkSize)
+	o := cl.startOrigin(media)
+	cl.waitHolders(m.Root, 0, "x", "origin")
+	shield := cl.startCache("shield", t.TempDir(), Config{FetchMisses: true, Prefetch: -1, Region: "a", Shield: true})
+	for i := 0; i < m.ChunkCount(); i += 2 {
+		got, err := shield.fetch(t.Context(), m, []uint32{uint32(i)}, false)
+		if err != nil || !bytes.Equal(got, data[i*testChunkSize:(i+1)*testChunkSize]) {
+			t.Fatalf("shield fetch of chunk %d: %v", i, err)
+		}
+	}
+	cl.waitHolders(m.Root, 6, "x", "shield")
+
+	me := cl.startCache("me", t.TempDir(), Config{FetchMisses: true, Prefetch: -1, Region: "a"})
+	trackertest.Eventually(t, "me registered", func() bool {
+		resp, err := cl.tracker.ListNodes(context.Background(), &trackerv1.ListNodesRequest{})
+		return err == nil && len(resp.Nodes) == 3
+	})
+	got, err := me.fetch(t.Context(), m, allChunks(m), false)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch: %v", err)
+	}
+	if n := metricValue(t, me.reg, "p2pd_cachenode_fetched_bytes_total", "source", "origin"); n != 0 {
+		t.Errorf("the region's cachenode fetched %v bytes from the origin; want 0 (held chunks from its shield, the rest through it)", n)
+	}
+	if n := metricValue(t, me.reg, "p2pd_cachenode_fetched_region_bytes_total", "tier", "relay"); n != float64(4*testChunkSize) {
+		t.Errorf("%v bytes came through the shield as a relay; want the 4 chunks it did not hold (%d)", n, 4*testChunkSize)
+	}
+	if egress := metricValue(t, o.reg, "p2pd_origin_egress_bytes_total"); egress != float64(len(data)) {
+		t.Errorf("the origin sent %v bytes of a %d-byte file; want it once", egress, len(data))
 	}
 }
